@@ -1,0 +1,174 @@
+"""The flow store: one directory per dataset, row-aligned by ``flow_id = arange(N)``.
+
+Layout::
+
+    store/
+      flows.parquet          flow_id, 5-tuple, times, label, attack_class, is_attack, source_file
+      flow_features.parquet  flow_id + CICFlowMeter-style statistics (float64)
+      packets/
+        manifest.json        T, channel names, shards [{file, lengths, first_flow_id, n_flows}]
+        shard_0000.npy       float32 [n, T, C] channels (memory-mappable), zero padded
+        shard_0000.len.npy   int32   [n] true packet count of each flow (may exceed T)
+
+A store built from a flow table alone (no captures) has a manifest with no shards:
+``Store.has_packets`` is then False and only flow-level models run on it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+#: Per-packet channels, in array order. Continuous first, then binary.
+CHANNELS: tuple[str, ...] = ("size", "iat", "win", "dir", "syn", "fin", "rst", "psh", "ack")
+CONTINUOUS_CHANNELS: tuple[str, ...] = CHANNELS[:3]
+BINARY_CHANNELS: tuple[str, ...] = CHANNELS[3:]
+
+#: Columns every flows.parquet carries.
+FLOW_COLUMNS: tuple[str, ...] = (
+    "flow_id", "src_ip", "src_port", "dst_ip", "dst_port", "protocol",
+    "first_ts", "last_ts", "n_packets", "label", "attack_class", "is_attack", "source_file",
+)
+
+#: Label given to a flow that matched no row of the label table (never silently benign).
+UNMATCHED = "UNMATCHED"
+BENIGN = "BENIGN"
+
+MANIFEST = "manifest.json"
+
+
+class StoreError(ValueError):
+    """A store on disk is missing, inconsistent or unreadable."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    file: str
+    lengths_file: str
+    first_flow_id: int
+    n_flows: int
+
+
+class Store:
+    """Read access to a flow store; packet shards are memory-mapped, never loaded whole."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        if not (self.root / "flows.parquet").exists():
+            raise StoreError(f"{self.root}: not a flow store (no flows.parquet); run the extract rule first")
+        manifest_path = self.root / "packets" / MANIFEST
+        if not manifest_path.exists():
+            raise StoreError(f"{manifest_path}: missing packet manifest; the store was not written completely")
+        self.manifest = json.loads(manifest_path.read_text())
+        self.T = int(self.manifest["T"])
+        self.channels = tuple(self.manifest["channels"])
+        self.shards = [Shard(**s) for s in self.manifest["shards"]]
+        self._flows: pd.DataFrame | None = None
+        self._features: pd.DataFrame | None = None
+        self._maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    @property
+    def flows(self) -> pd.DataFrame:
+        if self._flows is None:
+            self._flows = pd.read_parquet(self.root / "flows.parquet")
+            if not np.array_equal(self._flows["flow_id"].to_numpy(), np.arange(len(self._flows))):
+                raise StoreError(f"{self.root}/flows.parquet: flow_id is not arange(N)")
+        return self._flows
+
+    @property
+    def flow_features(self) -> pd.DataFrame:
+        """Flow statistics indexed by flow_id (the flow_id column removed)."""
+        if self._features is None:
+            df = pd.read_parquet(self.root / "flow_features.parquet")
+            if len(df) != len(self.flows):
+                raise StoreError(
+                    f"{self.root}/flow_features.parquet has {len(df)} rows, flows.parquet {len(self.flows)}; "
+                    "regenerate the features for this store")
+            self._features = df.set_index("flow_id")
+        return self._features
+
+    @property
+    def has_packets(self) -> bool:
+        return bool(self.shards)
+
+    def _shard(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if k not in self._maps:
+            s = self.shards[k]
+            x = np.load(self.root / "packets" / s.file, mmap_mode="r")
+            n = np.load(self.root / "packets" / s.lengths_file, mmap_mode="r")
+            self._maps[k] = (x, n)
+        return self._maps[k]
+
+    def packets(self, flow_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Channels float32 [n, T, C] and true lengths int32 [n] of the given flows, in the given order."""
+        if not self.has_packets:
+            raise StoreError(f"{self.root}: this store has no packet sequences (built from a flow table)")
+        flow_ids = np.asarray(flow_ids, dtype=np.int64)
+        starts = np.array([s.first_flow_id for s in self.shards], dtype=np.int64)
+        which = np.searchsorted(starts, flow_ids, side="right") - 1
+        x = np.zeros((len(flow_ids), self.T, len(self.channels)), dtype=np.float32)
+        n = np.zeros(len(flow_ids), dtype=np.int32)
+        for k in np.unique(which):
+            sel = np.nonzero(which == k)[0]
+            xs, ns = self._shard(int(k))
+            local = flow_ids[sel] - self.shards[k].first_flow_id
+            if local.min() < 0 or local.max() >= self.shards[k].n_flows:
+                raise StoreError(f"{self.root}: flow_id out of range for shard {self.shards[k].file}")
+            x[sel] = xs[local]
+            n[sel] = ns[local]
+        return x, n
+
+
+class StoreWriter:
+    """Writes a store shard by shard, so a capture larger than RAM never has to be held at once."""
+
+    def __init__(self, root: str | Path, T: int):
+        self.root = Path(root)
+        (self.root / "packets").mkdir(parents=True, exist_ok=True)
+        self.T = T
+        self.shards: list[Shard] = []
+        self.n_flows = 0
+
+    def add_shard(self, channels: np.ndarray, lengths: np.ndarray) -> None:
+        channels = np.ascontiguousarray(channels, dtype=np.float32)
+        lengths = np.ascontiguousarray(lengths, dtype=np.int32)
+        if channels.ndim != 3 or channels.shape[1:] != (self.T, len(CHANNELS)) or len(lengths) != len(channels):
+            raise StoreError(f"shard of shape {channels.shape} / {lengths.shape} does not fit T={self.T}, C={len(CHANNELS)}")
+        k = len(self.shards)
+        name = f"shard_{k:04d}.npy"
+        np.save(self.root / "packets" / name, channels)
+        np.save(self.root / "packets" / f"shard_{k:04d}.len.npy", lengths)
+        self.shards.append(Shard(name, f"shard_{k:04d}.len.npy", self.n_flows, len(channels)))
+        self.n_flows += len(channels)
+
+    def finish(self, flows: pd.DataFrame, flow_features: pd.DataFrame, has_packets: bool = True) -> None:
+        """Write flows/flow_features (row-aligned) and the manifest last, so a partial store is never taken as done."""
+        missing = [c for c in FLOW_COLUMNS if c not in flows.columns]
+        if missing:
+            raise StoreError(f"flows table lacks columns {missing}")
+        n = len(flows)
+        if has_packets and self.n_flows != n:
+            raise StoreError(f"packet shards hold {self.n_flows} flows but the flows table has {n}")
+        if len(flow_features) != n:
+            raise StoreError(f"flow_features has {len(flow_features)} rows, flows {n}")
+        flows = flows.copy()
+        flows["flow_id"] = np.arange(n, dtype=np.int64)
+        feats = flow_features.reset_index(drop=True).drop(columns=["flow_id"], errors="ignore")
+        feats.insert(0, "flow_id", np.arange(n, dtype=np.int64))
+        flows.to_parquet(self.root / "flows.parquet", index=False)
+        feats.to_parquet(self.root / "flow_features.parquet", index=False)
+        manifest = {
+            "T": self.T,
+            "channels": list(CHANNELS),
+            "n_flows": n,
+            "shards": [s.__dict__ for s in self.shards] if has_packets else [],
+        }
+        (self.root / "packets" / MANIFEST).write_text(json.dumps(manifest, indent=1))
+
+
+def open_store(root: str | Path) -> Store:
+    return Store(root)
