@@ -1,0 +1,13 @@
+rule split:
+    input:
+        flows="results/{ds}/store/flows.parquet",
+    output:
+        "results/{ds}/splits/seed{seed}.npz",
+    log:
+        "logs/split/{ds}_seed{seed}.log",
+    params:
+        split=config["split"],
+    conda:
+        "../envs/capture.yaml"
+    script:
+        "../scripts/split_make.py"
