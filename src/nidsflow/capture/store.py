@@ -170,5 +170,41 @@ class StoreWriter:
         (self.root / "packets" / MANIFEST).write_text(json.dumps(manifest, indent=1))
 
 
+    def finish_parts(self, flows: pd.DataFrame, feature_parts, has_packets: bool = True) -> None:
+        """Like :meth:`finish`, but flow_features comes as an iterable of row blocks (in flow order),
+        written to the parquet file block by block so the whole feature table is never in memory."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        missing = [c for c in FLOW_COLUMNS if c not in flows.columns]
+        if missing:
+            raise StoreError(f"flows table lacks columns {missing}")
+        n = len(flows)
+        if has_packets and self.n_flows != n:
+            raise StoreError(f"packet shards hold {self.n_flows} flows but the flows table has {n}")
+        flows = flows.copy()
+        flows["flow_id"] = np.arange(n, dtype=np.int64)
+        writer, written = None, 0
+        path = self.root / "flow_features.parquet"
+        try:
+            for part in feature_parts:
+                part = part.reset_index(drop=True).drop(columns=["flow_id"], errors="ignore")
+                part.insert(0, "flow_id", np.arange(written, written + len(part), dtype=np.int64))
+                table = pa.Table.from_pandas(part, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(path, table.schema)
+                writer.write_table(table)
+                written += len(part)
+        finally:
+            if writer is not None:
+                writer.close()
+        if written != n:
+            raise StoreError(f"flow_features has {written} rows, flows {n}")
+        flows.to_parquet(self.root / "flows.parquet", index=False)
+        manifest = {"T": self.T, "channels": list(CHANNELS), "n_flows": n,
+                    "shards": [s.__dict__ for s in self.shards] if has_packets else []}
+        (self.root / "packets" / MANIFEST).write_text(json.dumps(manifest, indent=1))
+
+
 def open_store(root: str | Path) -> Store:
     return Store(root)

@@ -1,0 +1,293 @@
+"""Bidirectional flow assembly from :class:`~nidsflow.capture.pcap.PacketBatch` es, streaming.
+
+A flow is keyed by the canonical 5-tuple {(addr A, port A), (addr B, port B), protocol}, with A the
+smaller endpoint, so both directions land in the same flow; the sender of the flow's first packet is
+the *forward* direction. The per-packet work runs in numba (:mod:`._flow_kernels`): an
+open-addressing hash table maps keys to slots of struct-of-arrays accumulators, so memory is
+bounded by the number of flows alive at once, never by the capture size.
+
+A flow ends (rules in this order, checked when its next packet arrives and, for the timeouts, by a
+sweep after every batch):
+
+1. **idle timeout**: the packet arrives more than ``idle_timeout_s`` after the flow's last packet
+   (the packet opens a new flow);
+2. **active timeout**: the packet arrives more than ``active_timeout_s`` after the flow's first
+   packet (the packet opens a new flow);
+3. **TCP termination** (``tcp_close``, CICFlowMeter-like): a packet with RST ends the flow (the RST
+   is part of it); once both directions have sent a FIN, the flow is *closing*: the next packet
+   without SYN and without payload (the last ACK) or with RST is added and ends the flow, any other
+   packet (a SYN reusing the ports, data) ends the flow and opens a new one; a closing flow that
+   sees nothing more ends at the idle sweep (reason ``fin``).
+4. end of capture: the flows still alive are ended (reason ``end_of_capture``); flows never span
+   two capture files.
+
+Fragments: the reader reports the ports of a first fragment and 0 for the others. A non-first
+fragment of TCP/UDP/SCTP (``is_fragment`` with both ports 0) cannot be attributed to its flow
+without reassembly, so it is **counted and skipped** (``skipped_nonfirst_fragments``); fragments of
+other protocols (ICMP, ...) carry no ports anyway and are folded into their flow.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from nidsflow.capture import _flow_kernels as K
+from nidsflow.capture.store import CHANNELS
+
+log = logging.getLogger(__name__)
+
+_L4_WITH_PORTS = (6, 17, 132)
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """Flow meter settings (seconds)."""
+
+    idle_timeout_s: float = 120.0
+    active_timeout_s: float = 1800.0
+    tcp_close: bool = True
+    T: int = 16
+    activity_timeout_s: float = 5.0   # CICFlowMeter's active/idle threshold
+    subflow_gap_s: float = 1.0        # CICFlowMeter's subflow gap
+    bulk_gap_s: float = 1.0           # CICFlowMeter's bulk gap
+    initial_slots: int = 1 << 14
+
+    def __post_init__(self):
+        for name in ("idle_timeout_s", "active_timeout_s", "activity_timeout_s", "subflow_gap_s", "bulk_gap_s"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"FlowConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        if int(self.T) < 1:
+            raise ValueError(f"FlowConfig.T must be >= 1, got {self.T!r}")
+
+    @classmethod
+    def from_extract_config(cls, cfg: dict) -> "FlowConfig":
+        """Build from the ``extract:`` config section (keys idle_timeout_s, active_timeout_s, T, tcp_close, ...)."""
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: cfg[k] for k in names if k in cfg})
+
+
+@dataclass
+class FlowChunk:
+    """Finished flows: canonical keys, accumulator rows (``_flow_kernels.STATE_COLUMNS``), channels."""
+
+    keys: np.ndarray      # uint64 [n, 6]
+    state: np.ndarray     # float64 [n, N_STATE]
+    channels: np.ndarray  # float32 [n, T, 9]
+
+    def __len__(self) -> int:
+        return int(self.keys.shape[0])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return (self.state[:, K.FWD_LEN] + self.state[:, K.BWD_LEN]).astype(np.int32)
+
+    @classmethod
+    def concat(cls, chunks: list["FlowChunk"], T: int) -> "FlowChunk":
+        if not chunks:
+            return cls(np.zeros((0, 6), np.uint64), np.zeros((0, K.N_STATE)), np.zeros((0, T, len(CHANNELS)), np.float32))
+        return cls(np.concatenate([c.keys for c in chunks]), np.concatenate([c.state for c in chunks]),
+                   np.concatenate([c.channels for c in chunks]))
+
+    def frame(self) -> pd.DataFrame:
+        """5-tuple (forward orientation), times and counts of each flow."""
+        fwd_is_a = self.state[:, K.FWD_IS_A] == 1.0
+        a = self.keys[:, 0:2]
+        b = self.keys[:, 2:4]
+        pa = (self.keys[:, 4] >> np.uint64(16)).astype(np.int32)
+        pb = (self.keys[:, 4] & np.uint64(0xFFFF)).astype(np.int32)
+        src = np.where(fwd_is_a[:, None], a, b)
+        dst = np.where(fwd_is_a[:, None], b, a)
+        reasons = np.asarray(K.END_REASONS + ("alive",))
+        return pd.DataFrame({
+            "src_ip": addresses_to_str(src),
+            "src_port": np.where(fwd_is_a, pa, pb),
+            "dst_ip": addresses_to_str(dst),
+            "dst_port": np.where(fwd_is_a, pb, pa),
+            "protocol": self.keys[:, 5].astype(np.int32),
+            "first_ts": self.state[:, K.FIRST_TS],
+            "last_ts": self.state[:, K.LAST_TS],
+            "n_packets": self.lengths.astype(np.int64),
+            "end_reason": reasons[self.state[:, K.END_REASON].astype(np.int64)],
+        })
+
+
+def addresses_to_str(words: np.ndarray) -> np.ndarray:
+    """uint64 [n, 2] address words (the reader's 16 bytes viewed as two native uint64) -> text;
+    IPv4-mapped addresses are written as dotted quads (vectorised), others in IPv6 notation."""
+    words = np.ascontiguousarray(words, dtype=np.uint64)
+    n = len(words)
+    out = np.empty(n, dtype=object)
+    if n == 0:
+        return out
+    raw = words.view(np.uint8).reshape(n, 16)
+    v4 = (raw[:, :10] == 0).all(axis=1) & (raw[:, 10] == 255) & (raw[:, 11] == 255)
+    if v4.any():
+        as_int = raw[v4, 12:].astype(np.uint32)
+        as_int = (as_int[:, 0] << 24) | (as_int[:, 1] << 16) | (as_int[:, 2] << 8) | as_int[:, 3]
+        uniq, inverse = np.unique(as_int, return_inverse=True)  # format each address once
+        text = np.asarray([f"{u >> 24}.{(u >> 16) & 255}.{(u >> 8) & 255}.{u & 255}" for u in uniq.tolist()],
+                          dtype=object)
+        out[v4] = text[inverse]
+    if (~v4).any():
+        idx = np.nonzero(~v4)[0]
+        uniq, inverse = np.unique(raw[idx], axis=0, return_inverse=True)
+        text = np.asarray([str(ipaddress.IPv6Address(bytes(r))) for r in uniq], dtype=object)
+        out[idx] = text[inverse.reshape(-1)]
+    return out
+
+
+@dataclass
+class MeterStats:
+    packets: int = 0
+    skipped_nonfirst_fragments: int = 0
+    flows: int = 0
+    ended_by: dict[str, int] = field(default_factory=dict)
+    max_alive_flows: int = 0
+
+
+class FlowMeter:
+    """Streaming bidirectional flow meter: ``add_batch`` returns the flows that ended, ``flush`` the rest."""
+
+    def __init__(self, cfg: FlowConfig | None = None):
+        self.cfg = cfg or FlowConfig()
+        cap = int(self.cfg.initial_slots)
+        self.T = int(self.cfg.T)
+        self._state = np.zeros((cap, K.N_STATE), np.float64)
+        self._keys = np.zeros((cap, 6), np.uint64)
+        self._chan = np.zeros((cap, self.T, len(CHANNELS)), np.float32)
+        self._table = np.full(_pow2(4 * cap), K.EMPTY, np.int64)
+        self._free = np.zeros(cap, np.int64)
+        self._out = np.zeros(max(1024, cap), np.int64)
+        # n_free, next_fresh_slot, n_out, tombstones, table_used
+        self._counters = np.zeros(5, np.int64)
+        self.stats = MeterStats()
+        self._last_ts = -np.inf
+
+    # ---- capacity ---------------------------------------------------------------------------
+    def _grow_slots(self) -> None:
+        cap = self._state.shape[0]
+        live = int(self._counters[4])
+        if self._counters[1] >= cap and self._counters[0] == 0:
+            new = 2 * cap
+            self._state = _grow(self._state, new)
+            self._keys = _grow(self._keys, new)
+            self._chan = _grow(self._chan, new)
+            self._free = _grow(self._free, new)
+        size = self._table.shape[0]
+        while (live + 1) * 4 > size:
+            size *= 2
+        self._table = np.full(size, K.EMPTY, np.int64)
+        self._counters[4] = K.table_rebuild(self._table, self._keys, self._state, int(self._counters[1]))
+        self._counters[3] = 0
+
+    def _drain(self) -> FlowChunk | None:
+        n = int(self._counters[2])
+        if n == 0:
+            return None
+        slots = self._out[:n].copy()
+        chunk = FlowChunk(self._keys[slots], self._state[slots], self._chan[slots])  # fancy indexing copies
+        nf = int(self._counters[0])
+        self._free[nf:nf + n] = slots
+        self._counters[0] = nf + n
+        self._counters[2] = 0
+        self.stats.flows += n
+        for r, c in zip(*np.unique(chunk.state[:, K.END_REASON].astype(np.int64), return_counts=True)):
+            name = K.END_REASONS[r]
+            self.stats.ended_by[name] = self.stats.ended_by.get(name, 0) + int(c)
+        return chunk
+
+    # ---- feeding ----------------------------------------------------------------------------
+    def add_batch(self, batch) -> list[FlowChunk]:
+        """Add one PacketBatch (time-ordered as in the file); returns the flows that ended."""
+        n = len(batch)
+        out: list[FlowChunk] = []
+        if n == 0:
+            return out
+        skip = batch.is_fragment & (batch.sport == 0) & (batch.dport == 0) & np.isin(batch.proto, _L4_WITH_PORTS)
+        n_skip = int(skip.sum())
+        self.stats.skipped_nonfirst_fragments += n_skip
+        self.stats.packets += n - n_skip
+        s64 = np.ascontiguousarray(batch.src).view(np.uint64).reshape(n, 2)
+        d64 = np.ascontiguousarray(batch.dst).view(np.uint64).reshape(n, 2)
+        hdr = batch.l4_header_len
+        cfg = self.cfg
+        pos = 0
+        while True:
+            pos, status = K.process_packets(
+                pos, batch.ts, s64, d64, batch.sport, batch.dport, batch.proto, batch.ip_len, hdr,
+                batch.payload_len, batch.tcp_flags, batch.tcp_win, skip,
+                self._state, self._keys, self._chan, self._table, self._free, self._counters, self._out,
+                float(cfg.idle_timeout_s), float(cfg.active_timeout_s), bool(cfg.tcp_close),
+                float(cfg.activity_timeout_s), float(cfg.subflow_gap_s), float(cfg.bulk_gap_s))
+            if status == K.ST_DONE:
+                break
+            if status == K.ST_NEED_OUT:
+                chunk = self._drain()
+                if chunk is not None:
+                    out.append(chunk)
+            else:
+                chunk = self._drain()  # finished slots become free before growing
+                if chunk is not None:
+                    out.append(chunk)
+                self._grow_slots()
+        self.stats.max_alive_flows = max(self.stats.max_alive_flows, int(self._counters[4]))
+        now = float(batch.ts[-1]) if n else self._last_ts
+        self._last_ts = max(self._last_ts, now)
+        out += self._expire(self._last_ts, flush_all=False)
+        return [c for c in out if len(c)]
+
+    def _expire(self, now: float, flush_all: bool) -> list[FlowChunk]:
+        out = []
+        while True:
+            ok = K.expire(now, self._state, self._keys, self._table, self._counters, self._out,
+                          float(self.cfg.idle_timeout_s), float(self.cfg.active_timeout_s), flush_all)
+            chunk = self._drain()
+            if chunk is not None:
+                out.append(chunk)
+            if ok:
+                return out
+
+    def flush(self) -> list[FlowChunk]:
+        """End every flow still alive (end of capture)."""
+        return self._expire(self._last_ts, flush_all=True)
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(4, int(np.ceil(np.log2(max(n, 16)))))
+
+
+def _grow(a: np.ndarray, n: int) -> np.ndarray:
+    b = np.zeros((n,) + a.shape[1:], a.dtype)
+    b[: a.shape[0]] = a
+    return b
+
+
+def iter_flows(batches: Iterable, cfg: FlowConfig | None = None,
+               stats_out: dict | None = None) -> Iterator[FlowChunk]:
+    """Flows of a stream of PacketBatches (e.g. a CaptureReader), as chunks, in the order they end;
+    the meter's :class:`MeterStats` is put in ``stats_out["meter"]`` when given."""
+    meter = FlowMeter(cfg)
+    for batch in batches:
+        yield from meter.add_batch(batch)
+    yield from meter.flush()
+    if stats_out is not None:
+        stats_out["meter"] = meter.stats
+
+
+def flows_of_capture(path, cfg: FlowConfig | None = None, batch_packets: int = 262144):
+    """All flows of one capture file at once (small files, tests): (FlowChunk, MeterStats, ReadStats)."""
+    from nidsflow.capture.pcap import CaptureReader
+
+    reader = CaptureReader(path, batch_packets=batch_packets)
+    meter = FlowMeter(cfg)
+    chunks = []
+    for batch in reader:
+        chunks += meter.add_batch(batch)
+    chunks += meter.flush()
+    return FlowChunk.concat(chunks, meter.T), meter.stats, reader.stats

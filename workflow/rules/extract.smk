@@ -1,0 +1,49 @@
+# Extraction: captures (+ label CSVs) -> flow store results/{ds}/store/ (see docs/design.md).
+
+
+def extract_dataset_params(wildcards):
+    """The dataset's own config section (driver, captures, labels, time_offset_s, ...)."""
+    return config["datasets"][wildcards.ds]
+
+
+rule extract:
+    input:
+        files=dataset_inputs,
+    output:
+        flows="results/{ds}/store/flows.parquet",
+        features="results/{ds}/store/flow_features.parquet",
+        packets=directory("results/{ds}/store/packets"),
+        report="results/{ds}/store/extract_report.json",
+    log:
+        "logs/extract/{ds}.log",
+    benchmark:
+        "benchmarks/extract/{ds}.tsv"
+    params:
+        dataset=extract_dataset_params,
+        extract=config["extract"],
+    threads: 1
+    conda:
+        "../envs/capture.yaml"
+    script:
+        "../scripts/extract_store.py"
+
+
+# Re-reads the captures of an existing store and recomputes its flow statistics (after a change to
+# features.py); the result sits beside the store's own flow_features.parquet, row-aligned with it.
+rule regenerate_features:
+    input:
+        files=dataset_inputs,
+        flows="results/{ds}/store/flows.parquet",
+    output:
+        features="results/{ds}/store/flow_features.regenerated.parquet",
+    log:
+        "logs/extract/{ds}_regenerate_features.log",
+    benchmark:
+        "benchmarks/extract/{ds}_regenerate_features.tsv"
+    params:
+        dataset=extract_dataset_params,
+        extract=config["extract"],
+    conda:
+        "../envs/capture.yaml"
+    script:
+        "../scripts/extract_regenerate_features.py"
