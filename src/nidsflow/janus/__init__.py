@@ -1,0 +1,6 @@
+"""JANUS (SPEC "JANUS"): packet-causal Transformer trained by joint continuous + discrete flow matching.
+
+Modules: ``data`` (normalisation, batches), ``paths`` (OT-CFM path, OT coupling, mixture path),
+``model`` (network and variants' flags), ``variants`` (config -> settings), ``train`` (training, resume),
+``score`` (10-d scores, phase 1, cross scoring), ``synthetic`` (small stores for tests and benchmarks).
+"""

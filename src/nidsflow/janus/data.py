@@ -1,0 +1,197 @@
+"""JANUS inputs: read flows from a store and normalise them with statistics fitted on benign train only.
+
+State of one flow (SPEC "JANUS"):
+
+* continuous: the flow-feature vector (on the FLOW token) and per packet (size, iat, win);
+* binary: per packet (dir, syn, fin, rst, psh, ack) in {0, 1}.
+
+Normalisation (:class:`Normaliser`, saved inside every JANUS checkpoint):
+
+* packet channels c in (size, iat, win):  z = (log1p(max(x, 0)) - mu_c) / sd_c, with mu_c, sd_c the
+  mean / std over the *valid* (non-padding) packets of benign train;
+* flow feature f:  y = sign(x) log1p(|x|)  (signed log1p), then the robust standardisation
+  z = clip((y - median_f) / (1.4826 MAD_f), -clip, clip); a feature whose MAD is 0 uses its std, and a
+  constant feature scale 1;
+* binary channels are thresholded at 0.5 to {0, 1}; padding is zero in every channel and masked.
+
+The store's T may exceed the model's T: packets beyond the model's T are truncated.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from nidsflow.capture.store import BINARY_CHANNELS, CHANNELS, CONTINUOUS_CHANNELS, Store
+
+log = logging.getLogger(__name__)
+
+N_CONT = len(CONTINUOUS_CHANNELS)
+N_BIN = len(BINARY_CHANNELS)
+_MAD_TO_SD = 1.4826
+_MIN_SCALE = 1e-6
+
+
+class JanusDataError(ValueError):
+    """The store does not hold what a JANUS model needs (features, packets, columns)."""
+
+
+def signed_log1p(x: np.ndarray) -> np.ndarray:
+    """y = sign(x) * log1p(|x|): compresses heavy tails of either sign, odd and monotone."""
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+@dataclass
+class JanusBatch:
+    """Tensors of a batch of flows, already normalised.
+
+    flow  float [B, F]      standardised flow features (F = 0 when unused)
+    pkt   float [B, T, 3]   standardised (size, iat, win), 0 at padding
+    bits  long  [B, T, 6]   (dir, syn, fin, rst, psh, ack) in {0, 1}, 0 at padding
+    valid bool  [B, T]      True where a real packet is
+    """
+
+    flow: torch.Tensor
+    pkt: torch.Tensor
+    bits: torch.Tensor
+    valid: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.flow.shape[0]
+
+    def index(self, idx) -> "JanusBatch":
+        return JanusBatch(self.flow[idx], self.pkt[idx], self.bits[idx], self.valid[idx])
+
+    def trimmed(self) -> "JanusBatch":
+        """The batch cut after its longest flow's last valid packet (at least one position).
+
+        Exact for the model: padding is never a key for a valid packet and causal attention never
+        looks right, so valid outputs do not depend on trailing padding; only compute is saved.
+        """
+        if self.valid.shape[1] == 0:
+            return self
+        L = max(1, int(self.valid.sum(1).max()))
+        if L == self.valid.shape[1]:
+            return self
+        return JanusBatch(self.flow, self.pkt[:, :L], self.bits[:, :L], self.valid[:, :L])
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.valid.sum(1)
+
+    def to(self, device) -> "JanusBatch":
+        return JanusBatch(self.flow.to(device), self.pkt.to(device), self.bits.to(device), self.valid.to(device))
+
+
+@dataclass
+class Normaliser:
+    """Statistics of benign train; ``transform`` turns raw store arrays into a :class:`JanusBatch`."""
+
+    feature_names: list[str]
+    feature_median: list[float]
+    feature_scale: list[float]
+    feature_clip: float
+    packet_mean: list[float]
+    packet_std: list[float]
+    T: int
+
+    # ------------------------------------------------------------------ fit
+    @classmethod
+    def fit(cls, features: pd.DataFrame | None, packets: np.ndarray | None, lengths: np.ndarray | None,
+            T: int, feature_clip: float = 10.0, source: str = "store") -> "Normaliser":
+        names, med, scale = [], [], []
+        if features is not None:
+            numeric = features.select_dtypes(include=[np.number, bool])
+            dropped = [c for c in features.columns if c not in numeric.columns]
+            if dropped:
+                log.info("%s: %d non-numeric flow-feature columns ignored: %s", source, len(dropped), dropped)
+            y = signed_log1p(_finite_features(numeric.to_numpy(dtype=np.float64), list(numeric.columns), source))
+            names = [str(c) for c in numeric.columns]
+            med = np.median(y, axis=0)
+            mad = np.median(np.abs(y - med), axis=0) * _MAD_TO_SD
+            sd = y.std(axis=0)
+            scale = np.where(mad > _MIN_SCALE, mad, np.where(sd > _MIN_SCALE, sd, 1.0))
+            n_const = int((sd <= _MIN_SCALE).sum())
+            if n_const:
+                log.info("%s: %d flow features are constant on benign train (scale 1)", source, n_const)
+            med, scale = med.tolist(), scale.tolist()
+        pmean, pstd = [0.0] * N_CONT, [1.0] * N_CONT
+        if packets is not None:
+            x, valid = _truncate(packets, lengths, T)
+            z = np.log1p(np.maximum(x[..., :N_CONT], 0.0))[valid]
+            if len(z) == 0:
+                raise JanusDataError(f"{source}: benign train has no valid packets")
+            pmean = z.mean(axis=0).tolist()
+            pstd = np.maximum(z.std(axis=0), _MIN_SCALE).tolist()
+        return cls(names, [float(v) for v in med], [float(v) for v in scale], float(feature_clip),
+                   [float(v) for v in pmean], [float(v) for v in pstd], int(T))
+
+    # ------------------------------------------------------------------ transform
+    def transform(self, features: pd.DataFrame | None, packets: np.ndarray | None, lengths: np.ndarray | None,
+                  n: int, source: str = "store") -> JanusBatch:
+        """Raw store rows -> normalised tensors (Eqs. in the module docstring)."""
+        if self.feature_names and features is not None:
+            missing = [c for c in self.feature_names if c not in features.columns]
+            if missing:
+                raise JanusDataError(f"{source}: flow_features lacks {len(missing)} columns the model was "
+                                     f"trained on, e.g. {missing[:5]}")
+            raw = _finite_features(features[self.feature_names].to_numpy(dtype=np.float64), self.feature_names, source)
+            z = (signed_log1p(raw) - np.asarray(self.feature_median)) / np.asarray(self.feature_scale)
+            flow = torch.from_numpy(np.clip(z, -self.feature_clip, self.feature_clip).astype(np.float32))
+        else:
+            flow = torch.zeros((n, len(self.feature_names)), dtype=torch.float32)
+        if packets is not None:
+            x, valid = _truncate(packets, lengths, self.T)
+            cont = (np.log1p(np.maximum(x[..., :N_CONT], 0.0)) - np.asarray(self.packet_mean)) / np.asarray(self.packet_std)
+            cont = np.where(valid[..., None], cont, 0.0).astype(np.float32)
+            bits = ((x[..., N_CONT:] > 0.5) & valid[..., None]).astype(np.int64)
+            return JanusBatch(flow, torch.from_numpy(cont), torch.from_numpy(bits), torch.from_numpy(valid))
+        return JanusBatch(flow, torch.zeros((n, 0, N_CONT)), torch.zeros((n, 0, N_BIN), dtype=torch.long),
+                          torch.zeros((n, 0), dtype=torch.bool))
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_state_dict(cls, d: dict) -> "Normaliser":
+        return cls(**d)
+
+
+def _truncate(packets: np.ndarray, lengths: np.ndarray, T: int) -> tuple[np.ndarray, np.ndarray]:
+    if packets.shape[-1] != len(CHANNELS):
+        raise JanusDataError(f"packet array has {packets.shape[-1]} channels, expected {len(CHANNELS)}")
+    x = np.asarray(packets[:, :T], dtype=np.float64)
+    if x.shape[1] < T:  # the store keeps fewer packets than the model: pad (masked)
+        x = np.concatenate([x, np.zeros((len(x), T - x.shape[1], x.shape[2]))], axis=1)
+    n = np.minimum(np.asarray(lengths, dtype=np.int64), min(T, packets.shape[1]))
+    valid = np.arange(T)[None, :] < n[:, None]
+    x = np.where(np.isfinite(x), x, 0.0)
+    return x, valid
+
+
+def _finite_features(a: np.ndarray, names, source: str) -> np.ndarray:
+    bad = ~np.isfinite(a)
+    if bad.any():
+        cols = [names[j] for j in np.nonzero(bad.any(axis=0))[0]]
+        log.warning("%s: %d non-finite flow-feature values (in %d flows, columns %s) set to 0",
+                    source, int(bad.sum()), int(bad.any(axis=1).sum()), cols[:8])
+        a = np.where(bad, 0.0, a)
+    return a
+
+
+def load_raw(store: Store, flow_ids: np.ndarray, use_features: bool, use_packets: bool,
+             ) -> tuple[pd.DataFrame | None, np.ndarray | None, np.ndarray | None]:
+    """Flow features / packets / lengths of ``flow_ids`` (None where the model does not use them)."""
+    flow_ids = np.asarray(flow_ids, dtype=np.int64)
+    feats = store.flow_features.iloc[flow_ids] if use_features else None
+    if use_packets:
+        if not store.has_packets:
+            raise JanusDataError(f"{store.root}: the store has no packet sequences; only the flow-features "
+                                 "variant (B2) runs on it")
+        pk, ln = store.packets(flow_ids)
+        return feats, pk, ln
+    return feats, None, None

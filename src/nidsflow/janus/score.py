@@ -1,0 +1,272 @@
+"""The 10-d JANUS score vector of each flow (SPEC "JANUS", names ``scores.JANUS_SCORE_NAMES``).
+
+Continuous side (the learned ODE dx/dt = v_theta(x, t), integrated from the data x(1) = x1 back to
+t = 0 by :class:`ODESolver`; the binary state is held fixed at the flow's clean bits with
+t_disc = 1 during the integration, i.e. the velocity is conditioned on the true flags):
+
+    terminal_norm   = ||x(0)||^2 / D        over all D modelled continuous dims (flow + valid packets)
+    terminal_flow   = ||x_flow(0)||^2 / F   over the F flow-feature dims
+    terminal_packet = ||x_pkt(0)||^2 / (3 n) over the valid packets' (size, iat, win) dims
+
+Under the Gaussian source each is ~1 for a benign flow; larger = less typical.
+
+Discrete side (the DFM head, continuous state clean with t_cont = 1): for each t in ``disc_times``
+the bits are corrupted by the mixture path (Eq. D1) with a generator seeded by
+``score_seed + chunk index`` (fixed, so scores are reproducible for a given score_batch_size), and
+
+    disc_nll_<ch>   = sum_{t, i corrupted} -log p_theta(b_i | x_t) / #{t, i corrupted}   (per channel)
+    disc_nll_total  = the same pooled over the six channels
+
+A flow with no corrupted position in a channel (a short flow, unlucky draws) gets 0 there: the model
+was never asked, so there is no evidence against it (such flows are counted in the log).
+
+Variants without a head write NaN in that head's columns, so every score file keeps the 10 columns:
+no CFM head (B4): the three terminal_* are NaN; no DFM head (B2, B3): the seven disc_nll_* are NaN;
+no FLOW token (B1): terminal_flow is NaN (terminal_norm covers the packet dims); no packet sequence
+(B2): terminal_packet is NaN (terminal_norm = terminal_flow).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from nidsflow.capture.store import Store
+from nidsflow.janus.data import N_BIN, JanusBatch, Normaliser, load_raw
+from nidsflow.janus.model import JanusModel
+from nidsflow.janus.paths import MixtureDiscretePath, bit_nll
+from nidsflow.janus.train import load_model, pick_device
+from nidsflow.janus.variants import ScoreSettings, score_settings
+from nidsflow.scores import JANUS_SCORE_NAMES, ScoreTable
+from nidsflow.splits import Split
+
+log = logging.getLogger(__name__)
+
+
+class ODESolver:
+    """Fixed-step integration of dx/dt = f(x, t) from t = 1 to t = 0 (step h = -1/steps).
+
+    euler:    x <- x + h f(x, t)                                          (1 evaluation per step)
+    midpoint: x <- x + h f(x + h/2 f(x, t), t + h/2)                      (2)
+    rk4:      x <- x + h/6 (k1 + 2 k2 + 2 k3 + k4), classical Runge-Kutta (4)
+    """
+
+    METHODS = {"euler": 1, "midpoint": 2, "rk4": 4}
+
+    def __init__(self, method: str = "midpoint", steps: int = 8):
+        if method not in self.METHODS:
+            raise ValueError(f"solver must be one of {sorted(self.METHODS)}, got {method!r}")
+        if steps < 1:
+            raise ValueError(f"solver_steps must be >= 1, got {steps}")
+        self.method, self.steps = method, int(steps)
+
+    @property
+    def evaluations(self) -> int:
+        return self.METHODS[self.method] * self.steps
+
+    def integrate(self, f, x: torch.Tensor, t1: float = 1.0, t0: float = 0.0) -> torch.Tensor:
+        h = (t0 - t1) / self.steps
+        t = t1
+        for _ in range(self.steps):
+            if self.method == "euler":
+                x = x + h * f(x, t)
+            elif self.method == "midpoint":
+                x = x + h * f(x + 0.5 * h * f(x, t), t + 0.5 * h)
+            else:
+                k1 = f(x, t)
+                k2 = f(x + 0.5 * h * k1, t + 0.5 * h)
+                k3 = f(x + 0.5 * h * k2, t + 0.5 * h)
+                k4 = f(x + h * k3, t + h)
+                x = x + (h / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
+            t = t + h
+        return x
+
+
+class JanusScorer:
+    """Computes the 10 scores of normalised flows in batches (see the module docstring)."""
+
+    def __init__(self, model: JanusModel, settings: ScoreSettings, device: str | torch.device | None = None,
+                 dfm_source: str = "mask", kappa_power: float = 1.0, progress: bool = True):
+        self.model = model.eval()
+        self.s = settings
+        self.device = pick_device(str(device) if device is not None else None)
+        self.model.to(self.device)
+        self.solver = ODESolver(settings.solver, settings.solver_steps)
+        self.dpath = MixtureDiscretePath(dfm_source, kappa_power)
+        self.progress = progress
+        self.n_no_corruption = 0
+
+    def _autocast(self):
+        if self.s.score_bf16:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @torch.no_grad()
+    def terminal(self, b: JanusBatch) -> np.ndarray:
+        """[n, 3]: terminal_norm, terminal_flow, terminal_packet (NaN where not modelled)."""
+        cfg = self.model.cfg
+        n = len(b)
+        out = np.full((n, 3), np.nan, dtype=np.float64)
+        if not cfg.cont_head:
+            return out
+        use_flow, use_pkt = self.model.models_flow, cfg.use_packets
+        F = b.flow.shape[1] if use_flow else 0
+        pkt_shape = b.pkt.shape
+        ones = torch.ones(n, device=self.device)
+        m = b.valid[..., None].expand(pkt_shape).reshape(n, -1).float()
+        x = torch.cat([b.flow if use_flow else b.flow[:, :0], b.pkt.reshape(n, -1) if use_pkt else b.pkt.reshape(n, -1)[:, :0]], 1)
+
+        def velocity(x, t):
+            xf = x[:, :F] if use_flow else b.flow
+            xp = x[:, F:].reshape(pkt_shape) if use_pkt else b.pkt
+            with self._autocast():
+                o = self.model(xf, xp, b.bits, b.valid, ones * t, ones, want_disc=False)
+            parts = []
+            if use_flow:
+                parts.append(o["v_flow"].float())
+            if use_pkt:
+                parts.append(o["v_pkt"].float().reshape(n, -1))
+            return torch.cat(parts, 1)
+
+        x0 = self.solver.integrate(velocity, x)
+        sq = x0.double() ** 2
+        flow_sq = sq[:, :F].sum(1) if use_flow else torch.zeros(n, dtype=torch.float64, device=x.device)
+        pkt_sq = (sq[:, F:] * m).sum(1) if use_pkt else torch.zeros_like(flow_sq)
+        n_pkt = m.sum(1).double() if use_pkt else torch.zeros_like(flow_sq)
+        out[:, 0] = ((flow_sq + pkt_sq) / (F + n_pkt).clamp_min(1)).cpu().numpy()
+        if use_flow:
+            out[:, 1] = (flow_sq / F).cpu().numpy()
+        if use_pkt:
+            out[:, 2] = (pkt_sq / n_pkt.clamp_min(1)).cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def disc_nll(self, b: JanusBatch, seed: int) -> np.ndarray:
+        """[n, 7]: disc_nll_total then one per binary channel (NaN without a DFM head)."""
+        cfg = self.model.cfg
+        n = len(b)
+        out = np.full((n, 1 + N_BIN), np.nan, dtype=np.float64)
+        if not cfg.disc_head:
+            return out
+        times = torch.tensor(self.s.disc_times, dtype=torch.float32)
+        k = len(times)
+        gen = torch.Generator().manual_seed(int(seed))
+        bits = b.bits.cpu().repeat(k, 1, 1)
+        t_rep = times.repeat_interleave(n)
+        xt, corrupted = self.dpath.sample(bits, t_rep, gen)
+        rep = lambda a: a.repeat(k, *([1] * (a.dim() - 1)))  # noqa: E731
+        valid = rep(b.valid)
+        with self._autocast():
+            o = self.model(rep(b.flow), rep(b.pkt), xt.to(self.device), valid, torch.ones(n * k, device=self.device),
+                           t_rep.to(self.device), want_cont=False)
+        nll = bit_nll(o["bit_logits"].float(), rep(b.bits)).double()
+        w = (corrupted.to(self.device) & valid[..., None]).double()
+        s = (nll * w).sum(1).reshape(k, n, N_BIN).sum(0)   # [n, 6]
+        c = w.sum(1).reshape(k, n, N_BIN).sum(0)
+        per = torch.where(c > 0, s / c.clamp_min(1), torch.zeros_like(s))
+        total = torch.where(c.sum(1) > 0, s.sum(1) / c.sum(1).clamp_min(1), torch.zeros_like(s[:, 0]))
+        has_pkt = b.valid.any(1)
+        self.n_no_corruption += int(((c == 0).any(1) & has_pkt).sum())
+        out[:, 0] = total.cpu().numpy()
+        out[:, 1:] = per.cpu().numpy()
+        return out
+
+    def score(self, data: JanusBatch, desc: str = "janus scoring") -> np.ndarray:
+        """[n, 10] scores in JANUS_SCORE_NAMES order.
+
+        Flows are batched in order of packet count (stable sort) and each batch is cut after its
+        longest flow (:meth:`JanusBatch.trimmed`), so short flows do not pay for T positions.
+        """
+        n = len(data)
+        bs = self.s.score_batch_size
+        out = np.empty((n, len(JANUS_SCORE_NAMES)), dtype=np.float64)
+        self.n_no_corruption = 0
+        order = torch.argsort(data.lengths, stable=True) if data.valid.shape[1] else torch.arange(n)
+        starts = range(0, n, bs)
+        for k, start in enumerate(tqdm(starts, desc=desc, file=sys.stderr, disable=not self.progress, mininterval=5.0)):
+            idx = order[start:start + bs]
+            b = data.index(idx).trimmed().to(self.device)
+            rows = idx.numpy()
+            out[rows, :3] = self.terminal(b)
+            out[rows, 3:] = self.disc_nll(b, self.s.score_seed + k)
+        if self.n_no_corruption:
+            log.info("%d of %d flows had a binary channel with no corrupted position at the disc_times (NLL 0 there)",
+                     self.n_no_corruption, n)
+        return out
+
+
+def scorer_for(model_path: str | Path, janus_cfg: dict, device: str | None = None, progress: bool = True,
+               ) -> tuple[JanusScorer, Normaliser, dict]:
+    model, norm, meta = load_model(model_path, device)
+    ts = meta["train_settings"]
+    scorer = JanusScorer(model, score_settings(janus_cfg), device, ts["dfm_source"], ts["kappa_power"], progress)
+    return scorer, norm, meta
+
+
+def score_split(model_path: str | Path, store_root: str | Path, split_path: str | Path, janus_cfg: dict,
+                device: str | None = None, progress: bool = True) -> ScoreTable:
+    """Score the split's benign val rows ("val") and test rows ("test") of a store with one model.
+
+    The model's own normaliser is used (for cross scoring: the source's statistics, part of the model).
+    """
+    scorer, norm, meta = scorer_for(model_path, janus_cfg, device, progress)
+    store = Store(store_root)
+    split = Split.load(split_path)
+    ids = np.concatenate([split.val, split.test]).astype(np.int64)
+    which = np.array(["val"] * len(split.val) + ["test"] * len(split.test))
+    cfg = scorer.model.cfg
+    feats, pk, ln = load_raw(store, ids, cfg.flow_token, cfg.use_packets)
+    data = norm.transform(feats, pk, ln, len(ids), source=str(store.root))
+    S = scorer.score(data, desc=f"janus {meta['variant']} scoring {store.root}")
+    return ScoreTable.from_flows(store.flows, ids, which, JANUS_SCORE_NAMES, S)
+
+
+def auroc_report(table: ScoreTable) -> dict:
+    """Overall + per-attack-class test AUROC of each score column and of the Mahalanobis-OAS aggregate (A1)."""
+    from nidsflow.evaluate.aggregators import make_aggregator
+    from nidsflow.evaluate.metrics import evaluate_scores
+
+    report: dict = {"scores": {}}
+    for j, name in enumerate(table.score_names):
+        col = table.scores[:, j]
+        if not np.all(np.isfinite(col)):
+            report["scores"][name] = None  # the variant has no such head (see nidsflow.janus.score)
+            continue
+        report["scores"][name] = evaluate_scores(table.split, table.attack_class, table.is_attack, col)
+    agg = make_aggregator("A1").fit_table(table)
+    report["mahalanobis_oas"] = evaluate_scores(table.split, table.attack_class, table.is_attack,
+                                                agg.score_table(table))
+    report["mahalanobis_oas"]["columns"] = list(agg.columns)
+    return report
+
+
+def score_phase1(model_path, store_root, split_path, out_scores, out_auroc, janus_cfg: dict,
+                 device: str | None = None, progress: bool = True) -> dict:
+    table = score_split(model_path, store_root, split_path, janus_cfg, device, progress)
+    table.save(out_scores)
+    report = auroc_report(table)
+    Path(out_auroc).write_text(json.dumps(report, indent=1))
+    a = report["mahalanobis_oas"]["auroc"]
+    log.info("%s: Mahalanobis-OAS test AUROC %s", out_scores, f"{a:.4f}" if a is not None else "undefined")
+    return report
+
+
+def score_cross(model_path, target_store, target_split, out_scores, janus_cfg: dict, device: str | None = None,
+                progress: bool = True) -> ScoreTable:
+    """The source's cross model scores the target's benign val and test flows (target store + split)."""
+    table = score_split(model_path, target_store, target_split, janus_cfg, device, progress)
+    table.save(out_scores)
+    try:
+        a = auroc_report(table)["mahalanobis_oas"]["auroc"]
+        log.info("%s: Mahalanobis-OAS (fitted on target benign val) test AUROC %s", out_scores,
+                 f"{a:.4f}" if a is not None else "undefined")
+    except Exception as e:  # the AUROC here is only informative; evaluation recomputes it
+        log.warning("%s: AUROC not computed (%s)", out_scores, e)
+    return table

@@ -1,0 +1,87 @@
+"""JANUS settings from the ``janus:`` config section, and the variants (full, cross, group-B ablations).
+
+A variant is a name mapped to overrides of the section's keys. The defaults below may be changed or
+extended in the config with ``janus.variant_overrides: {name: {key: value}}``; the ``cross`` variant
+is the full model trained with ``sigma = janus.cross_sigma`` (the model used across datasets).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+#: name -> overrides of the janus section (model flags or training keys).
+DEFAULT_VARIANT_OVERRIDES: dict[str, dict] = {
+    "full": {},
+    "cross": {},  # sigma <- cross_sigma, see resolve_variant
+    "B1": {"flow_token": False},                          # no FLOW token (flow features not modelled)
+    "B2": {"use_packets": False, "disc_head": False},     # no packet sequence: flow features only
+    "B3": {"disc_head": False},                           # no discrete head
+    "B4": {"cont_head": False},                           # no continuous head
+    "B5": {"separate_backbones": True},                   # the heads trained on two backbones
+}
+
+MODEL_KEYS = ("T", "d_model", "n_layers", "n_heads", "mlp_ratio", "dropout",
+              "flow_token", "use_packets", "cont_head", "disc_head", "separate_backbones")
+
+
+@dataclass
+class TrainSettings:
+    sigma: float = 0.1
+    lambda_disc: float = 1.0
+    ot: bool = True
+    ot_method: str = "sinkhorn"
+    ot_reg: float = 0.05
+    ot_pairing: str = "argmax"
+    dfm_source: str = "mask"
+    kappa_power: float = 1.0
+    epochs: int = 50
+    batch_size: int = 256
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 500
+    grad_clip: float = 1.0
+    patience: int = 5
+    feature_clip: float = 10.0
+    val_max_flows: int = 4000
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ScoreSettings:
+    solver: str = "midpoint"
+    solver_steps: int = 8
+    disc_times: tuple = (0.1, 0.3, 0.5, 0.7, 0.9)
+    score_batch_size: int = 1024
+    score_seed: int = 12345
+    score_bf16: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _pick(cls, d: dict):
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def resolve_variant(janus_cfg: dict, variant: str) -> tuple[dict, TrainSettings]:
+    """(model keyword overrides, training settings) of ``variant`` under the ``janus:`` section."""
+    table = {k: dict(v) for k, v in DEFAULT_VARIANT_OVERRIDES.items()}
+    for name, over in (janus_cfg.get("variant_overrides") or {}).items():
+        table.setdefault(name, {}).update(over or {})
+    if variant not in table:
+        raise ValueError(f"unknown JANUS variant {variant!r}; known: {sorted(table)}")
+    merged = dict(janus_cfg)
+    if variant == "cross":
+        merged["sigma"] = janus_cfg.get("cross_sigma", 0.6)
+    merged.update(table[variant])
+    model_kw = {k: merged[k] for k in MODEL_KEYS if k in merged}
+    return model_kw, _pick(TrainSettings, merged)
+
+
+def score_settings(janus_cfg: dict) -> ScoreSettings:
+    s = _pick(ScoreSettings, janus_cfg)
+    s.disc_times = tuple(float(t) for t in s.disc_times)
+    return s

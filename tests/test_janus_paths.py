@@ -1,0 +1,130 @@
+"""JANUS paths against closed forms: OT-CFM path and velocity, OT coupling, mixture path, NLL, ODE solvers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nidsflow.janus.paths import (MASK_STATE, ConditionalOTPath, DegeneratePlanError, MixtureDiscretePath,
+                                  OTPlanCoupler, bit_nll, masked_mse)
+from nidsflow.janus.score import ODESolver
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.1, 0.6])
+@pytest.mark.parametrize("shape", [(7, 3), (5, 4, 3)])
+def test_conditional_path_matches_closed_form(sigma, shape):
+    torch.manual_seed(0)
+    np.random.seed(0)
+    x0, x1, eps = torch.randn(shape), torch.randn(shape) * 3 + 1, torch.randn(shape)
+    t = torch.rand(shape[0])
+    path = ConditionalOTPath(sigma)
+    xt = path.sample(x0, x1, t, eps)
+    tb = t.reshape(-1, *([1] * (len(shape) - 1)))
+    torch.testing.assert_close(xt, (1 - tb) * x0 + tb * x1 + sigma * eps)
+    # end points: the source (plus noise) at t=0, the data (plus noise) at t=1
+    torch.testing.assert_close(path.sample(x0, x1, torch.zeros(shape[0]), eps), x0 + sigma * eps)
+    torch.testing.assert_close(path.sample(x0, x1, torch.ones(shape[0]), eps), x1 + sigma * eps)
+    # the target velocity is the time derivative of the path (finite difference, exact for a line)
+    h = 1e-3
+    fd = (path.sample(x0, x1, t + h, eps) - path.sample(x0, x1, t - h, eps)) / (2 * h)
+    torch.testing.assert_close(fd, path.target_velocity(x0, x1), atol=2e-3, rtol=1e-3)
+    torch.testing.assert_close(path.target_velocity(x0, x1), x1 - x0)
+
+
+def test_masked_mse_ignores_masked_dims():
+    pred, target = torch.tensor([[1.0, 2.0, 100.0]]), torch.tensor([[0.0, 0.0, 0.0]])
+    sse, cnt = masked_mse(pred, target, torch.tensor([[1.0, 1.0, 0.0]]))
+    assert float(sse / cnt) == pytest.approx(2.5)
+
+
+def test_ot_cost_matches_explicit_masked_distance():
+    g = torch.Generator().manual_seed(1)
+    x0, x1 = torch.randn(6, 10, generator=g), torch.randn(5, 10, generator=g)
+    m = (torch.rand(5, 10, generator=g) > 0.3).float()
+    c = OTPlanCoupler.cost(x0, x1, m)
+    explicit = np.array([[float(((x0[i].double() - x1[j].double()) ** 2 * m[j].double()).sum()) for j in range(5)] for i in range(6)])
+    np.testing.assert_allclose(c, explicit, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("method,pairing", [("emd", "argmax"), ("sinkhorn", "argmax"), ("sinkhorn", "sample"),
+                                            ("sinkhorn_log", "argmax")])
+def test_ot_pairing_reduces_transport_cost(method, pairing):
+    g = torch.Generator().manual_seed(2)
+    n, d = 64, 8
+    x0 = torch.randn(n, d, generator=g)
+    x1 = torch.randn(n, d, generator=g) * 0.5 + torch.linspace(-2, 2, n)[:, None]
+    m = torch.ones_like(x1)
+    idx = OTPlanCoupler(method, 0.05, pairing).pair(x0, x1, m, np.random.default_rng(0))
+    assert idx.shape == (n,) and idx.min() >= 0 and idx.max() < n
+    paired = float(((x0[torch.from_numpy(idx)] - x1) ** 2).sum(1).mean())
+    random = float(((x0 - x1) ** 2).sum(1).mean())  # independent draws = random pairing
+    assert paired < 0.8 * random
+    if method == "emd":  # an exact plan between equal uniform marginals is a permutation
+        assert len(np.unique(idx)) == n
+
+
+def test_degenerate_plan_raises_loudly():
+    g = torch.Generator().manual_seed(3)
+    x0, x1 = torch.randn(16, 4, generator=g), torch.randn(16, 4, generator=g)
+    with pytest.raises(DegeneratePlanError, match="no fallback"):
+        OTPlanCoupler("sinkhorn", 1e-9).pair(x0, x1, torch.ones_like(x1), np.random.default_rng(0))
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="ot_method"):
+        OTPlanCoupler("greedy")
+    with pytest.raises(ValueError, match="dfm_source"):
+        MixtureDiscretePath("zeros")
+    with pytest.raises(ValueError, match="solver"):
+        ODESolver("heun", 4)
+
+
+@pytest.mark.parametrize("source", ["mask", "uniform"])
+@pytest.mark.parametrize("power", [1.0, 2.0])
+def test_mixture_path_keeps_data_with_probability_kappa(source, power):
+    path = MixtureDiscretePath(source, power)
+    g = torch.Generator().manual_seed(4)
+    bits = torch.randint(0, 2, (4000, 6), generator=g)
+    for t in (0.0, 0.3, 0.7, 1.0):
+        xt, corrupted = path.sample(bits, torch.full((4000,), t), g)
+        kappa = t ** power
+        assert abs(corrupted.float().mean().item() - (1 - kappa)) < 0.02
+        assert torch.equal(xt[~corrupted], bits[~corrupted])
+        if source == "mask":
+            assert bool((xt[corrupted] == MASK_STATE).all())
+        else:
+            assert set(xt[corrupted].unique().tolist()) <= {0, 1}
+
+
+def test_perfect_predictor_has_zero_nll_and_a_wrong_one_does_not():
+    g = torch.Generator().manual_seed(5)
+    bits = torch.randint(0, 2, (32, 8, 6), generator=g)
+    perfect = (bits.float() * 2 - 1) * 30.0
+    assert float(bit_nll(perfect, bits).max()) < 1e-12
+    assert float(bit_nll(-perfect, bits).mean()) > 10
+    assert float(bit_nll(torch.zeros_like(perfect), bits).mean()) == pytest.approx(math.log(2), rel=1e-6)
+
+
+@pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
+@pytest.mark.parametrize("steps", [1, 3, 8])
+def test_ode_solvers_match_their_closed_form_on_a_linear_field(method, steps):
+    """dx/dt = x from t=1 to t=0 (h = -1/N): one step multiplies x by the Taylor polynomial of e^h of the
+    solver's order (1 - 1/N [+ 1/(2N^2) [- 1/(6N^3) + 1/(24N^4)]]); a constant field moves x by exactly -v."""
+    x1 = torch.tensor([[1.0, -2.0]], dtype=torch.float64)
+    h = -1.0 / steps
+    order = {"euler": 1, "midpoint": 2, "rk4": 4}[method]
+    factor = sum(h ** k / math.factorial(k) for k in range(order + 1)) ** steps
+    x0 = ODESolver(method, steps).integrate(lambda x, t: x, x1)
+    torch.testing.assert_close(x0, x1 * factor, atol=1e-12, rtol=1e-12)
+    v = torch.tensor([[0.5, 3.0]], dtype=torch.float64)
+    torch.testing.assert_close(ODESolver(method, steps).integrate(lambda x, t: v, x1), x1 - v)
+    assert ODESolver(method, steps).evaluations == order * steps
+
+
+def test_rk4_converges_to_the_exact_solution():
+    x1 = torch.tensor([[1.0]], dtype=torch.float64)
+    err = [abs(float(ODESolver("rk4", n).integrate(lambda x, t: x, x1)) - math.exp(-1)) for n in (2, 4, 8)]
+    assert err[0] > err[1] > err[2] and err[2] < 1e-5

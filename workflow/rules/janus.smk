@@ -1,0 +1,69 @@
+# JANUS (nidsflow.janus): train each (dataset, variant, seed) on benign train, score benign val + test
+# (phase 1), and score every ordered (source, target) pair with the source's "cross" model.
+# Variants: full, cross (sigma = janus.cross_sigma) and the group-B ablations B1..B5
+# (nidsflow.janus.variants; janus.variant_overrides may change them).
+
+
+rule train_janus:
+    input:
+        flows="results/{ds}/store/flows.parquet",
+        features="results/{ds}/store/flow_features.parquet",
+        split="results/{ds}/splits/seed{seed}.npz",
+    output:
+        model="results/{ds}/janus/{variant}/seed{seed}/model.pt",
+        train_log="results/{ds}/janus/{variant}/seed{seed}/train_log.tsv",
+        loss_plot="results/{ds}/janus/{variant}/seed{seed}/loss.png",
+    log:
+        "logs/janus/train_{ds}_{variant}_seed{seed}.log",
+    benchmark:
+        "benchmarks/janus/train_{ds}_{variant}_seed{seed}.tsv"
+    params:
+        janus=config["janus"],
+    threads: config["janus"].get("threads", 1)
+    resources:
+        gpu=1,
+    script:
+        "../scripts/janus_train.py"
+
+
+rule score_phase1:
+    input:
+        model="results/{ds}/janus/{variant}/seed{seed}/model.pt",
+        flows="results/{ds}/store/flows.parquet",
+        features="results/{ds}/store/flow_features.parquet",
+        split="results/{ds}/splits/seed{seed}.npz",
+    output:
+        scores="results/{ds}/janus/{variant}/seed{seed}/phase1_scores.npz",
+        auroc="results/{ds}/janus/{variant}/seed{seed}/phase1_auroc.json",
+    log:
+        "logs/janus/score_{ds}_{variant}_seed{seed}.log",
+    benchmark:
+        "benchmarks/janus/score_{ds}_{variant}_seed{seed}.tsv"
+    params:
+        janus=config["janus"],
+    threads: config["janus"].get("threads", 1)
+    resources:
+        gpu=1,
+    script:
+        "../scripts/janus_score_phase1.py"
+
+
+rule score_cross:
+    input:
+        model="results/{src}/janus/cross/seed{seed}/model.pt",
+        flows="results/{tgt}/store/flows.parquet",
+        features="results/{tgt}/store/flow_features.parquet",
+        split="results/{tgt}/splits/seed{seed}.npz",
+    output:
+        scores="results/cross/{src}__{tgt}/seed{seed}/cross_scores.npz",
+    log:
+        "logs/janus/cross_{src}__{tgt}_seed{seed}.log",
+    benchmark:
+        "benchmarks/janus/cross_{src}__{tgt}_seed{seed}.tsv"
+    params:
+        janus=config["janus"],
+    threads: config["janus"].get("threads", 1)
+    resources:
+        gpu=1,
+    script:
+        "../scripts/janus_score_cross.py"
