@@ -1,0 +1,57 @@
+"""Seeded torch training with early stopping on benign val, shared by the deep baselines."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from nidsflow.evaluate.baselines.common import BaselineError
+
+
+def seed_torch(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+def batches(n: int, batch_size: int, gen: torch.Generator | None):
+    """Index batches over n rows, shuffled with ``gen`` (or in order when gen is None)."""
+    order = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
+    for i in range(0, n, batch_size):
+        yield order[i:i + batch_size]
+
+
+def train_early_stopping(module: torch.nn.Module, step, val_loss, n_train: int, epochs: int, batch_size: int,
+                         lr: float, seed: int, patience: int, weight_decay: float = 0.0) -> tuple[float, int]:
+    """Adam on ``step(idx) -> loss`` over shuffled batches; keep the epoch with the lowest ``val_loss()``.
+
+    Returns (best val loss, best epoch). The module is left holding the best epoch's weights.
+    """
+    gen = seed_torch(seed)
+    params = [p for p in module.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    best, best_epoch, best_state, bad = float("inf"), -1, None, 0
+    for epoch in range(epochs):
+        module.train()
+        for idx in batches(n_train, batch_size, gen):
+            loss = step(idx)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+        module.eval()
+        with torch.no_grad():
+            v = float(val_loss())
+        if v < best - 1e-7:
+            best, best_epoch, best_state, bad = v, epoch, copy.deepcopy(module.state_dict()), 0
+        else:
+            bad += 1
+            if bad >= patience:
+                break
+    if best_state is None:
+        raise BaselineError(f"{type(module).__name__}: validation loss never finite; training diverged")
+    module.load_state_dict(best_state)
+    module.eval()
+    return best, best_epoch

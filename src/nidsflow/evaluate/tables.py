@@ -1,0 +1,420 @@
+"""Result tables (markdown + CSV), every cell computed here from the pipeline's score files.
+
+Tables written to ``out_dir`` (results/tables/):
+
+``within``        dataset x method: test AUROC (%) mean +- std over seeds, overall and per attack class;
+                  JANUS (its main variant, deployable aggregator A1) and every baseline.
+``cross_matrix``  source x target AUROC of JANUS, aggregator fitted on the target's benign val;
+                  the diagonal is the within-dataset full model.
+``aggregators``   group A (A1-A7) on the full model's score vectors: within per dataset and their
+                  mean, cross mean and cross worst over the off-diagonal pairs.
+``ablation_B``    group B (B1-B5): within / cross-mean / cross-worst AUROC difference to the full
+                  model, in AUROC points, on the same datasets and seeds.
+
+A cell with no computed number says "not run". Each table ends with its provenance: the sha256
+of the configuration (canonical JSON), the seeds it used, the git commit and the date.
+CSV files are long-format (one row per cell) with numeric mean/std/n_seeds and the printed cell.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nidsflow.evaluate.aggregators import AGGREGATORS, DEPLOYABLE, AggregatorError, make_aggregator
+from nidsflow.evaluate.baselines import ALL_METHODS, DISPLAY, NOT_RUN
+from nidsflow.evaluate.metrics import MetricError, evaluate_scores, format_mean_std, mean_std
+from nidsflow.scores import ScoreTable
+
+log = logging.getLogger(__name__)
+
+NOT_RUN_CELL = "not run"
+ABLATION_VARIANTS = ("B1", "B2", "B3", "B4", "B5")
+
+_PHASE1 = re.compile(r"results/(?P<ds>[^/]+)/janus/(?P<variant>[^/]+)/seed(?P<seed>\d+)/phase1_scores\.npz$")
+_CROSS = re.compile(r"results/cross/(?P<src>[^/]+?)__(?P<tgt>[^/]+)/seed(?P<seed>\d+)/cross_scores\.npz$")
+_BASELINE = re.compile(r"results/(?P<ds>[^/]+)/baselines/(?P<method>[^/]+)/seed(?P<seed>\d+)/scores\.npz$")
+
+
+def _match(rx, path):
+    m = rx.search(Path(path).as_posix())
+    if not m:
+        raise ValueError(f"{path}: does not look like {rx.pattern}")
+    d = m.groupdict()
+    d["seed"] = int(d["seed"])
+    return d
+
+
+# ---------------------------------------------------------------- provenance
+
+def config_hash(config: dict) -> str:
+    """sha256 of the configuration as canonical JSON (sorted keys, no whitespace)."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def git_commit(cwd: str | Path | None = None) -> str:
+    """The commit of the code that computed the tables (by default the checkout holding this package)."""
+    cwd = Path(__file__).resolve().parent if cwd is None else cwd
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return "unknown (not a git checkout)"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10)
+        return head.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (git not available)"
+
+
+def provenance(config: dict, seeds, notes=()) -> list[str]:
+    lines = ["", "---", "Provenance:",
+             f"- config sha256: {config_hash(config)}",
+             f"- seeds: {', '.join(str(s) for s in sorted(set(seeds))) or 'none'}",
+             f"- git commit: {git_commit()}",
+             f"- date (UTC): {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M:%S')}",
+             "- every number above was computed by this pipeline from its own score files; none is copied "
+             "from a paper; a cell that was not run says \"not run\"."]
+    lines += [f"- note: {n}" for n in notes]
+    return lines
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    out = ["| " + " | ".join(map(esc, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(map(esc, r)) + " |" for r in rows]
+    return out
+
+
+# ---------------------------------------------------------------- loading and scoring runs
+
+@dataclass
+class ResultSet:
+    """Score files of one pipeline run, keyed by their wildcards (paths parsed, tables loaded lazily)."""
+
+    janus: dict = field(default_factory=dict)      # (ds, variant, seed) -> path
+    cross: dict = field(default_factory=dict)      # (src, tgt, seed) -> path
+    baselines: dict = field(default_factory=dict)  # (ds, method, seed) -> path
+    _cache: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_files(cls, phase1_files=(), cross_files=(), baseline_files=()) -> "ResultSet":
+        r = cls()
+        for f in phase1_files:
+            d = _match(_PHASE1, f)
+            r.janus[(d["ds"], d["variant"], d["seed"])] = Path(f)
+        for f in cross_files:
+            d = _match(_CROSS, f)
+            r.cross[(d["src"], d["tgt"], d["seed"])] = Path(f)
+        for f in baseline_files:
+            d = _match(_BASELINE, f)
+            r.baselines[(d["ds"], d["method"], d["seed"])] = Path(f)
+        return r
+
+    def load(self, path: Path) -> ScoreTable | None:
+        """The table, or None when the file is absent or empty (a run marked "not run")."""
+        if path not in self._cache:
+            if not Path(path).exists():
+                log.warning("%s: missing; its cells say not run", path)
+                self._cache[path] = None
+            else:
+                t = ScoreTable.load(path)
+                self._cache[path] = t if len(t.flow_id) else None
+        return self._cache[path]
+
+    def datasets(self) -> list[str]:
+        return sorted({k[0] for k in self.janus} | {k[0] for k in self.baselines}
+                      | {k[0] for k in self.cross} | {k[1] for k in self.cross})
+
+    def janus_main_variant(self, ds) -> str | None:
+        variants = {k[1] for k in self.janus if k[0] == ds}
+        return "full" if "full" in variants else ("B2" if "B2" in variants else None)
+
+
+def aggregated_metrics(table: ScoreTable, aggregator: str = DEPLOYABLE, fpr_target: float | None = None,
+                       origin: str = "") -> dict | None:
+    """Fit the aggregator on the table's benign val rows, then evaluate its test rows; None if it cannot run."""
+    try:
+        agg = make_aggregator(aggregator).fit_table(table)
+    except AggregatorError as e:
+        log.info("%s: aggregator %s not run (%s)", origin, aggregator, e)
+        return None
+    s = agg.score_table(table)
+    try:
+        return evaluate_scores(table.split, table.attack_class, table.is_attack, s, fpr_target)
+    except MetricError as e:
+        log.warning("%s: %s", origin, e)
+        return None
+
+
+def baseline_metrics(table: ScoreTable, fpr_target=None) -> dict | None:
+    try:
+        return evaluate_scores(table.split, table.attack_class, table.is_attack, table.scores[:, 0], fpr_target)
+    except MetricError as e:
+        log.warning("baseline: %s", e)
+        return None
+
+
+def _collect(per_seed: dict[int, dict | None], key: str | None):
+    """Values of overall AUROC (key None) or of one class's AUROC over seeds; (values, seeds)."""
+    vals, seeds = [], []
+    for s, m in sorted(per_seed.items()):
+        if m is None:
+            continue
+        v = m["auroc"] if key is None else m["per_class"].get(key, {}).get("auroc")
+        if v is not None:
+            vals.append(v)
+            seeds.append(s)
+    return vals, seeds
+
+
+# ---------------------------------------------------------------- the tables
+
+class TableWriter:
+    def __init__(self, results: ResultSet, config: dict, out_dir: str | Path, fpr_target: float | None = None):
+        self.r, self.config, self.out = results, config, Path(out_dir)
+        self.fpr = fpr_target
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._janus_cache: dict = {}
+
+    # per-run metrics, cached
+    def janus_run(self, ds, variant, seed, aggregator=DEPLOYABLE):
+        key = ("w", ds, variant, seed, aggregator)
+        if key not in self._janus_cache:
+            path = self.r.janus.get((ds, variant, seed))
+            t = self.r.load(path) if path else None
+            self._janus_cache[key] = None if t is None else aggregated_metrics(t, aggregator, self.fpr, str(path))
+        return self._janus_cache[key]
+
+    def cross_run(self, src, tgt, seed, aggregator=DEPLOYABLE):
+        key = ("x", src, tgt, seed, aggregator)
+        if key not in self._janus_cache:
+            path = self.r.cross.get((src, tgt, seed))
+            t = self.r.load(path) if path else None
+            self._janus_cache[key] = None if t is None else aggregated_metrics(t, aggregator, self.fpr, str(path))
+        return self._janus_cache[key]
+
+    def _seeds(self, keys, ds=None, variant=None):
+        return sorted({k[2] for k in keys if (ds is None or k[0] == ds) and (variant is None or k[1] == variant)})
+
+    def _write(self, name, md_lines, csv_rows, seeds, notes=()):
+        md = md_lines + provenance(self.config, seeds, notes)
+        (self.out / f"{name}.md").write_text("\n".join(md) + "\n")
+        df = pd.DataFrame(csv_rows)
+        prov = provenance(self.config, seeds, notes)
+        with open(self.out / f"{name}.csv", "w") as fh:
+            df.to_csv(fh, index=False)
+            for line in prov[2:]:
+                fh.write(f"# {line.lstrip('- ')}\n")
+        log.info("wrote %s/%s.{md,csv} (%d cells)", self.out, name, len(csv_rows))
+
+    # ---- within
+    def within(self):
+        md, rows, all_seeds = ["# Within-dataset AUROC (%)", "",
+                               "Test AUROC in percent, mean ± sample std over seeds; per attack class: that class "
+                               "vs the test benign flows. JANUS: deployable score (Mahalanobis-OAS, aggregator "
+                               "A1, fitted on benign val)."], [], set()
+        overview = {}
+        for ds in self.r.datasets():
+            entries = []  # (display, per_seed metrics, reason)
+            main = self.r.janus_main_variant(ds)
+            for variant, label in (("full", "JANUS (full, A1)"), ("B2", "JANUS B2 flow features only (A1)")):
+                seeds = self._seeds(self.r.janus, ds, variant)
+                if variant == "full" and not seeds and main != "B2":
+                    entries.append((label, {}, "no JANUS run"))
+                if seeds:
+                    entries.append((label, {s: self.janus_run(ds, variant, s) for s in seeds}, None))
+            for method in ALL_METHODS:
+                seeds = sorted(k[2] for k in self.r.baselines if k[0] == ds and k[1] == method)
+                per = {}
+                for s in seeds:
+                    t = self.r.load(self.r.baselines[(ds, method, s)])
+                    per[s] = None if t is None else baseline_metrics(t, self.fpr)
+                reason = NOT_RUN.get(method) if not any(v is not None for v in per.values()) else None
+                if reason is None and not any(v is not None for v in per.values()):
+                    reason = self._baseline_reason(ds, method, seeds)
+                entries.append((DISPLAY.get(method, method), per, reason))
+            classes = sorted({c for _, per, _ in entries for m in per.values() if m for c in m["per_class"]})
+            header = ["method", "overall"] + classes
+            table_rows = []
+            for label, per, reason in entries:
+                vals, seeds = _collect(per, None)
+                all_seeds.update(seeds)
+                cells = [format_mean_std(vals)]
+                rows.append(self._cell_row(ds, label, "overall", vals, reason))
+                for c in classes:
+                    cv, cs = _collect(per, c)
+                    cells.append(format_mean_std(cv))
+                    rows.append(self._cell_row(ds, label, c, cv, reason))
+                table_rows.append([label] + cells)
+                overview.setdefault(label, {})[ds] = cells[0]
+            md += ["", f"## {ds}", ""] + markdown_table(header, table_rows)
+        if overview:
+            dss = self.r.datasets()
+            md += ["", "## Overview (overall AUROC)", ""] + markdown_table(
+                ["method"] + dss, [[m] + [v.get(d, NOT_RUN_CELL) for d in dss] for m, v in overview.items()])
+        notes = [f"{DISPLAY[m]}: {why}" for m, why in NOT_RUN.items()]
+        self._write("within", md, rows, all_seeds, notes)
+
+    def _baseline_reason(self, ds, method, seeds):
+        for s in seeds:
+            info = Path(self.r.baselines[(ds, method, s)]).with_name("auroc.json")
+            if info.exists():
+                try:
+                    return json.loads(info.read_text()).get("reason", "no result")
+                except ValueError:
+                    pass
+        return "no result"
+
+    @staticmethod
+    def _cell_row(ds, method, column, vals, reason=None):
+        m, s, n = mean_std(vals)
+        return {"dataset": ds, "method": method, "column": column, "auroc_mean": m if n else None,
+                "auroc_std": s if n else None, "n_seeds": n, "cell": format_mean_std(vals),
+                "reason": reason if not n else ""}
+
+    # ---- cross
+    def _cross_datasets(self):
+        return sorted({k[0] for k in self.r.cross} | {k[1] for k in self.r.cross}
+                      | {k[0] for k in self.r.janus if k[1] == "full"})
+
+    def cross_matrix(self):
+        dss = self._cross_datasets()
+        rows, table_rows, all_seeds = [], [], set()
+        for src in dss:
+            cells = [f"**{src}**"]
+            for tgt in dss:
+                if src == tgt:
+                    per = {s: self.janus_run(src, "full", s) for s in self._seeds(self.r.janus, src, "full")}
+                else:
+                    per = {k[2]: self.cross_run(src, tgt, k[2]) for k in self.r.cross if k[:2] == (src, tgt)}
+                vals, seeds = _collect(per, None)
+                all_seeds.update(seeds)
+                cell = format_mean_std(vals)
+                cells.append(f"_{cell}_ (within)" if src == tgt and vals else cell)
+                m, s, n = mean_std(vals)
+                rows.append({"source": src, "target": tgt, "within": src == tgt, "auroc_mean": m if n else None,
+                             "auroc_std": s if n else None, "n_seeds": n, "cell": cell})
+            table_rows.append(cells)
+        md = ["# Cross-dataset AUROC (%)", "",
+              "Rows: the source dataset whose cross model (sigma = janus.cross_sigma) scores the target (columns); "
+              "the aggregator (A1, Mahalanobis-OAS) is fitted on the target's benign val. Diagonal: within-dataset "
+              "full model.", ""] + markdown_table(["source ↓ / target →"] + dss, table_rows)
+        self._write("cross_matrix", md, rows, all_seeds)
+
+    # ---- aggregators (group A)
+    def _within_vals(self, ds, variant, agg, seeds=None):
+        seeds = self._seeds(self.r.janus, ds, variant) if seeds is None else seeds
+        return _collect({s: self.janus_run(ds, variant, s, agg) for s in seeds}, None)
+
+    def _cross_pair_means(self, agg, pairs=None):
+        """Per (src, tgt) pair: the seed-mean AUROC (pairs without a result are left out)."""
+        pairs = sorted({k[:2] for k in self.r.cross}) if pairs is None else pairs
+        out, seeds_used = {}, set()
+        for pair in pairs:
+            vals, seeds = _collect({k[2]: self.cross_run(*pair, k[2], agg) for k in self.r.cross if k[:2] == pair},
+                                   None)
+            if vals:
+                out[pair] = float(np.mean(vals))
+                seeds_used.update(seeds)
+        return out, seeds_used
+
+    def aggregators(self):
+        dss = sorted({k[0] for k in self.r.janus if k[1] == "full"})
+        rows, table_rows, all_seeds = [], [], set()
+        for name, cls in AGGREGATORS.items():
+            cells = [f"{name}: {cls.description}"]
+            ds_means = []
+            for ds in dss:
+                vals, seeds = self._within_vals(ds, "full", name)
+                all_seeds.update(seeds)
+                cells.append(format_mean_std(vals))
+                m, s, n = mean_std(vals)
+                if n:
+                    ds_means.append(m)
+                rows.append({"aggregator": name, "column": f"within {ds}", "auroc_mean": m if n else None,
+                             "auroc_std": s if n else None, "n_seeds": n, "cell": cells[-1]})
+            pair_means, seeds = self._cross_pair_means(name)
+            all_seeds.update(seeds)
+            summary = {"within mean": np.mean(ds_means) if ds_means else None,
+                       "cross mean": np.mean(list(pair_means.values())) if pair_means else None,
+                       "cross worst": min(pair_means.values()) if pair_means else None}
+            for col, v in summary.items():
+                cells.append(NOT_RUN_CELL if v is None else f"{100 * v:.2f}")
+                rows.append({"aggregator": name, "column": col, "auroc_mean": v, "auroc_std": None,
+                             "n_seeds": None, "cell": cells[-1]})
+            table_rows.append(cells)
+        md = ["# Aggregators (group A) on the JANUS full model's score vector", "",
+              "AUROC (%). Within: per dataset, mean ± std over seeds. Within mean: over datasets. Cross mean / "
+              "worst: over the off-diagonal (source, target) pairs of the cross matrix, each pair averaged over "
+              "seeds; every aggregator is fitted on the (target's) benign val only. \"not run\": the aggregator's "
+              "score columns are absent (e.g. NaN for a model without that head) or no scores exist.", ""]
+        md += markdown_table(["aggregator"] + [f"within {d}" for d in dss] + ["within mean", "cross mean",
+                                                                              "cross worst"], table_rows)
+        self._write("aggregators", md, rows, all_seeds)
+
+    # ---- ablations (group B)
+    def ablation_B(self):
+        abl_ds = sorted({k[0] for k in self.r.janus if k[1] in ABLATION_VARIANTS})
+        rows, table_rows, all_seeds = [], [], set()
+        notes = ["cross-dataset columns: the ablation models are not cross-scored in this pipeline "
+                 "(score_cross scores one 'cross' model per source), so their cross deltas are not run"]
+        for variant in ABLATION_VARIANTS:
+            deltas, abs_v, abs_f = [], [], []
+            for ds in abl_ds:
+                seeds = [s for s in self._seeds(self.r.janus, ds, variant)
+                         if (ds, "full", s) in self.r.janus]
+                per_v = {s: self.janus_run(ds, variant, s) for s in seeds}
+                per_f = {s: self.janus_run(ds, "full", s) for s in seeds}
+                paired = [s for s in seeds if per_v[s] and per_f[s] and per_v[s]["auroc"] is not None
+                          and per_f[s]["auroc"] is not None]
+                if paired:
+                    all_seeds.update(paired)
+                    dv = float(np.mean([per_v[s]["auroc"] for s in paired]))
+                    df = float(np.mean([per_f[s]["auroc"] for s in paired]))
+                    deltas.append(dv - df)
+                    abs_v.append(dv)
+                    abs_f.append(df)
+            within = float(np.mean(deltas)) if deltas else None
+            cells = [variant,
+                     NOT_RUN_CELL if within is None else f"{100 * np.mean(abs_v):.2f}",
+                     NOT_RUN_CELL if within is None else f"{100 * np.mean(abs_f):.2f}",
+                     NOT_RUN_CELL if within is None else f"{100 * within:+.2f}",
+                     NOT_RUN_CELL, NOT_RUN_CELL]
+            table_rows.append(cells)
+            for col, v in (("within AUROC variant", np.mean(abs_v) if abs_v else None),
+                           ("within AUROC full", np.mean(abs_f) if abs_f else None), ("within delta", within),
+                           ("cross-mean delta", None), ("cross-worst delta", None)):
+                rows.append({"variant": variant, "column": col, "value": v, "n_datasets": len(deltas),
+                             "cell": NOT_RUN_CELL if v is None else f"{100 * v:.2f}"})
+        md = ["# Architecture ablations (group B) vs the full model", "",
+              f"AUROC points (variant − full), deployable aggregator A1, on the ablation datasets "
+              f"{', '.join(abl_ds) or '(none run)'} and the seeds where both the variant and the full model ran "
+              "(mean over those seeds, then over datasets).", ""]
+        md += markdown_table(["variant", "within AUROC (variant)", "within AUROC (full)", "within Δ", "cross-mean Δ",
+                              "cross-worst Δ"], table_rows)
+        self._write("ablation_B", md, rows, all_seeds, notes)
+
+    def write_all(self):
+        self.within()
+        self.cross_matrix()
+        self.aggregators()
+        self.ablation_B()
+
+
+TABLE_NAMES = ("within", "cross_matrix", "aggregators", "ablation_B")
+
+
+def write_tables(phase1_files, cross_files, baseline_files, out_dir, config: dict, fpr_target=None) -> None:
+    """Entry point of rule ``tables``: every table from the given score files."""
+    TableWriter(ResultSet.from_files(phase1_files, cross_files, baseline_files), config, out_dir,
+                fpr_target).write_all()

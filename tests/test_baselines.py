@@ -1,0 +1,141 @@
+"""Baselines: each detects obviously different synthetic attacks, is deterministic per seed, never reads labels,
+and a packet baseline on a flow-table store (or an unbuilt baseline) is "not run"."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from nidsflow.capture.store import Store
+from nidsflow.evaluate.baselines import (ALL_METHODS, BASELINES, NOT_RUN, BaselineError, make_baseline,
+                                         run_baseline, why_not_runnable)
+from nidsflow.evaluate.baselines.common import BaselineInput, FlowPreprocessor, PacketPreprocessor
+from nidsflow.evaluate.synthetic import make_synthetic_store, synthetic_split
+
+torch.set_num_threads(1)
+
+#: Small settings so each fit takes about a second.
+FAST = {
+    "iforest": {"n_estimators": 100, "max_samples_grid": [128, 256]},
+    "ocsvm": {"gamma_scale_grid": [0.3, 1.0]},
+    "ganomaly": {"epochs": 8, "latent_grid": [8]},
+    "anoformer": {"epochs": 4, "mask_ratio_grid": [0.3], "d_model": 16, "n_heads": 2, "n_layers": 1},
+    "mmr": {"epochs": 10, "mask_ratio_grid": [0.25]},
+    "stfpm": {"epochs": 5, "widths": [16, 16, 16]},
+    "shafir_nf": {"epochs": 15, "n_layers_grid": [4], "rf_trees": 20, "perm_repeats": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return Store(make_synthetic_store(tmp_path_factory.mktemp("bl") / "store", n_benign=700, n_attack=60, seed=1))
+
+
+@pytest.fixture(scope="module")
+def flow_only_store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bl_flow") / "store"
+    return Store(make_synthetic_store(root, n_benign=500, n_attack=40, seed=2, with_packets=False))
+
+
+@pytest.fixture(scope="module")
+def split(store):
+    return synthetic_split(store, seed=0, n_train=300, n_val=120)
+
+
+def test_every_seed_baseline_has_a_row():
+    assert set(ALL_METHODS) == set(BASELINES) | set(NOT_RUN)
+    for m in ("iforest", "ocsvm", "ganomaly", "anoformer", "mmr", "stfpm", "shafir_nf"):
+        assert m in BASELINES
+    for m in NOT_RUN:
+        with pytest.raises(BaselineError, match="not run"):
+            make_baseline(m, 0)
+
+
+@pytest.mark.parametrize("method", sorted(BASELINES))
+def test_baseline_detects_obvious_anomalies_and_is_deterministic(method, store, split):
+    t1, info = run_baseline(store, split, method, FAST[method], seed=7, fpr_target=0.05)
+    assert info["status"] == "ok"
+    assert info["auroc"] > 0.8, info
+    for cls in ("synflood", "exfil"):
+        assert cls in info["per_class"]
+    assert t1.score_names == ("score",)
+    assert set(t1.split) == {"val", "test"} and len(t1.flow_id) == len(split.val) + len(split.test)
+    assert np.isfinite(t1.scores).all()
+    t2, _ = run_baseline(store, split, method, FAST[method], seed=7)
+    np.testing.assert_array_equal(t1.scores, t2.scores)
+
+
+@pytest.mark.parametrize("method", ["ganomaly", "shafir_nf"])
+def test_seed_changes_a_stochastic_baseline(method, store, split):
+    a, _ = run_baseline(store, split, method, FAST[method], seed=1)
+    b, _ = run_baseline(store, split, method, FAST[method], seed=2)
+    assert not np.array_equal(a.scores, b.scores)
+
+
+@pytest.mark.parametrize("method", ["iforest", "mmr"])
+def test_baseline_never_reads_labels(method, store, split, tmp_path):
+    """The same store with every label shuffled gives exactly the same scores."""
+    root = tmp_path / "store"
+    root.mkdir()
+    import shutil
+    shutil.copytree(store.root / "packets", root / "packets")
+    shutil.copy(store.root / "flow_features.parquet", root / "flow_features.parquet")
+    flows = store.flows.copy()
+    perm = np.random.default_rng(0).permutation(len(flows))
+    for c in ("label", "attack_class", "is_attack"):
+        flows[c] = flows[c].to_numpy()[perm]
+    flows.to_parquet(root / "flows.parquet", index=False)
+    a, _ = run_baseline(store, split, method, FAST[method], seed=3)
+    b, _ = run_baseline(Store(root), split, method, FAST[method], seed=3)
+    np.testing.assert_array_equal(a.scores, b.scores)
+
+
+def test_flow_table_store_runs_flow_baselines_only(flow_only_store):
+    sp = synthetic_split(flow_only_store, seed=0, n_train=250, n_val=100)
+    for method in ("anoformer", "stfpm"):
+        table, info = run_baseline(flow_only_store, sp, method, FAST[method], seed=0)
+        assert table is None and info["status"] == "not run" and "packet" in info["reason"]
+    table, info = run_baseline(flow_only_store, sp, "iforest", FAST["iforest"], seed=0)
+    assert info["status"] == "ok" and info["auroc"] > 0.8
+    assert why_not_runnable("tslanet", True) is not None
+    assert why_not_runnable("shafir_nf", False) is None
+
+
+def test_flow_preprocessing_handles_heavy_tails_inf_and_constants():
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.lognormal(8, 3, 500), np.ones(500), rng.normal(size=500)])
+    X[3, 0] = np.inf
+    X[4, 2] = np.nan
+    pre = FlowPreprocessor(clip=20).fit(X, ("bytes", "const", "z"))
+    Z = pre.transform(X)
+    assert Z.shape == (500, 2) and np.isfinite(Z).all()
+    assert pre.names_ == ("bytes", "z")
+    assert np.abs(np.median(Z, axis=0)).max() < 0.05  # robust centring
+    assert np.abs(Z).max() <= 20
+
+
+def test_packet_preprocessing_masks_padding():
+    x = np.zeros((2, 4, 9), np.float32)
+    x[:, :, 0] = 100
+    x[:, :, 8] = 1
+    tok, valid = PacketPreprocessor().fit(x, np.array([2, 9])).transform(x, np.array([2, 9]))
+    assert valid.tolist() == [[True, True, False, False], [True, True, True, True]]
+    assert (tok[0, 2:] == 0).all() and (tok[1, :, 8] == 1).all()
+
+
+def test_baseline_rejects_the_wrong_view():
+    m = make_baseline("stfpm", 0)
+    with pytest.raises(BaselineError, match="packet sequences"):
+        m.fit(BaselineInput(flow=np.zeros((20, 3))))
+    with pytest.raises(BaselineError, match="at least 10"):
+        make_baseline("iforest", 0).fit(BaselineInput(flow=np.zeros((5, 3))))
+
+
+def test_shafir_configured_features_must_exist(store, split):
+    with pytest.raises(BaselineError, match="not .*flow features"):
+        run_baseline(store, split, "shafir_nf", {**FAST["shafir_nf"], "features": ["nope", "duration"]}, seed=0)
+    _, info = run_baseline(store, split, "shafir_nf", {**FAST["shafir_nf"], "features": ["duration", "mean_size"]},
+                           seed=0)
+    assert info["selected"]["features"] == ["duration", "mean_size"]

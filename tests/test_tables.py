@@ -1,0 +1,212 @@
+"""Result tables and figures: computed cells, "not run" for missing ones, provenance on every table."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from nidsflow.evaluate.aggregators import make_aggregator
+from nidsflow.evaluate.figures import dataset_figures
+from nidsflow.evaluate.synthetic import make_janus_like_table
+from nidsflow.evaluate.tables import TABLE_NAMES, ResultSet, config_hash, write_tables
+from nidsflow.scores import JANUS_SCORE_NAMES, ScoreTable
+
+CONFIG = {"seeds": [1, 2], "evaluate": {"fpr_target": 0.01}, "janus": {"variants": ["full", "B3"]}}
+
+
+def _save(table, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.save(path)
+    return path
+
+
+def _baseline_table(seed):
+    t = make_janus_like_table(seed=seed)
+    return ScoreTable(t.flow_id, t.split, t.label, t.attack_class, t.is_attack, ("score",),
+                      t.scores[:, :1] + t.scores[:, 3:4])
+
+
+def _empty():
+    return ScoreTable(np.zeros(0, np.int64), np.zeros(0, str), np.zeros(0, str), np.zeros(0, str), np.zeros(0, bool),
+                      ("score",), np.zeros((0, 1), np.float32))
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """Two datasets x two seeds of JANUS full, one ablation (B3, NaN discrete columns), one cross pair, two baselines
+    (ocsvm "not run": empty file), one cross pair missing."""
+    tmp_path = tmp_path_factory.mktemp("tables")
+    r = tmp_path / "results"
+    p1, cr, bl = [], [], []
+    for i, ds in enumerate(["da", "db"]):
+        for seed in (1, 2):
+            p1.append(_save(make_janus_like_table(seed=10 * i + seed), r / ds / "janus/full" / f"seed{seed}/phase1_scores.npz"))
+            bl.append(_save(_baseline_table(seed), r / ds / "baselines/iforest" / f"seed{seed}/scores.npz"))
+            bl.append(_save(_empty(), r / ds / "baselines/ocsvm" / f"seed{seed}/scores.npz"))
+    disc = tuple(n for n in JANUS_SCORE_NAMES if n.startswith("disc"))
+    p1.append(_save(make_janus_like_table(seed=1, nan_columns=disc), r / "da/janus/B3/seed1/phase1_scores.npz"))
+    cr.append(_save(make_janus_like_table(seed=30, shift=1.5), r / "cross/da__db/seed1/cross_scores.npz"))
+    (r / "da/baselines/ocsvm/seed1/auroc.json").write_text(json.dumps({"status": "not run", "reason": "test reason"}))
+    out = tmp_path / "tables"
+    write_tables([str(p) for p in p1], [str(p) for p in cr], [str(p) for p in bl], out, CONFIG, fpr_target=0.01)
+    return r, out
+
+
+def _a1_auroc(table):
+    s = make_aggregator("A1").fit_table(table).score_table(table)
+    test = table.split == "test"
+    return roc_auc_score(table.is_attack[test], s[test])
+
+
+def test_every_table_is_written_with_provenance(results):
+    _, out = results
+    h = hashlib.sha256(json.dumps(CONFIG, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert config_hash(CONFIG) == h
+    for name in TABLE_NAMES:
+        md = (out / f"{name}.md").read_text()
+        csv = (out / f"{name}.csv").read_text()
+        for text in (md, csv):
+            assert f"config sha256: {h}" in text
+            assert "git commit:" in text and "date (UTC):" in text and "seeds: 1" in text
+        assert "Provenance" in md
+
+
+def test_within_cells_are_computed_and_missing_ones_say_not_run(results):
+    r, out = results
+    df = pd.read_csv(out / "within.csv", comment="#")
+    janus = df[(df.dataset == "da") & (df.method == "JANUS (full, A1)") & (df.column == "overall")].iloc[0]
+    vals = [_a1_auroc(ScoreTable.load(r / f"da/janus/full/seed{s}/phase1_scores.npz")) for s in (1, 2)]
+    assert janus.auroc_mean == pytest.approx(np.mean(vals))
+    assert janus.auroc_std == pytest.approx(np.std(vals, ddof=1))
+    assert janus.n_seeds == 2
+    assert set(df[df.method == "JANUS (full, A1)"].column) == {"overall", "dos", "scan"}
+    ocsvm = df[(df.dataset == "da") & (df.method == "OCSVM")]
+    assert (ocsvm.cell == "not run").all() and (ocsvm.reason == "test reason").all()
+    tslanet = df[df.method == "TSLANet"]
+    assert (tslanet.cell == "not run").all() and tslanet.reason.str.contains("not built").all()
+    md = (out / "within.md").read_text()
+    assert f"{100 * np.mean(vals):.2f} ± {100 * np.std(vals, ddof=1):.2f}" in md
+
+
+def test_cross_matrix_diagonal_is_within_and_missing_pair_not_run(results):
+    r, out = results
+    df = pd.read_csv(out / "cross_matrix.csv", comment="#")
+    cell = lambda a, b: df[(df.source == a) & (df.target == b)].iloc[0]  # noqa: E731
+    assert cell("db", "da").cell == "not run"
+    assert cell("da", "db").auroc_mean == pytest.approx(_a1_auroc(ScoreTable.load(r / "cross/da__db/seed1/cross_scores.npz")))
+    assert cell("da", "db").n_seeds == 1
+    within = pd.read_csv(out / "within.csv", comment="#")
+    w = within[(within.dataset == "db") & (within.method == "JANUS (full, A1)") & (within.column == "overall")]
+    assert cell("db", "db").auroc_mean == pytest.approx(w.auroc_mean.iloc[0])
+
+
+def test_aggregator_and_ablation_tables(results):
+    _, out = results
+    agg = pd.read_csv(out / "aggregators.csv", comment="#")
+    assert set(agg.aggregator) == {f"A{i}" for i in range(1, 8)}
+    a1 = agg[(agg.aggregator == "A1") & (agg.column == "cross worst")].iloc[0]
+    assert a1.auroc_mean == pytest.approx(agg[(agg.aggregator == "A1") & (agg.column == "cross mean")].auroc_mean.iloc[0])
+    abl = pd.read_csv(out / "ablation_B.csv", comment="#")
+    b3 = abl[(abl.variant == "B3") & (abl.column == "within delta")].iloc[0]
+    wf = abl[(abl.variant == "B3") & (abl.column == "within AUROC full")].value.iloc[0]
+    wv = abl[(abl.variant == "B3") & (abl.column == "within AUROC variant")].value.iloc[0]
+    assert b3.value == pytest.approx(wv - wf)
+    assert b3.value < 0  # without the discrete columns the "scan" class is invisible
+    assert (abl[abl.variant == "B1"].cell == "not run").all()
+    assert (abl[abl.column.str.startswith("cross")].cell == "not run").all()
+    assert "not cross-scored" in (out / "ablation_B.md").read_text()
+
+
+def test_unparsable_path_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="does not look like"):
+        ResultSet.from_files(phase1_files=[tmp_path / "somewhere/else.npz"])
+
+
+def test_figures_are_written(results, tmp_path):
+    r, _ = results
+    roc, dist = tmp_path / "fig/roc.png", tmp_path / "fig/score_distribution.png"
+    dataset_figures("da", r / "da/janus/full/seed1/phase1_scores.npz",
+                    {"iforest": r / "da/baselines/iforest/seed1/scores.npz",
+                     "ocsvm": r / "da/baselines/ocsvm/seed1/scores.npz"}, roc, dist, 0.01)
+    for f in (roc, dist):
+        assert f.stat().st_size > 10_000 and f.read_bytes()[:4] == b"\x89PNG"
+    # no JANUS scores: a labelled placeholder, not a crash
+    dataset_figures("dz", None, {}, tmp_path / "z/roc.png", tmp_path / "z/d.png")
+    assert (tmp_path / "z/roc.png").exists() and (tmp_path / "z/d.png").exists()
+
+
+# ---------------------------------------------------------------- the end of the chain: scoring a new capture
+
+def _store_from_capture(pcap, root, extract_cfg):
+    """A training store from an unlabelled capture (every flow taken as benign), via the same flow code."""
+    from nidsflow.capture.store import StoreWriter
+    from nidsflow.evaluate.newcapture import iter_capture_flows
+
+    parts = list(iter_capture_flows(pcap, extract_cfg))
+    frame = pd.concat([p[0] for p in parts], ignore_index=True)
+    feats = pd.concat([p[1] for p in parts], ignore_index=True)
+    w = StoreWriter(root, extract_cfg["T"])
+    w.add_shard(np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts]))
+    frame = frame.drop(columns=["end_reason"], errors="ignore")
+    frame["label"], frame["attack_class"], frame["is_attack"], frame["source_file"] = "BENIGN", "benign", False, str(pcap)
+    frame["flow_id"] = np.arange(len(frame))
+    w.finish(frame, feats)
+    return root
+
+
+def test_new_capture_is_scored_end_to_end(tmp_path):
+    """Train a tiny JANUS on one generated capture, fit its aggregator, score a capture it has never seen."""
+    import torch
+
+    from nidsflow.capture.demo import capture_file, generate_domain
+    from nidsflow.capture.store import Store
+    from nidsflow.evaluate.aggregators import fit_deployable, save_artifact
+    from nidsflow.evaluate.newcapture import CSV_COLUMNS, iter_capture_flows, score_capture
+    from nidsflow.janus.score import score_split
+    from nidsflow.janus.train import train_janus
+    from nidsflow.splits import make_split
+
+    torch.set_num_threads(1)
+    extract = {"T": 8, "idle_timeout_s": 120, "active_timeout_s": 1800}
+    janus = {"T": 8, "d_model": 16, "n_layers": 1, "n_heads": 2, "epochs": 1, "batch_size": 64, "warmup_steps": 2,
+             "solver_steps": 2, "disc_times": [0.5], "score_batch_size": 256, "patience": 1}
+    generate_domain("demo_a", tmp_path / "demo", seed=1, benign_sessions=120, attack_sessions=0, duration_s=300)
+    generate_domain("demo_b", tmp_path / "demo", seed=2, benign_sessions=40, attack_sessions=20, duration_s=120)
+    train_pcap, new_pcap = tmp_path / "demo" / capture_file("demo_a"), tmp_path / "demo" / capture_file("demo_b")
+    store = Store(_store_from_capture(train_pcap, tmp_path / "store", extract))
+    n = len(store.flows)
+    split = make_split(store.flows, seed=0, n_train=int(n * 0.6), n_val=int(n * 0.3))
+    split.save(tmp_path / "split.npz")
+    model = train_janus(tmp_path / "store", tmp_path / "split.npz", tmp_path / "model", janus, "full", seed=0,
+                        device="cpu", progress=False)
+    table = score_split(model, tmp_path / "store", tmp_path / "split.npz", janus, device="cpu", progress=False)
+    save_artifact(fit_deployable(table, fpr_target=0.05), tmp_path / "aggregator.json")
+
+    out = tmp_path / "new" / "demo_b.csv"
+    summary = score_capture(new_pcap, model, tmp_path / "aggregator.json", out, extract, janus, device="cpu")
+    df = pd.read_csv(out)
+    n_new = sum(len(p[0]) for p in iter_capture_flows(new_pcap, extract))
+    assert list(df.columns) == list(CSV_COLUMNS)
+    assert len(df) == n_new == summary["flows"] > 0
+    assert np.isfinite(df[list(JANUS_SCORE_NAMES)].to_numpy()).all()
+    assert (df["alert"] == (df["deployable_score"] > summary["threshold"])).all()
+    assert summary["alerts"] == int(df["alert"].sum())
+    with pytest.raises(ValueError, match="not found"):
+        score_capture(tmp_path / "nope.pcap", model, tmp_path / "aggregator.json", tmp_path / "x.csv", extract, janus)
+    assert not (tmp_path / "x.csv").exists() and not (tmp_path / "x.csv.tmp").exists()
+
+
+def test_workflow_table_names_match_the_package(repo_root):
+    import re
+
+    from nidsflow.evaluate.tables import TABLE_NAMES as names
+
+    smk = (repo_root / "workflow" / "rules" / "aggregate.smk").read_text()
+    m = re.search(r"^TABLE_NAMES = \((.*)\)$", smk, re.M)
+    assert m and tuple(x.strip().strip('"') for x in m.group(1).split(",") if x.strip()) == names

@@ -1,0 +1,30 @@
+# Baselines on exactly JANUS's splits (nidsflow.evaluate.baselines). A method that cannot run on a
+# dataset (a packet-sequence baseline on a flow-table store, or a baseline we do not build) writes an
+# empty scores.npz and an auroc.json with status "not run" and the reason, so the tables can say so.
+
+
+def baseline_params(wildcards):
+    """The method's own config block (config["baselines"][method]); {} means the module's defaults."""
+    return dict(config["baselines"].get(wildcards.method) or {})
+
+
+rule baseline:
+    input:
+        flows="results/{ds}/store/flows.parquet",
+        features="results/{ds}/store/flow_features.parquet",
+        split="results/{ds}/splits/seed{seed}.npz",
+    output:
+        scores="results/{ds}/baselines/{method}/seed{seed}/scores.npz",
+        auroc="results/{ds}/baselines/{method}/seed{seed}/auroc.json",
+    log:
+        "logs/baselines/{ds}_{method}_seed{seed}.log",
+    benchmark:
+        "benchmarks/baselines/{ds}_{method}_seed{seed}.tsv"
+    params:
+        method_params=baseline_params,
+        fpr_target=config["evaluate"]["fpr_target"],
+    threads: 1
+    conda:
+        "../envs/evaluate.yaml"
+    script:
+        "../scripts/baselines_run.py"
