@@ -1,0 +1,300 @@
+"""The HIKARI branch as file-to-file stages (one Snakemake rule each), and ``run_branch`` for all of them.
+
+    preprocess  table -> prep.npz (train/test split, imputed features), imputer.joblib
+    ae          prep.npz -> ae.keras, scalers.joblib, ae_history.json           (normal training rows)
+    residual    + ae -> residual.joblib (residual model + cluster gate), residual_scores.npz
+    base        + residual_scores -> xgb.json, iforest.joblib, latent_lr.joblib, base_scores.npz
+    meta        + OOF refits -> meta.joblib, oof_X.npy, oof_y.npy, oof_raw.npy, oof_prob.npy,
+                feature_names.json, thresholds.json, meta_prob_test.npy, y_test.npy
+    evaluate    -> comparison.md, comparison.csv, confusion_matrix.png
+    validate    -> validation_summary.json, calibration_curve.png, probability_distributions.png
+
+Only the ``preprocess`` stage reads labels of test rows (to stratify the split and store them);
+every fitted object is fitted on training rows (``X_train``, ``y_train``) alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import joblib
+import numpy as np
+
+from nidsflow.hikari import data as hdata
+from nidsflow.hikari.config import resolve
+from nidsflow.hikari.models import (
+    META_FEATURE_NAMES, ClusterGate, ResidualModel, ae_outputs, configure_runtime, fit_autoencoder,
+    fit_scalers, fit_supervised, meta_features_from, supervised_scores,
+)
+from nidsflow.hikari.stacking import MetaModel, meta_inputs, oof_meta_features, pr_threshold, pr_thresholds
+
+log = logging.getLogger(__name__)
+
+STAGE_FILES = {
+    "preprocess": ("prep.npz", "imputer.joblib"),
+    "ae": ("ae.keras", "scalers.joblib", "ae_history.json"),
+    "residual": ("residual.joblib", "residual_scores.npz"),
+    "base": ("xgb.json", "iforest.joblib", "latent_lr.joblib", "base_scores.npz"),
+    "meta": ("meta.joblib", "oof_X.npy", "oof_y.npy", "oof_raw.npy", "oof_prob.npy", "feature_names.json",
+             "thresholds.json", "meta_prob_test.npy", "y_test.npy"),
+    "evaluate": ("comparison.md", "comparison.csv", "confusion_matrix.png"),
+    "validate": ("validation_summary.json", "calibration_curve.png", "probability_distributions.png"),
+}
+
+
+def _mkparent(*paths):
+    for p in paths:
+        Path(p).parent.mkdir(parents=True, exist_ok=True)
+
+
+def load_prep(path) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+# ------------------------------------------------------------------------------------------ stages
+
+
+def preprocess_stage(source: dict, cfg: dict, out_prep, out_imputer) -> dict:
+    """Load, label, select features, stratified split (test_size, seed), impute (training medians)."""
+    cfg = resolve(cfg)
+    from sklearn.model_selection import train_test_split
+
+    pp = cfg["preprocess"]
+    table = hdata.load_flow_table(source, tuple(pp["id_tokens"]), tuple(pp["id_names"]), tuple(pp["drop_columns"]))
+    idx = np.arange(len(table.y))
+    max_rows = cfg.get("max_rows")
+    if max_rows and len(idx) > int(max_rows):
+        idx, _ = train_test_split(idx, train_size=int(max_rows), stratify=table.y, random_state=int(cfg["seed"]))
+        idx = np.sort(idx)
+        log.info("hikari.max_rows: stratified subsample of %d of %d rows", len(idx), len(table.y))
+    tr, te = train_test_split(idx, test_size=float(cfg["test_size"]), stratify=table.y[idx],
+                              random_state=int(cfg["seed"]))
+    tr, te = np.sort(tr), np.sort(te)
+    imputer = hdata.Imputer.fit(table.features.iloc[tr])
+    prep = {
+        "X_train": imputer.transform(table.features.iloc[tr]), "y_train": table.y[tr],
+        "X_test": imputer.transform(table.features.iloc[te]), "y_test": table.y[te],
+        "labels_train": table.labels[tr].astype(str), "labels_test": table.labels[te].astype(str),
+        "idx_train": tr, "idx_test": te, "feature_names": np.array(imputer.names, dtype=str),
+    }
+    log.info("split: train %d (%d attack), test %d (%d attack), %d features", len(tr), int(prep["y_train"].sum()),
+             len(te), int(prep["y_test"].sum()), len(imputer.names))
+    _mkparent(out_prep, out_imputer)
+    np.savez_compressed(out_prep, **prep)
+    joblib.dump({"imputer": imputer, "label_column": table.label_column, "dropped": table.dropped_columns,
+                 "source": table.source}, out_imputer)
+    return prep
+
+
+def ae_stage(prep_path, cfg: dict, out_model, out_scalers, out_history, threads: int = 1):
+    cfg = resolve(cfg)
+    configure_runtime(int(cfg["seed"]), threads)
+    p = load_prep(prep_path)
+    X, y = p["X_train"], p["y_train"]
+    scalers = fit_scalers(X, y, cfg)
+    model, history = fit_autoencoder(scalers.ae(X[y == 0]), cfg["ae"], int(cfg["seed"]))
+    _mkparent(out_model, out_scalers, out_history)
+    model.save(out_model)
+    joblib.dump(scalers, out_scalers)
+    Path(out_history).write_text(json.dumps(history, indent=1))
+    return model, scalers
+
+
+def load_ae(path):
+    import keras
+
+    return keras.models.load_model(path, compile=False)
+
+
+def residual_stage(prep_path, model_path, scalers_path, cfg: dict, out_residual, out_scores, threads: int = 1):
+    """Residual model and cluster gate on normal training rows; scores of train and test rows."""
+    cfg = resolve(cfg)
+    configure_runtime(int(cfg["seed"]), threads)
+    p = load_prep(prep_path)
+    ae, scalers = load_ae(model_path), joblib.load(scalers_path)
+    X, y, seed = p["X_train"], p["y_train"], int(cfg["seed"])
+    tr = ae_outputs(ae, scalers, None, X)
+    residual = ResidualModel.fit(tr["residual"][y == 0], cfg["residual"], seed)
+    tr.update(residual.scores(tr["residual"]))
+    gname = cfg["gate"]["score"]
+    gate = ClusterGate.fit(tr["latent"][y == 0], tr[gname][y == 0], cfg["gate"], seed)
+    te = ae_outputs(ae, scalers, residual, p["X_test"])
+    scores = {}
+    for split, out in (("train", tr), ("test", te)):
+        for k in ("mse", "md", "hybrid", "gmm", "latent"):
+            scores[f"{k}_{split}"] = out[k]
+        scores[f"gate_ratio_{split}"] = gate.ratio(out["latent"], out[gname])
+        scores[f"gate_flag_{split}"] = gate.flag(out["latent"], out[gname])
+    _mkparent(out_residual, out_scores)
+    joblib.dump({"residual": residual, "gate": gate}, out_residual)
+    np.savez_compressed(out_scores, **scores)
+    return residual, gate, scores
+
+
+def base_stage(prep_path, scalers_path, residual_scores_path, cfg: dict, out_xgb, out_iforest, out_latent_lr,
+               out_scores, threads: int = 1):
+    """Latent LR, XGBoost and IsolationForest on the whole training split; their train/test scores."""
+    cfg = resolve(cfg)
+    configure_runtime(int(cfg["seed"]), threads)
+    p = load_prep(prep_path)
+    scalers = joblib.load(scalers_path)
+    with np.load(residual_scores_path) as z:
+        lat_tr, lat_te = z["latent_train"], z["latent_test"]
+    latent_lr, xgb, iforest = fit_supervised(scalers, lat_tr, p["X_train"], p["y_train"], cfg,
+                                             int(cfg["seed"]), threads)
+    scores = {}
+    for split, lat, X in (("train", lat_tr, p["X_train"]), ("test", lat_te, p["X_test"])):
+        iso, lp, xp = supervised_scores(latent_lr, xgb, iforest, scalers, lat, X)
+        scores.update({f"iso_{split}": iso, f"latent_prob_{split}": lp, f"xgb_prob_{split}": xp})
+    _mkparent(out_xgb, out_iforest, out_latent_lr, out_scores)
+    xgb.save_model(out_xgb)
+    joblib.dump(iforest, out_iforest)
+    joblib.dump(latent_lr, out_latent_lr)
+    np.savez_compressed(out_scores, **scores)
+    return latent_lr, xgb, iforest
+
+
+def test_meta_features(residual_scores_path, base_scores_path) -> np.ndarray:
+    with np.load(residual_scores_path) as r, np.load(base_scores_path) as b:
+        return meta_features_from({"hybrid": r["hybrid_test"], "gmm": r["gmm_test"]}, b["iso_test"],
+                                  b["latent_prob_test"], b["xgb_prob_test"])
+
+
+def meta_stage(prep_path, residual_scores_path, base_scores_path, cfg: dict, out_dir, threads: int = 1) -> dict:
+    """OOF meta features (K refits), meta LR (+ isotonic), OOF PR thresholds, test meta probabilities."""
+    cfg = resolve(cfg)
+    configure_runtime(int(cfg["seed"]), threads)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    p = load_prep(prep_path)
+    X, y, seed = p["X_train"], p["y_train"], int(cfg["seed"])
+    oof_raw, fold = oof_meta_features(X, y, cfg, seed, threads)
+    zs = bool(cfg["meta"]["zscore"])
+    oof_X = meta_inputs(oof_raw, fold, zs)
+    meta = MetaModel.fit(oof_X, y, cfg["meta"], seed)
+    oof_prob = meta.predict_proba(oof_X)
+    thresholds = pr_thresholds(y, oof_prob, cfg["thresholds"])
+    # Base detectors' own operating points (max-F1 on their raw OOF scores), for the comparison table.
+    thresholds["base_max_f1"] = {n: pr_threshold(y, oof_raw[:, j]) for j, n in enumerate(META_FEATURE_NAMES)}
+    test_raw = test_meta_features(residual_scores_path, base_scores_path)
+    meta_prob_test = meta.predict_proba(meta_inputs(test_raw, None, zs))
+    joblib.dump(meta, out_dir / "meta.joblib")
+    np.save(out_dir / "oof_X.npy", oof_X)
+    np.save(out_dir / "oof_y.npy", y.astype(np.int8))
+    np.save(out_dir / "oof_raw.npy", oof_raw)
+    np.save(out_dir / "oof_prob.npy", oof_prob)
+    np.save(out_dir / "meta_prob_test.npy", meta_prob_test)
+    np.save(out_dir / "y_test.npy", p["y_test"].astype(np.int8))
+    (out_dir / "feature_names.json").write_text(json.dumps(list(META_FEATURE_NAMES)))
+    (out_dir / "thresholds.json").write_text(json.dumps(thresholds, indent=1))
+    log.info("meta: LR coef %s intercept %s; selected threshold (%s) %.6g", np.round(meta.lr.coef_, 4).tolist(),
+             np.round(meta.lr.intercept_, 4).tolist(), thresholds["policy"], thresholds["selected"])
+    return {"meta": meta, "thresholds": thresholds, "meta_prob_test": meta_prob_test}
+
+
+def binary_metrics(y: np.ndarray, pred: np.ndarray, score: np.ndarray) -> dict:
+    from sklearn.metrics import accuracy_score, average_precision_score, f1_score, precision_score, recall_score
+    from sklearn.metrics import roc_auc_score
+
+    both = len(np.unique(y)) == 2
+    return {
+        "accuracy": float(accuracy_score(y, pred)),
+        "precision": float(precision_score(y, pred, zero_division=0)),
+        "recall": float(recall_score(y, pred, zero_division=0)),
+        "f1": float(f1_score(y, pred, zero_division=0)),
+        "roc_auc": float(roc_auc_score(y, score)) if both else float("nan"),
+        "ap": float(average_precision_score(y, score)) if both else float("nan"),
+    }
+
+
+DETECTOR_LABELS = {"ae_hybrid": "AE hybrid (0.6 z(MSE) + 0.4 z(MD))", "gmm_score": "GMM(3) on PCA of residuals",
+                   "iso_score": "IsolationForest", "latent_prob": "Latent LR (calibrated)",
+                   "xgb_prob": "XGBoost"}
+
+
+def evaluate_stage(artifacts_dir, residual_scores_path, base_scores_path, out_md, out_csv, out_png):
+    """Comparison table (each base detector at its OOF max-F1 threshold, the AE cluster gate, the meta
+    ensemble at the selected threshold) and the meta ensemble's confusion matrix."""
+    import pandas as pd
+
+    from nidsflow.hikari.plots import confusion_matrix_plot
+
+    a = Path(artifacts_dir)
+    y = np.load(a / "y_test.npy")
+    prob = np.load(a / "meta_prob_test.npy")
+    thr = json.loads((a / "thresholds.json").read_text())
+    test_raw = test_meta_features(residual_scores_path, base_scores_path)
+    with np.load(residual_scores_path) as r:
+        gate_ratio, gate_flag = r["gate_ratio_test"], r["gate_flag_test"]
+    rows = []
+    for j, name in enumerate(META_FEATURE_NAMES):
+        t = thr["base_max_f1"][name]["threshold"]
+        rows.append({"detector": DETECTOR_LABELS[name], "threshold": t, "threshold_rule": "OOF max-F1",
+                     **binary_metrics(y, (test_raw[:, j] >= t).astype(int), test_raw[:, j])})
+    rows.append({"detector": "AE per-cluster gate", "threshold": float("nan"), "threshold_rule": "per-cluster q",
+                 **binary_metrics(y, gate_flag, gate_ratio)})
+    for policy in ("max_f1", "target_precision", "target_recall"):
+        t = thr[policy]["threshold"]
+        sel = " (selected)" if policy == thr["policy"] else ""
+        rows.append({"detector": f"Meta ensemble{sel}", "threshold": t, "threshold_rule": f"OOF {policy}",
+                     **binary_metrics(y, (prob >= t).astype(int), prob)})
+    df = pd.DataFrame(rows)
+    _mkparent(out_md, out_csv, out_png)
+    df.to_csv(out_csv, index=False)
+    Path(out_md).write_text(df.to_markdown(index=False, floatfmt=".4f") + "\n")
+    confusion_matrix_plot(y, (prob >= thr["selected"]).astype(int), out_png,
+                          title=f"Meta ensemble, test split (threshold {thr['selected']:.4g}, {thr['policy']})")
+    return df
+
+
+# ------------------------------------------------------------------------------------------ everything
+
+
+def run_branch(source: dict, cfg: dict, out_dir, threads: int = 1, validate: bool = True) -> dict:
+    """Every stage in order into ``out_dir`` (the Snakemake rules call the same functions one by one)."""
+    cfg = resolve(cfg)
+    o = Path(out_dir)
+    preprocess_stage(source, cfg, o / "prep.npz", o / "imputer.joblib")
+    ae_stage(o / "prep.npz", cfg, o / "ae.keras", o / "scalers.joblib", o / "ae_history.json", threads)
+    residual_stage(o / "prep.npz", o / "ae.keras", o / "scalers.joblib", cfg, o / "residual.joblib",
+                   o / "residual_scores.npz", threads)
+    base_stage(o / "prep.npz", o / "scalers.joblib", o / "residual_scores.npz", cfg, o / "xgb.json",
+               o / "iforest.joblib", o / "latent_lr.joblib", o / "base_scores.npz", threads)
+    meta_stage(o / "prep.npz", o / "residual_scores.npz", o / "base_scores.npz", cfg, o, threads)
+    df = evaluate_stage(o, o / "residual_scores.npz", o / "base_scores.npz", o / "comparison.md",
+                        o / "comparison.csv", o / "confusion_matrix.png")
+    out = {"comparison": df}
+    if validate:
+        from nidsflow.hikari.validation import run_validation
+
+        out["validation"] = run_validation(o, cfg["validation"], int(cfg["seed"]), o)
+    return out
+
+
+def main(argv=None) -> None:
+    """``python -m nidsflow.hikari.pipeline CONFIG NAME``: the branch for one configured table, no Snakemake."""
+    import argparse
+
+    import yaml
+
+    from nidsflow.logs import setup_logging
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("config", help="a config YAML with a hikari section")
+    ap.add_argument("name", help="a key of hikari.datasets")
+    ap.add_argument("--out", default=None, help="output folder (default results/hikari/NAME)")
+    ap.add_argument("--threads", type=int, default=None, help="threads (default hikari.threads)")
+    args = ap.parse_args(argv)
+    setup_logging(None)
+    cfg = yaml.safe_load(Path(args.config).read_text())["hikari"]
+    if args.name not in cfg["datasets"]:
+        raise SystemExit(f"{args.config}: hikari.datasets has no '{args.name}' (has {list(cfg['datasets'])})")
+    run_branch(cfg["datasets"][args.name], cfg, args.out or f"results/hikari/{args.name}",
+               args.threads or int(cfg["threads"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""Statistical validation of the meta ensemble (SPEC "Validation suite").
+
+Inputs (an artifacts folder): ``meta_prob_test.npy``, ``y_test.npy``, ``oof_X.npy``, ``oof_y.npy``;
+optional ``feature_names.json`` and ``thresholds.json`` (the operating threshold chosen on the OOF PR
+curve; without it the max-F1 threshold of a meta LR refitted on the OOF matrix is used). No number is
+tuned on test labels: test labels are only used to *measure*.
+
+Checks:
+* separation: max normal / min attack probability, gap = min attack - max normal, attacks <= max normal,
+  two-sample Kolmogorov-Smirnov statistic D = sup_t |F_normal(t) - F_attack(t)|;
+* operating point on test: threshold, precision, recall, F1, ROC AUC, AP;
+* calibration: Brier = mean (p - y)^2; ECE = sum_b n_b/n |acc_b - conf_b| over uniform bins;
+* leakage: the meta LR retrained on permuted OOF labels, cross-validated AUC against the permuted
+  labels (expected ~0.5; Ojala & Garriga 2010);
+* ablation: cross-validated AUC/AP of the meta LR without each meta feature, and each feature alone;
+* bootstrap (Efron 1979) percentile CIs of precision/recall/F1 at the threshold on test;
+* label-noise sensitivity: a fraction of OOF training labels flipped, CV AUC/AP against clean labels;
+* perturbation robustness: Gaussian noise eps * std_j on the OOF meta features, metrics and decision flips;
+* conformal normal rejection (Vovk et al. 2005): threshold = the ceil((n+1)(1-alpha))/n quantile of the
+  OOF normal probabilities; the test normal false-alarm rate (<= alpha in expectation) and attack flag rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+DEFAULTS = {"n_permutations": 5, "n_bootstrap": 200, "noise_rates": [0.005, 0.01, 0.02, 0.05], "perturb_eps": 0.01,
+            "n_perturb": 5, "conformal_alpha": 0.01, "calibration_bins": 10, "cv_splits": 3}
+
+
+def load_artifacts(folder) -> dict:
+    d = Path(folder)
+    need = ["meta_prob_test.npy", "y_test.npy", "oof_X.npy", "oof_y.npy"]
+    missing = [n for n in need if not (d / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{d}: missing artifacts {missing} (run the hikari_meta rule first)")
+    art = {n[:-4]: np.load(d / n) for n in need}
+    n_feat = art["oof_X"].shape[1]
+    names_file = d / "feature_names.json"
+    art["feature_names"] = json.loads(names_file.read_text()) if names_file.is_file() else \
+        [f"feat_{j}" for j in range(n_feat)]
+    thr_file = d / "thresholds.json"
+    art["thresholds"] = json.loads(thr_file.read_text()) if thr_file.is_file() else None
+    if len(art["meta_prob_test"]) != len(art["y_test"]) or len(art["oof_X"]) != len(art["oof_y"]):
+        raise ValueError(f"{d}: probability/label lengths differ")
+    return art
+
+
+def _meta_lr(seed):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(class_weight="balanced", max_iter=1000, random_state=seed)
+
+
+def _cv_prob(X, y_fit, seed, k):
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return cross_val_predict(_meta_lr(seed), X, y_fit, cv=cv, method="predict_proba")[:, 1]
+
+
+def _auc_ap(y, s):
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    return float(roc_auc_score(y, s)), float(average_precision_score(y, s))
+
+
+def _prf(y, pred):
+    tp = int(np.sum((pred == 1) & (y == 1)))
+    fp = int(np.sum((pred == 1) & (y == 0)))
+    fn = int(np.sum((pred == 0) & (y == 1)))
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def separation(y, prob) -> dict:
+    from scipy.stats import ks_2samp
+
+    pn, pa = prob[y == 0], prob[y == 1]
+    max_n, min_a = float(pn.max()), float(pa.min())
+    ks = ks_2samp(pn, pa)
+    return {"max_normal_prob": max_n, "min_attack_prob": min_a, "gap_width": min_a - max_n,
+            "overlapping_attacks": int(np.sum(pa <= max_n)), "n_attacks": int(len(pa)),
+            "ks_statistic": float(ks.statistic), "ks_pvalue": float(ks.pvalue)}
+
+
+def calibration(y, prob, n_bins) -> dict:
+    """Brier score, ECE over uniform bins and the reliability curve."""
+    edges = np.linspace(0, 1, int(n_bins) + 1)
+    b = np.clip(np.digitize(prob, edges[1:-1]), 0, n_bins - 1)
+    count = np.bincount(b, minlength=n_bins)
+    conf = np.bincount(b, weights=prob, minlength=n_bins) / np.maximum(count, 1)
+    acc = np.bincount(b, weights=y.astype(float), minlength=n_bins) / np.maximum(count, 1)
+    ece = float(np.sum(count / len(y) * np.abs(acc - conf)))
+    return {"brier": float(np.mean((prob - y) ** 2)), "ece": ece,
+            "curve": {"bin_edges": edges.tolist(), "mean_predicted": conf.tolist(), "fraction_positive": acc.tolist(),
+                      "count": count.astype(int).tolist()}}
+
+
+def run_validation(artifacts_dir, cfg: dict | None, seed: int, out_dir=None) -> dict:
+    """Every check on one artifacts folder; writes the JSON summary and both figures into ``out_dir``."""
+    from nidsflow.hikari.plots import calibration_plot, probability_distributions_plot
+    from nidsflow.hikari.stacking import pr_threshold
+
+    c = {**DEFAULTS, **(cfg or {})}
+    k = int(c["cv_splits"])
+    art = load_artifacts(artifacts_dir)
+    out = Path(out_dir or artifacts_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    y, prob = art["y_test"].astype(int), art["meta_prob_test"].astype(float)
+    X, yo = art["oof_X"].astype(float), art["oof_y"].astype(int)
+    rng = np.random.default_rng(seed)
+    summary: dict = {"n_test": int(len(y)), "n_test_attacks": int(y.sum()), "n_oof": int(len(yo))}
+
+    # operating threshold, chosen without test labels
+    meta = _meta_lr(seed).fit(X, yo)
+    oof_prob = meta.predict_proba(X)[:, 1]
+    if art["thresholds"] is not None:
+        thr, src = float(art["thresholds"]["selected"]), f"thresholds.json ({art['thresholds']['policy']})"
+    else:
+        thr, src = pr_threshold(yo, oof_prob)["threshold"], "max-F1 of the meta LR refitted on oof_X"
+    summary["separation"] = separation(y, prob)
+    pred = (prob >= thr).astype(int)
+    p, r, f = _prf(y, pred)
+    auc, ap = _auc_ap(y, prob)
+    summary["operating_point"] = {"threshold": thr, "threshold_source": src, "precision": p, "recall": r, "f1": f,
+                                  "roc_auc": auc, "ap": ap}
+    summary["calibration"] = calibration(y, prob, int(c["calibration_bins"]))
+
+    # leakage: permutation test on the OOF matrix
+    base_auc = _auc_ap(yo, _cv_prob(X, yo, seed, k))[0]
+    perm_aucs = []
+    for i in range(int(c["n_permutations"])):
+        yp = rng.permutation(yo)
+        perm_aucs.append(_auc_ap(yp, _cv_prob(X, yp, seed + i, k))[0])
+    summary["permutation_test"] = {"base_oof_auc": base_auc, "perm_aucs": perm_aucs,
+                                   "mean_perm_auc": float(np.mean(perm_aucs)), "std_perm_auc": float(np.std(perm_aucs)),
+                                   "n_permutations": len(perm_aucs)}
+
+    # ablation and single-feature AUC/AP
+    base_auc_ap = _auc_ap(yo, _cv_prob(X, yo, seed, k))
+    abl = {}
+    for j, name in enumerate(art["feature_names"]):
+        rest = np.delete(X, j, axis=1)
+        a_auc, a_ap = _auc_ap(yo, _cv_prob(rest, yo, seed, k)) if rest.shape[1] else (0.5, float(yo.mean()))
+        s_auc, s_ap = _auc_ap(yo, X[:, j])
+        abl[name] = {"drop_auc": a_auc, "drop_ap": a_ap, "delta_auc": base_auc_ap[0] - a_auc,
+                     "delta_ap": base_auc_ap[1] - a_ap, "single_auc": s_auc, "single_ap": s_ap}
+    summary["ablation"] = {"cv_auc": base_auc_ap[0], "cv_ap": base_auc_ap[1], "features": abl}
+
+    # bootstrap CIs at the threshold
+    n_boot = int(c["n_bootstrap"])
+    stats = np.zeros((n_boot, 3))
+    for b in range(n_boot):
+        idx = rng.integers(0, len(y), len(y))
+        stats[b] = _prf(y[idx], pred[idx])
+    summary["bootstrap"] = {name: {"lo": float(np.percentile(stats[:, i], 2.5)), "point": [p, r, f][i],
+                                   "hi": float(np.percentile(stats[:, i], 97.5))}
+                            for i, name in enumerate(("precision", "recall", "f1"))}
+    summary["bootstrap"]["n_bootstrap"] = n_boot
+
+    # label-noise sensitivity: train on flipped labels, evaluate against the clean ones
+    noise = {}
+    for rate in c["noise_rates"]:
+        yn = yo.copy()
+        flip = rng.choice(len(yo), int(round(float(rate) * len(yo))), replace=False)
+        yn[flip] = 1 - yn[flip]
+        n_auc, n_ap = _auc_ap(yo, _cv_prob(X, yn, seed, k))
+        noise[str(rate)] = {"flipped": int(len(flip)), "auc": n_auc, "ap": n_ap,
+                            "delta_auc": base_auc_ap[0] - n_auc, "delta_ap": base_auc_ap[1] - n_ap}
+    summary["label_noise"] = noise
+
+    # perturbation robustness on the meta features
+    eps = float(c["perturb_eps"])
+    clean_pred = (oof_prob >= thr).astype(int)
+    reps = []
+    for _ in range(int(c["n_perturb"])):
+        Xp = X + rng.normal(0.0, 1.0, X.shape) * eps * X.std(axis=0)
+        pp = (meta.predict_proba(Xp)[:, 1] >= thr).astype(int)
+        pr, rc, f1 = _prf(yo, pp)
+        reps.append([float(np.mean(pp == yo)), pr, rc, f1, float(np.mean(pp != clean_pred))])
+    reps = np.array(reps)
+    summary["perturbation"] = {"eps_times_std": eps, "repeats": int(c["n_perturb"]),
+                               **{f"{n}_mean": float(reps[:, i].mean()) for i, n in
+                                  enumerate(("accuracy", "precision", "recall", "f1", "decision_flip_rate"))},
+                               **{f"{n}_std": float(reps[:, i].std()) for i, n in
+                                  enumerate(("accuracy", "precision", "recall", "f1"))}}
+
+    # split-conformal normal rejection
+    alpha = float(c["conformal_alpha"])
+    cal = np.sort(oof_prob[yo == 0])
+    q_level = min(1.0, np.ceil((len(cal) + 1) * (1 - alpha)) / len(cal))
+    q = float(np.quantile(cal, q_level, method="higher"))
+    summary["conformal"] = {"alpha": alpha, "threshold": q, "calibration_normals": int(len(cal)),
+                            "test_normal_rejection_rate": float(np.mean(prob[y == 0] > q)),
+                            "test_attack_flag_rate": float(np.mean(prob[y == 1] > q))}
+
+    (out / "validation_summary.json").write_text(json.dumps(summary, indent=1))
+    calibration_plot(summary["calibration"]["curve"], summary["calibration"]["brier"], summary["calibration"]["ece"],
+                     out / "calibration_curve.png")
+    probability_distributions_plot(y, prob, thr, out / "probability_distributions.png")
+    log.info("validation: AUC %.4f AP %.4f; permutation AUC %.4f; ECE %.4f", auc, ap,
+             summary["permutation_test"]["mean_perm_auc"], summary["calibration"]["ece"])
+    return summary
+
+
+def main(argv=None) -> None:
+    from nidsflow.logs import setup_logging
+
+    ap = argparse.ArgumentParser(prog="python -m nidsflow.hikari.validation",
+                                 description="Validation suite of the HIKARI meta ensemble on an artifacts folder "
+                                             "(meta_prob_test.npy, y_test.npy, oof_X.npy, oof_y.npy).")
+    ap.add_argument("artifacts_dir", help="folder holding the artifacts (e.g. results/hikari/demo)")
+    ap.add_argument("--out", default=None, help="output folder (default: the artifacts folder)")
+    ap.add_argument("--seed", type=int, default=42, help="seed of permutations, bootstrap, noise (default 42)")
+    ap.add_argument("--config", default=None, help="YAML whose hikari.validation section overrides the defaults")
+    for key, val in DEFAULTS.items():
+        if not isinstance(val, list):
+            ap.add_argument(f"--{key.replace('_', '-')}", type=type(val), default=None,
+                            help=f"default {val}")
+    args = ap.parse_args(argv)
+    setup_logging(None)
+    cfg = {}
+    if args.config:
+        import yaml
+
+        cfg = dict(yaml.safe_load(Path(args.config).read_text())["hikari"].get("validation") or {})
+    for key in DEFAULTS:
+        v = getattr(args, key, None)
+        if v is not None:
+            cfg[key] = v
+    s = run_validation(args.artifacts_dir, cfg, args.seed, args.out)
+    print(json.dumps({k: s[k] for k in ("separation", "operating_point", "permutation_test")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

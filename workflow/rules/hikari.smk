@@ -1,0 +1,169 @@
+# HIKARI meta-ensemble branch and its validation suite (nidsflow.hikari), one rule per step.
+# Wildcard {hk}: a key of config["hikari"]["datasets"]; every file under results/hikari/{hk}/.
+# Source of a table: {csv: file | folder | glob} (HIKARI-2021 or CICFlowMeter CSVs) or {store: results/{ds}/store}.
+
+
+def hikari_source(wildcards):
+    """The configured source of table {hk}: {"csv": ...} or {"store": ...}."""
+    return dict(config["hikari"]["datasets"][wildcards.hk])
+
+
+def hikari_table_files(wildcards):
+    """Input files of table {hk}: its CSV files (a folder's *.csv, a glob expanded) or the store's tables."""
+    source = hikari_source(wildcards)
+    if "store" in source:
+        root = str(source["store"]).rstrip("/")
+        return [f"{root}/flows.parquet", f"{root}/flow_features.parquet"]
+    spec = str(source["csv"])
+    if Path(spec).is_dir():
+        return sorted(str(p) for p in Path(spec).glob("*.csv")) or [spec]
+    return _expand([spec])
+
+
+rule hikari_preprocess:
+    input:
+        hikari_table_files,
+    output:
+        prep="results/hikari/{hk}/prep.npz",
+        imputer="results/hikari/{hk}/imputer.joblib",
+    log:
+        "logs/hikari/{hk}_preprocess.log",
+    params:
+        source=hikari_source,
+        cfg=config["hikari"],
+    conda:
+        "../envs/hikari.yaml"
+    script:
+        "../scripts/hikari_preprocess.py"
+
+
+rule hikari_ae:
+    input:
+        prep="results/hikari/{hk}/prep.npz",
+    output:
+        model="results/hikari/{hk}/ae.keras",
+        scalers="results/hikari/{hk}/scalers.joblib",
+        history="results/hikari/{hk}/ae_history.json",
+    log:
+        "logs/hikari/{hk}_ae.log",
+    benchmark:
+        "benchmarks/hikari/{hk}_ae.tsv"
+    params:
+        cfg=config["hikari"],
+    threads: config["hikari"]["threads"]
+    conda:
+        "../envs/hikari.yaml"
+    script:
+        "../scripts/hikari_ae.py"
+
+
+rule hikari_residual:
+    input:
+        prep="results/hikari/{hk}/prep.npz",
+        model="results/hikari/{hk}/ae.keras",
+        scalers="results/hikari/{hk}/scalers.joblib",
+    output:
+        residual="results/hikari/{hk}/residual.joblib",
+        scores="results/hikari/{hk}/residual_scores.npz",
+    log:
+        "logs/hikari/{hk}_residual.log",
+    params:
+        cfg=config["hikari"],
+    threads: 1
+    conda:
+        "../envs/hikari.yaml"
+    script:
+        "../scripts/hikari_residual.py"
+
+
+rule hikari_base:
+    input:
+        prep="results/hikari/{hk}/prep.npz",
+        scalers="results/hikari/{hk}/scalers.joblib",
+        residual_scores="results/hikari/{hk}/residual_scores.npz",
+    output:
+        xgb="results/hikari/{hk}/xgb.json",
+        iforest="results/hikari/{hk}/iforest.joblib",
+        latent_lr="results/hikari/{hk}/latent_lr.joblib",
+        scores="results/hikari/{hk}/base_scores.npz",
+    log:
+        "logs/hikari/{hk}_base.log",
+    benchmark:
+        "benchmarks/hikari/{hk}_base.tsv"
+    params:
+        cfg=config["hikari"],
+    threads: config["hikari"]["threads"]
+    conda:
+        "../envs/hikari.yaml"
+    script:
+        "../scripts/hikari_base.py"
+
+
+rule hikari_meta:
+    input:
+        prep="results/hikari/{hk}/prep.npz",
+        residual_scores="results/hikari/{hk}/residual_scores.npz",
+        base_scores="results/hikari/{hk}/base_scores.npz",
+    output:
+        meta="results/hikari/{hk}/meta.joblib",
+        oof_X="results/hikari/{hk}/oof_X.npy",
+        oof_y="results/hikari/{hk}/oof_y.npy",
+        oof_raw="results/hikari/{hk}/oof_raw.npy",
+        oof_prob="results/hikari/{hk}/oof_prob.npy",
+        feature_names="results/hikari/{hk}/feature_names.json",
+        thresholds="results/hikari/{hk}/thresholds.json",
+        meta_prob_test="results/hikari/{hk}/meta_prob_test.npy",
+        y_test="results/hikari/{hk}/y_test.npy",
+    log:
+        "logs/hikari/{hk}_meta.log",
+    benchmark:
+        "benchmarks/hikari/{hk}_meta.tsv"
+    params:
+        cfg=config["hikari"],
+    threads: config["hikari"]["threads"]
+    conda:
+        "../envs/hikari.yaml"
+    script:
+        "../scripts/hikari_meta.py"
+
+
+rule hikari_evaluate:
+    input:
+        meta_prob_test="results/hikari/{hk}/meta_prob_test.npy",
+        y_test="results/hikari/{hk}/y_test.npy",
+        thresholds="results/hikari/{hk}/thresholds.json",
+        residual_scores="results/hikari/{hk}/residual_scores.npz",
+        base_scores="results/hikari/{hk}/base_scores.npz",
+    output:
+        md="results/hikari/{hk}/comparison.md",
+        csv="results/hikari/{hk}/comparison.csv",
+        png=report("results/hikari/{hk}/confusion_matrix.png", category="HIKARI"),
+    log:
+        "logs/hikari/{hk}_evaluate.log",
+    conda:
+        "../envs/hikari.yaml"
+    script:
+        "../scripts/hikari_evaluate.py"
+
+
+rule hikari_validate:
+    input:
+        meta_prob_test="results/hikari/{hk}/meta_prob_test.npy",
+        y_test="results/hikari/{hk}/y_test.npy",
+        oof_X="results/hikari/{hk}/oof_X.npy",
+        oof_y="results/hikari/{hk}/oof_y.npy",
+        feature_names="results/hikari/{hk}/feature_names.json",
+        thresholds="results/hikari/{hk}/thresholds.json",
+    output:
+        summary="results/hikari/{hk}/validation_summary.json",
+        calibration=report("results/hikari/{hk}/calibration_curve.png", category="HIKARI"),
+        distributions=report("results/hikari/{hk}/probability_distributions.png", category="HIKARI"),
+    log:
+        "logs/hikari/{hk}_validate.log",
+    params:
+        cfg=config["hikari"]["validation"],
+        seed=config["hikari"]["seed"],
+    conda:
+        "../envs/hikari.yaml"
+    script:
+        "../scripts/hikari_validate.py"
