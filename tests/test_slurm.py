@@ -11,7 +11,7 @@ job records: TresPerJob=gres:gpu:1 and a CUDA_VISIBLE_DEVICES inside the job), t
 without; the outputs equal a local run's; the cluster is shut down afterwards (fixture teardown).
 
 Needs root and Debian's slurmctld, slurmd, slurm-client and munge (cluster.sh installs them when
-absent). Slow (minutes): runs only with NIDSFLOW_SLURM_TEST=1, as CI sets it.
+absent). Slow (minutes): runs in CI (CI=true) or with NIDSFLOW_SLURM_TEST=1.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from conftest import REPO
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        os.environ.get("NIDSFLOW_SLURM_TEST") != "1",
-        reason="SLURM integration test: set NIDSFLOW_SLURM_TEST=1 (needs root; installs slurm and munge)",
+        os.environ.get("NIDSFLOW_SLURM_TEST", "1" if os.environ.get("CI") == "true" else "0") != "1",
+        reason="SLURM integration test: runs in CI (CI=true) or with NIDSFLOW_SLURM_TEST=1 (needs root; installs slurm and munge)",
     ),
 ]
 

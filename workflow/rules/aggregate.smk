@@ -4,62 +4,6 @@
 
 #: nidsflow.evaluate.tables.TABLE_NAMES, spelled out so parsing the workflow does not import the package
 #: (tests/test_tables.py checks the two agree).
-TABLE_NAMES = ("within", "cross_matrix", "aggregators", "ablation_B")
-
-
-def tables_phase1_inputs(wildcards):
-    return phase1_files()
-
-
-def tables_cross_inputs(wildcards):
-    return cross_files()
-
-
-def tables_baseline_inputs(wildcards):
-    return baseline_files()
-
-
-def main_variant(ds):
-    """JANUS's main variant of a dataset: the full model, or B2 (flow features only) on a flow-table store."""
-    return "full" if has_packets(ds) else "B2"
-
-
-def figure_seed():
-    """The seed drawn in the figures: the first baseline seed that JANUS also ran, else JANUS's first."""
-    common = [s for s in config["baselines"]["seeds"] if int(s) in SEEDS]
-    return int(common[0]) if common else SEEDS[0]
-
-
-def figures_inputs(wildcards):
-    """JANUS's main-variant scores ("janus") and each configured baseline's scores (by method name), one seed."""
-    seed, ds = figure_seed(), wildcards.ds
-    files = {m: f"results/{ds}/baselines/{m}/seed{seed}/scores.npz" for m in config["baselines"]["methods"]}
-    files["janus"] = f"results/{ds}/janus/{main_variant(ds)}/seed{seed}/phase1_scores.npz"
-    return files
-
-
-def new_capture_path(wildcards):
-    captures = config["evaluate"].get("new_captures") or {}
-    if wildcards.capture_name not in captures:
-        raise WorkflowError(f"evaluate.new_captures has no capture named {wildcards.capture_name!r} "
-                            f"(configured: {sorted(captures)})")
-    return captures[wildcards.capture_name]
-
-
-def new_capture_targets():
-    """Each configured new capture scored by the full model (first seed) of every packet dataset that did not
-    train on it (a capture among the dataset's own captures is skipped: it is not new to that model)."""
-    captures = config["evaluate"].get("new_captures") or {}
-    return [f"results/newcapture/{ds}/seed{SEEDS[0]}/{name}.csv" for ds in packet_datasets()
-            for name, path in captures.items() if path not in dataset_config(ds).get("captures", [])]
-
-
-def tables_targets():
-    return [f"results/tables/{name}.{ext}" for name in TABLE_NAMES for ext in ("md", "csv")]
-
-
-def figures_targets():
-    return [f"results/figures/{ds}/{fig}.png" for ds in DATASETS for fig in ("roc", "score_distribution")]
 
 
 rule fit_aggregator:

@@ -3,11 +3,6 @@
 # empty scores.npz and an auroc.json with status "not run" and the reason, so the tables can say so.
 
 
-def baseline_params(wildcards):
-    """The method's own config block (config["baselines"][method]); {} means the module's defaults."""
-    return dict(config["baselines"].get(wildcards.method) or {})
-
-
 rule baseline:
     input:
         flows="results/{ds}/store/flows.parquet",

@@ -6,6 +6,9 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from nidsflow.capture.demo import HIKARI_FILE, MANIFEST_FILE, capture_file
+from nidsflow.evaluate.tables import TABLE_NAMES
+
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -141,6 +144,121 @@ def hikari_names():
     return list(config["hikari"]["datasets"])
 
 
+HIKARI_OUTPUTS = (
+    "comparison.md", "comparison.csv", "confusion_matrix.png",
+    "validation_summary.json", "calibration_curve.png", "probability_distributions.png",
+)
+
+
+def hikari_files():
+    return [f"results/hikari/{hk}/{name}" for hk in hikari_names() for name in HIKARI_OUTPUTS]
+
+
+def report_tables():
+    return [f"results/tables/{name}.md" for name in TABLE_NAMES]
+
+
 def get_final_outputs():
-    outputs = phase1_files() + cross_files() + baseline_files()
-    return outputs
+    """Everything the configuration asks for, ending with the one-page summary."""
+    return (
+        phase1_files() + cross_files() + baseline_files() + tables_targets() + figures_targets()
+        + new_capture_targets() + hikari_files() + ["results/report/summary.md"]
+    )
+
+
+# ---------------------------------------------------------------- demo stage
+
+
+DEMO_DIR = config["demo"]["out_dir"]
+
+
+# ---------------------------------------------------------------- extract stage
+
+def extract_dataset_params(wildcards):
+    """The dataset's own config section (driver, captures, labels, time_offset_s, ...)."""
+    return config["datasets"][wildcards.ds]
+
+
+# ---------------------------------------------------------------- baselines stage
+
+def baseline_params(wildcards):
+    """The method's own config block (config["baselines"][method]); {} means the module's defaults."""
+    return dict(config["baselines"].get(wildcards.method) or {})
+
+
+# ---------------------------------------------------------------- aggregate stage
+
+
+
+def tables_phase1_inputs(wildcards):
+    return phase1_files()
+
+
+def tables_cross_inputs(wildcards):
+    return cross_files()
+
+
+def tables_baseline_inputs(wildcards):
+    return baseline_files()
+
+
+def main_variant(ds):
+    """JANUS's main variant of a dataset: the full model, or B2 (flow features only) on a flow-table store."""
+    return "full" if has_packets(ds) else "B2"
+
+
+def figure_seed():
+    """The seed drawn in the figures: the first baseline seed that JANUS also ran, else JANUS's first."""
+    common = [s for s in config["baselines"]["seeds"] if int(s) in SEEDS]
+    return int(common[0]) if common else SEEDS[0]
+
+
+def figures_inputs(wildcards):
+    """JANUS's main-variant scores ("janus") and each configured baseline's scores (by method name), one seed."""
+    seed, ds = figure_seed(), wildcards.ds
+    files = {m: f"results/{ds}/baselines/{m}/seed{seed}/scores.npz" for m in config["baselines"]["methods"]}
+    files["janus"] = f"results/{ds}/janus/{main_variant(ds)}/seed{seed}/phase1_scores.npz"
+    return files
+
+
+def new_capture_path(wildcards):
+    captures = config["evaluate"].get("new_captures") or {}
+    if wildcards.capture_name not in captures:
+        raise WorkflowError(f"evaluate.new_captures has no capture named {wildcards.capture_name!r} "
+                            f"(configured: {sorted(captures)})")
+    return captures[wildcards.capture_name]
+
+
+def new_capture_targets():
+    """Each configured new capture scored by the full model (first seed) of every packet dataset that did not
+    train on it (a capture among the dataset's own captures is skipped: it is not new to that model)."""
+    captures = config["evaluate"].get("new_captures") or {}
+    return [f"results/newcapture/{ds}/seed{SEEDS[0]}/{name}.csv" for ds in packet_datasets()
+            for name, path in captures.items() if path not in dataset_config(ds).get("captures", [])]
+
+
+def tables_targets():
+    return [f"results/tables/{name}.{ext}" for name in TABLE_NAMES for ext in ("md", "csv")]
+
+
+def figures_targets():
+    return [f"results/figures/{ds}/{fig}.png" for ds in DATASETS for fig in ("roc", "score_distribution")]
+
+
+# ---------------------------------------------------------------- hikari stage
+
+def hikari_source(wildcards):
+    """The configured source of table {hk}: {"csv": ...} or {"store": ...}."""
+    return dict(config["hikari"]["datasets"][wildcards.hk])
+
+
+def hikari_table_files(wildcards):
+    """Input files of table {hk}: its CSV files (a folder's *.csv, a glob expanded) or the store's tables."""
+    source = hikari_source(wildcards)
+    if "store" in source:
+        root = str(source["store"]).rstrip("/")
+        return [f"{root}/flows.parquet", f"{root}/flow_features.parquet"]
+    spec = str(source["csv"])
+    if Path(spec).is_dir():
+        return sorted(str(p) for p in Path(spec).glob("*.csv")) or [spec]
+    return _expand([spec])

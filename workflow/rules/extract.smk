@@ -1,11 +1,6 @@
 # Extraction: captures (+ label CSVs) -> flow store results/{ds}/store/ (see docs/design.md).
 
 
-def extract_dataset_params(wildcards):
-    """The dataset's own config section (driver, captures, labels, time_offset_s, ...)."""
-    return config["datasets"][wildcards.ds]
-
-
 rule extract:
     input:
         files=dataset_inputs,

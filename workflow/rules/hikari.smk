@@ -3,23 +3,6 @@
 # Source of a table: {csv: file | folder | glob} (HIKARI-2021 or CICFlowMeter CSVs) or {store: results/{ds}/store}.
 
 
-def hikari_source(wildcards):
-    """The configured source of table {hk}: {"csv": ...} or {"store": ...}."""
-    return dict(config["hikari"]["datasets"][wildcards.hk])
-
-
-def hikari_table_files(wildcards):
-    """Input files of table {hk}: its CSV files (a folder's *.csv, a glob expanded) or the store's tables."""
-    source = hikari_source(wildcards)
-    if "store" in source:
-        root = str(source["store"]).rstrip("/")
-        return [f"{root}/flows.parquet", f"{root}/flow_features.parquet"]
-    spec = str(source["csv"])
-    if Path(spec).is_dir():
-        return sorted(str(p) for p in Path(spec).glob("*.csv")) or [spec]
-    return _expand([spec])
-
-
 rule hikari_preprocess:
     input:
         hikari_table_files,

@@ -22,6 +22,8 @@ rule train_janus:
     threads: config["janus"].get("threads", 1)
     resources:
         gpu=1,
+    conda:
+        "../envs/janus.yaml"
     script:
         "../scripts/janus_train.py"
 
@@ -44,6 +46,8 @@ rule score_phase1:
     threads: config["janus"].get("threads", 1)
     resources:
         gpu=1,
+    conda:
+        "../envs/janus.yaml"
     script:
         "../scripts/janus_score_phase1.py"
 
@@ -65,5 +69,7 @@ rule score_cross:
     threads: config["janus"].get("threads", 1)
     resources:
         gpu=1,
+    conda:
+        "../envs/janus.yaml"
     script:
         "../scripts/janus_score_cross.py"
