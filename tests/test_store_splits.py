@@ -96,3 +96,11 @@ def test_score_table_round_trip_and_views(tmp_path):
     assert u.val.is_attack.sum() == 0 and u.test.is_attack.sum() == 2
     with pytest.raises(ValueError, match="scores shape"):
         ScoreTable(u.flow_id, u.split, u.label, u.attack_class, u.is_attack, ("a",), u.scores)
+
+
+def test_split_with_too_few_benign_flows_keeps_a_test_share():
+    flows = _flows(["BENIGN"] * 100 + ["DoS"] * 10)
+    s = make_split(flows, seed=0, n_train=200, n_val=100)
+    n_test_benign = int((~flows.loc[s.test, "is_attack"]).sum())
+    assert n_test_benign >= 20 and len(s.train) + len(s.val) + n_test_benign == 100
+    assert len(s.train) > len(s.val) > 0

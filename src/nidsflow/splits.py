@@ -13,6 +13,9 @@ from nidsflow.capture.store import UNMATCHED
 
 log = logging.getLogger(__name__)
 
+#: Share of benign flows always held out for the test set when there are fewer than asked for.
+MIN_TEST_BENIGN_FRACTION = 0.2
+
 
 @dataclass
 class Split:
@@ -45,11 +48,13 @@ def make_split(flows: pd.DataFrame, seed: int, n_train: int, n_val: int,
     benign = usable.loc[~usable["is_attack"], "flow_id"].to_numpy()
     if len(benign) == 0:
         raise ValueError(f"{source}: no benign flows; an unsupervised detector needs benign training traffic")
-    if len(benign) < n_train + n_val + 1:
-        scale = (len(benign) - 1) / (n_train + n_val)
-        new_train, new_val = max(1, int(n_train * scale * 0.999)), max(1, int(n_val * scale * 0.999))
-        log.warning("%s: only %d benign flows for n_train=%d + n_val=%d (+ test); using %d / %d",
-                    source, len(benign), n_train, n_val, new_train, new_val)
+    if len(benign) < (n_train + n_val) / (1 - MIN_TEST_BENIGN_FRACTION):
+        # Too few benign flows: shrink train and val in proportion, keeping a share for the test set
+        # (a handful of benign test flows would make every AUROC meaningless).
+        scale = (1 - MIN_TEST_BENIGN_FRACTION) * len(benign) / (n_train + n_val)
+        new_train, new_val = max(1, int(n_train * scale)), max(1, int(n_val * scale))
+        log.warning("%s: only %d benign flows for n_train=%d + n_val=%d + test; using %d / %d and %d for test",
+                    source, len(benign), n_train, n_val, new_train, new_val, len(benign) - new_train - new_val)
         n_train, n_val = new_train, new_val
     benign = rng.permutation(benign)
     train, val, rest = benign[:n_train], benign[n_train:n_train + n_val], benign[n_train + n_val:]
