@@ -200,13 +200,3 @@ def test_new_capture_is_scored_end_to_end(tmp_path):
     with pytest.raises(ValueError, match="not found"):
         score_capture(tmp_path / "nope.pcap", model, tmp_path / "aggregator.json", tmp_path / "x.csv", extract, janus)
     assert not (tmp_path / "x.csv").exists() and not (tmp_path / "x.csv.tmp").exists()
-
-
-def test_workflow_table_names_match_the_package(repo_root):
-    import re
-
-    from nidsflow.evaluate.tables import TABLE_NAMES as names
-
-    smk = (repo_root / "workflow" / "rules" / "aggregate.smk").read_text()
-    m = re.search(r"^TABLE_NAMES = \((.*)\)$", smk, re.M)
-    assert m and tuple(x.strip().strip('"') for x in m.group(1).split(",") if x.strip()) == names

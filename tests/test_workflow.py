@@ -28,7 +28,7 @@ def test_lint_has_no_findings():
 
 
 def test_demo_config_dry_run_builds_every_stage():
-    out = snakemake("-n", "--cores", "2", "--quiet", "rules").stdout
+    out = snakemake("-n", "--forceall", "--cores", "2", "--quiet", "rules").stdout
     for rule in ("demo_traffic", "extract", "split", "train_janus", "score_phase1", "score_cross", "baseline"):
         assert rule in out, f"rule {rule} missing from the demo DAG:\n{out}"
 
@@ -58,9 +58,11 @@ def test_paper_config_with_data_in_place_builds_the_whole_dag(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
         assert glob.glob(str(work / pattern)), pattern
-    out = snakemake("-n", "--cores", "2", "--quiet", "rules", "--configfile", "config/paper.yaml", cwd=work).stdout
+    out = snakemake("-n", "--forceall", "--cores", "2", "--quiet", "rules", "--configfile", "config/paper.yaml", cwd=work).stdout
     for rule in ("extract", "split", "train_janus", "score_phase1", "score_cross", "baseline"):
         assert rule in out, out
+    # The paper config replaces the demo config rather than merging the demo datasets into it.
+    assert "demo_traffic" not in out, out
 
 
 def test_schema_rejects_an_unknown_top_level_key(tmp_path):
