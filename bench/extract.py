@@ -100,9 +100,9 @@ def write_capture(path: Path, n_packets: int, seed: int = 0, duration_s: float =
 
 
 def _run_ours(path: str, out: str, store: bool) -> dict:
-    from nidsflow.capture.extract import extract_dataset, _meter_capture
+    from nidsflow.capture.extract import extract_dataset
     from nidsflow.capture.features import features_from_state
-    from nidsflow.capture.flows import FlowConfig
+    from nidsflow.capture.flows import FlowConfig, meter_capture
 
     ext = {"T": 16, "idle_timeout_s": 120, "active_timeout_s": 1800, "shard_flows": 200000, "tcp_close": True}
     t = time.perf_counter()
@@ -113,7 +113,7 @@ def _run_ours(path: str, out: str, store: bool) -> dict:
     else:
         info: dict = {}
         flows = 0
-        for chunk in _meter_capture(Path(path), FlowConfig.from_extract_config(ext), ext, info):
+        for chunk in meter_capture(Path(path), FlowConfig.from_extract_config(ext), ext, info):
             features_from_state(chunk.state)
             flows += len(chunk)
         packets = info["meter"].packets

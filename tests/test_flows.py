@@ -192,10 +192,8 @@ def test_property_batching_invariance_and_conservation(raw, batch_size, tcp_clos
         assert one.channels[i, 0, 3] == 0  # the first packet is forward by definition
 
 
-def test_iter_flows_streams_chunks():
-    from nidsflow.capture.flows import iter_flows
-
-    batches = [make_batch([fwd(0.0), bwd(0.1)]), make_batch([fwd(500.0)])]
-    out: dict = {}
-    chunks = list(iter_flows(batches, FlowConfig(), out))
-    assert [len(c) for c in chunks] == [1, 1] and out["meter"].packets == 3
+def test_meter_streams_chunks_across_batches():
+    meter = FlowMeter(FlowConfig())
+    chunks = meter.add_batch(make_batch([fwd(0.0), bwd(0.1)])) + meter.add_batch(make_batch([fwd(500.0)]))
+    chunks += meter.flush()
+    assert [len(c) for c in chunks if len(c)] == [1, 1] and meter.stats.packets == 3

@@ -24,10 +24,10 @@ import pandas as pd
 
 from nidsflow.capture.drivers import Driver, get_driver
 from nidsflow.capture.features import FEATURE_NAMES, canonical_feature_name, features_from_state
-from nidsflow.capture.flows import FlowChunk, FlowConfig, FlowMeter
+from nidsflow.capture.flows import FlowChunk, FlowConfig, FlowMeter, meter_capture
 from nidsflow.capture.labels import (DROPPED, LabelError, join_labels, read_header, read_label_csv,
                                      resolve_columns)
-from nidsflow.capture.pcap import CaptureError, CaptureReader
+from nidsflow.capture.pcap import CaptureError
 from nidsflow.capture.store import BENIGN, UNMATCHED, StoreWriter
 
 log = logging.getLogger(__name__)
@@ -61,30 +61,6 @@ def label_files(ds_cfg: dict) -> list[Path]:
     if ds_cfg.get("label_files_glob"):
         pats.append(ds_cfg["label_files_glob"])
     return _expand(pats)
-
-
-def _meter_capture(path: Path, cfg: FlowConfig, extract_cfg: dict, meter_out: dict | None = None,
-                   progress=None) -> Iterator[FlowChunk]:
-    """Flows of one capture as chunks; reader and meter stats go to ``meter_out``."""
-    reader = CaptureReader(path, batch_packets=int(extract_cfg.get("batch_packets", 262144)))
-    meter = FlowMeter(cfg)
-    seen = 0
-    error = None
-    try:
-        for batch in reader:
-            yield from meter.add_batch(batch)
-            if progress is not None:
-                progress.update(reader.stats.bytes_read - seen)
-                seen = reader.stats.bytes_read
-    except CaptureError as exc:  # a corrupt record mid-file: keep the flows of the part read
-        error = exc
-    finally:
-        if meter_out is not None:
-            meter_out["reader"] = reader.stats.as_dict()
-            meter_out["meter"] = meter.stats
-    yield from meter.flush()
-    if error is not None:
-        raise error
 
 
 def _shard_sizes(n: int, shard_flows: int) -> list[tuple[int, int]]:
@@ -130,7 +106,7 @@ def _extract_captures(name, ds_cfg, extract_cfg, out_dir: Path, driver: Driver) 
             n_cap = 0
             error = None
             try:
-                for chunk in _meter_capture(path, cfg, extract_cfg, info, bar):
+                for chunk in meter_capture(path, cfg, extract_cfg, info, bar):
                     # statistics now, channels spilled to disk: only the flows table stays in memory
                     f = tmp / f"tmp_{len(tmp_shards):06d}.npy"
                     np.save(f, chunk.channels)

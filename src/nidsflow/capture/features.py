@@ -185,7 +185,8 @@ def regenerate_features(store_dir: str | Path, ds_cfg: dict, extract_cfg: dict,
     (source_file, forward 5-tuple, first_ts). A stored flow that cannot be found again is an error
     (the captures or the settings changed: re-run the extract rule instead).
     """
-    from nidsflow.capture.extract import capture_files, _meter_capture
+    from nidsflow.capture.extract import capture_files
+    from nidsflow.capture.flows import meter_capture
     from nidsflow.capture.flows import FlowConfig
 
     from nidsflow.capture.drivers import get_driver
@@ -198,7 +199,7 @@ def regenerate_features(store_dir: str | Path, ds_cfg: dict, extract_cfg: dict,
     parts = []
     for path in capture_files(ds_cfg):
         frame_parts, feat_parts = [], []
-        for chunk in _meter_capture(path, cfg, extract_cfg):
+        for chunk in meter_capture(path, cfg, extract_cfg):
             frame_parts.append(chunk.frame())
             feat_parts.append(features_from_state(chunk.state))
         if frame_parts:

@@ -32,12 +32,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
 from nidsflow.capture import _flow_kernels as K
+from nidsflow.capture.pcap import CaptureError, CaptureReader
 from nidsflow.capture.store import CHANNELS
 
 log = logging.getLogger(__name__)
@@ -268,26 +269,35 @@ def _grow(a: np.ndarray, n: int) -> np.ndarray:
     return b
 
 
-def iter_flows(batches: Iterable, cfg: FlowConfig | None = None,
-               stats_out: dict | None = None) -> Iterator[FlowChunk]:
-    """Flows of a stream of PacketBatches (e.g. a CaptureReader), as chunks, in the order they end;
-    the meter's :class:`MeterStats` is put in ``stats_out["meter"]`` when given."""
+def meter_capture(path, cfg: FlowConfig | None, extract_cfg: dict | None = None, meter_out: dict | None = None,
+                   progress=None) -> Iterator[FlowChunk]:
+    """Flows of one capture as chunks (the one path from a capture to flows); reader and meter stats go
+    to ``meter_out``. A corrupt record mid-file keeps the flows read before it, then re-raises."""
+    reader = CaptureReader(path, batch_packets=int((extract_cfg or {}).get("batch_packets", 262144)))
     meter = FlowMeter(cfg)
-    for batch in batches:
-        yield from meter.add_batch(batch)
+    seen = 0
+    error = None
+    try:
+        for batch in reader:
+            yield from meter.add_batch(batch)
+            if progress is not None:
+                progress.update(reader.stats.bytes_read - seen)
+                seen = reader.stats.bytes_read
+    except CaptureError as exc:  # a corrupt record mid-file: keep the flows of the part read
+        error = exc
+    finally:
+        if meter_out is not None:
+            meter_out["reader"] = reader.stats.as_dict()
+            meter_out["reader_stats"] = reader.stats
+            meter_out["meter"] = meter.stats
     yield from meter.flush()
-    if stats_out is not None:
-        stats_out["meter"] = meter.stats
+    if error is not None:
+        raise error
 
 
 def flows_of_capture(path, cfg: FlowConfig | None = None, batch_packets: int = 262144):
     """All flows of one capture file at once (small files, tests): (FlowChunk, MeterStats, ReadStats)."""
-    from nidsflow.capture.pcap import CaptureReader
-
-    reader = CaptureReader(path, batch_packets=batch_packets)
-    meter = FlowMeter(cfg)
-    chunks = []
-    for batch in reader:
-        chunks += meter.add_batch(batch)
-    chunks += meter.flush()
-    return FlowChunk.concat(chunks, meter.T), meter.stats, reader.stats
+    stats: dict = {}
+    cfg = cfg or FlowConfig()
+    chunks = list(meter_capture(path, cfg, {"batch_packets": batch_packets}, stats))
+    return FlowChunk.concat(chunks, cfg.T), stats["meter"], stats["reader_stats"]

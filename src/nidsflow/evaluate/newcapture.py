@@ -52,17 +52,16 @@ def iter_capture_flows(capture: str | Path, extract_cfg: dict):
     true lengths. Uses the extraction library's reader, flow meter and feature code directly.
     """
     from nidsflow.capture.features import features_from_state
-    from nidsflow.capture.flows import FlowConfig, iter_flows
-    from nidsflow.capture.pcap import CaptureReader
+    from nidsflow.capture.flows import FlowConfig, meter_capture
 
     capture = Path(capture)
     if not capture.exists():
         raise NewCaptureError(f"{capture}: capture file not found")
-    reader = CaptureReader(capture, batch_packets=int(extract_cfg.get("batch_packets", 262144)))
-    for chunk in iter_flows(reader, FlowConfig.from_extract_config(extract_cfg)):
+    stats: dict = {}
+    for chunk in meter_capture(capture, FlowConfig.from_extract_config(extract_cfg), extract_cfg, stats):
         if len(chunk):
             yield chunk.frame(), features_from_state(chunk.state), chunk.channels, chunk.lengths
-    log.info("%s: read stats %s", capture, getattr(reader, "stats", None))
+    log.info("%s: reader %s; flow meter %s", capture, stats.get("reader"), stats.get("meter"))
 
 
 def score_capture(capture: str | Path, model_path: str | Path, aggregator_path: str | Path, out_csv: str | Path,
