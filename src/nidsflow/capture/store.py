@@ -147,28 +147,7 @@ class StoreWriter:
 
     def finish(self, flows: pd.DataFrame, flow_features: pd.DataFrame, has_packets: bool = True) -> None:
         """Write flows/flow_features (row-aligned) and the manifest last, so a partial store is never taken as done."""
-        missing = [c for c in FLOW_COLUMNS if c not in flows.columns]
-        if missing:
-            raise StoreError(f"flows table lacks columns {missing}")
-        n = len(flows)
-        if has_packets and self.n_flows != n:
-            raise StoreError(f"packet shards hold {self.n_flows} flows but the flows table has {n}")
-        if len(flow_features) != n:
-            raise StoreError(f"flow_features has {len(flow_features)} rows, flows {n}")
-        flows = flows.copy()
-        flows["flow_id"] = np.arange(n, dtype=np.int64)
-        feats = flow_features.reset_index(drop=True).drop(columns=["flow_id"], errors="ignore")
-        feats.insert(0, "flow_id", np.arange(n, dtype=np.int64))
-        flows.to_parquet(self.root / "flows.parquet", index=False)
-        feats.to_parquet(self.root / "flow_features.parquet", index=False)
-        manifest = {
-            "T": self.T,
-            "channels": list(CHANNELS),
-            "n_flows": n,
-            "shards": [s.__dict__ for s in self.shards] if has_packets else [],
-        }
-        (self.root / "packets" / MANIFEST).write_text(json.dumps(manifest, indent=1))
-
+        self.finish_parts(flows, [flow_features], has_packets)
 
     def finish_parts(self, flows: pd.DataFrame, feature_parts, has_packets: bool = True) -> None:
         """Like :meth:`finish`, but flow_features comes as an iterable of row blocks (in flow order),
