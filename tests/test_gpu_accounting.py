@@ -59,7 +59,12 @@ def mini_copy(tmp_path: Path) -> Path:
 
 def test_default_profile_runs_at_most_two_gpu_jobs_at_once(mini_copy):
     # The repository's default profile supplies `resources: gpu: 2`; 4 cores would otherwise allow 4.
-    run_mini(mini_copy, "--workflow-profile", str(DEFAULT_PROFILE), "--cores", "4", "--config", "gpu_sleep_s=1.5")
+    # It also sets replace-workflow-config, so a --config override needs the config file named with it.
+    run_mini(
+        mini_copy,
+        *("--workflow-profile", str(DEFAULT_PROFILE), "--cores", "4"),
+        *("--configfile", "config.yaml", "--config", "gpu_sleep_s=1.5"),
+    )
     intervals = gpu_intervals(mini_copy)
     assert len(intervals) == 6
     peak = max_overlap(intervals)
