@@ -65,7 +65,8 @@ def dataset_files(ds):
     """Every raw input file of a dataset: its captures and its label tables."""
     cfg = dataset_config(ds)
     labels = cfg.get("labels", [])
-    return _expand(list(cfg.get("captures", [])) + (list(labels) if isinstance(labels, dict) else list(labels)))
+    files = _expand(list(cfg.get("captures", [])) + (list(labels) if isinstance(labels, dict) else list(labels)))
+    return list(dict.fromkeys(files))  # a per-file label glob names the captures again
 
 
 def dataset_inputs(wildcards):
