@@ -226,3 +226,22 @@ def test_real_phase1_target_and_until(real_copy):
     proc = snakemake(real_copy, "-n", "--cores", "2", REAL_PHASE1, "--allowed-rules", "train_janus",
                      "score_phase1", check=False)
     assert proc.returncode != 0
+
+
+def test_real_tables_plan_the_ablation_cross_scores(real_copy):
+    """The tables ask for the cross matrix (each source's "cross" model, every seed) and, on each ablation source,
+    the full model and every group-B variant scoring every other dataset with each ablation seed."""
+    cfg = yaml.safe_load((real_copy / "config" / "config.yaml").read_text())
+    out = snakemake(real_copy, "-n", "--cores", "2", "results/tables/ablation_B.md").stdout
+    planned = {f for f in planned_outputs(out) if f.startswith("results/cross/")}
+    dss, janus = list(cfg["datasets"]), cfg["janus"]
+    matrix = {f"results/cross/{a}__{b}/cross/seed{s}/cross_scores.npz"
+              for a in dss for b in dss if a != b for s in cfg["seeds"]}
+    ablation = {f"results/cross/{a}__{b}/{v}/seed{s}/cross_scores.npz" for a in janus["ablation_datasets"]
+                for b in dss if a != b for v in janus["variants"] for s in janus["ablation_seeds"]}
+    assert planned == matrix | ablation
+    assert planned_jobs(out)["score_cross"] == len(planned)
+    # the demo: demo_a's variants score demo_b and demo_c with seed 42; no other source's variants are scored
+    assert "results/cross/demo_a__demo_c/B3/seed42/cross_scores.npz" in planned
+    assert "results/cross/demo_a__demo_b/full/seed42/cross_scores.npz" in planned
+    assert not [f for f in planned if f.startswith("results/cross/demo_b__") and "/cross/seed" not in f]

@@ -37,10 +37,25 @@ def _empty():
                       ("score",), np.zeros((0, 1), np.float32))
 
 
+#: Ablation cross scores: (src, tgt, variant, seed) -> shift of the attack classes (how separable they are).
+#: da's B3 and full models score db (seeds 1, 2) and dc (seed 1; B3 seed 2 has no full to compare with);
+#: db's B3 and full models score da (seed 1). None of these may enter the cross matrix or the group-A table.
+ABLATION_CROSS = {
+    ("da", "db", "full", 1): 2.0, ("da", "db", "full", 2): 2.5, ("da", "db", "B3", 1): 1.0, ("da", "db", "B3", 2): 3.0,
+    ("da", "dc", "full", 1): 1.5, ("da", "dc", "B3", 1): 0.5, ("da", "dc", "B3", 2): 4.0,
+    ("db", "da", "full", 1): 1.0, ("db", "da", "B3", 1): 1.2,
+}
+DISC = tuple(n for n in JANUS_SCORE_NAMES if n.startswith("disc"))
+
+
+def _cross_path(r, src, tgt, variant, seed):
+    return r / f"cross/{src}__{tgt}/{variant}/seed{seed}/cross_scores.npz"
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     """Two datasets x two seeds of JANUS full, one ablation (B3, NaN discrete columns), one cross pair, two baselines
-    (ocsvm "not run": empty file), one cross pair missing."""
+    (ocsvm "not run": empty file), one cross pair missing; the ablation cross scores of ABLATION_CROSS."""
     tmp_path = tmp_path_factory.mktemp("tables")
     r = tmp_path / "results"
     p1, cr, bl = [], [], []
@@ -49,9 +64,10 @@ def results(tmp_path_factory):
             p1.append(_save(make_janus_like_table(seed=10 * i + seed), r / ds / "janus/full" / f"seed{seed}/phase1_scores.npz"))
             bl.append(_save(_baseline_table(seed), r / ds / "baselines/iforest" / f"seed{seed}/scores.npz"))
             bl.append(_save(_empty(), r / ds / "baselines/ocsvm" / f"seed{seed}/scores.npz"))
-    disc = tuple(n for n in JANUS_SCORE_NAMES if n.startswith("disc"))
-    p1.append(_save(make_janus_like_table(seed=1, nan_columns=disc), r / "da/janus/B3/seed1/phase1_scores.npz"))
-    cr.append(_save(make_janus_like_table(seed=30, shift=1.5), r / "cross/da__db/seed1/cross_scores.npz"))
+    p1.append(_save(make_janus_like_table(seed=1, nan_columns=DISC), r / "da/janus/B3/seed1/phase1_scores.npz"))
+    cr.append(_save(make_janus_like_table(seed=30, shift=1.5), _cross_path(r, "da", "db", "cross", 1)))
+    for i, ((src, tgt, variant, seed), shift) in enumerate(ABLATION_CROSS.items()):
+        cr.append(_save(make_janus_like_table(seed=40 + i, shift=shift), _cross_path(r, src, tgt, variant, seed)))
     (r / "da/baselines/ocsvm/seed1/auroc.json").write_text(json.dumps({"status": "not run", "reason": "test reason"}))
     out = tmp_path / "tables"
     write_tables([str(p) for p in p1], [str(p) for p in cr], [str(p) for p in bl], out, CONFIG, fpr_target=0.01)
@@ -99,8 +115,9 @@ def test_cross_matrix_diagonal_is_within_and_missing_pair_not_run(results):
     df = pd.read_csv(out / "cross_matrix.csv", comment="#")
     cell = lambda a, b: df[(df.source == a) & (df.target == b)].iloc[0]  # noqa: E731
     assert cell("db", "da").cell == "not run"
-    assert cell("da", "db").auroc_mean == pytest.approx(_a1_auroc(ScoreTable.load(r / "cross/da__db/seed1/cross_scores.npz")))
-    assert cell("da", "db").n_seeds == 1
+    assert cell("da", "db").auroc_mean == pytest.approx(_a1_auroc(ScoreTable.load(_cross_path(r, "da", "db", "cross", 1))))
+    assert cell("da", "db").n_seeds == 1  # the full and B3 models' cross scores of the pair are not the matrix's
+    assert cell("db", "da").cell == "not run" and set(df.source) == set(df.target) == {"da", "db"}
     within = pd.read_csv(out / "within.csv", comment="#")
     w = within[(within.dataset == "db") & (within.method == "JANUS (full, A1)") & (within.column == "overall")]
     assert cell("db", "db").auroc_mean == pytest.approx(w.auroc_mean.iloc[0])
@@ -112,6 +129,8 @@ def test_aggregator_and_ablation_tables(results):
     assert set(agg.aggregator) == {f"A{i}" for i in range(1, 8)}
     a1 = agg[(agg.aggregator == "A1") & (agg.column == "cross worst")].iloc[0]
     assert a1.auroc_mean == pytest.approx(agg[(agg.aggregator == "A1") & (agg.column == "cross mean")].auroc_mean.iloc[0])
+    # group A's cross columns use the "cross" model only: one pair, so its mean is its worst
+    assert a1.auroc_mean == pytest.approx(_a1_auroc(ScoreTable.load(_cross_path(results[0], "da", "db", "cross", 1))))
     abl = pd.read_csv(out / "ablation_B.csv", comment="#")
     b3 = abl[(abl.variant == "B3") & (abl.column == "within delta")].iloc[0]
     wf = abl[(abl.variant == "B3") & (abl.column == "within AUROC full")].value.iloc[0]
@@ -119,8 +138,42 @@ def test_aggregator_and_ablation_tables(results):
     assert b3.value == pytest.approx(wv - wf)
     assert b3.value < 0  # without the discrete columns the "scan" class is invisible
     assert (abl[abl.variant == "B1"].cell == "not run").all()
-    assert (abl[abl.column.str.startswith("cross")].cell == "not run").all()
-    assert "not cross-scored" in (out / "ablation_B.md").read_text()
+
+
+def test_ablation_cross_deltas_match_a_hand_computation(results):
+    """Variant minus full on the same (source, target, seed); seed mean per pair; cross-mean over the targets,
+    then the sources; cross-worst the smallest pair."""
+    r, out = results
+    auc = {k: _a1_auroc(ScoreTable.load(_cross_path(r, *k))) for k in ABLATION_CROSS}
+    pair = {("da", "db"): np.mean([auc["da", "db", "B3", s] - auc["da", "db", "full", s] for s in (1, 2)]),
+            ("da", "dc"): auc["da", "dc", "B3", 1] - auc["da", "dc", "full", 1],  # B3 seed 2 has no full: left out
+            ("db", "da"): auc["db", "da", "B3", 1] - auc["db", "da", "full", 1]}
+    mean = np.mean([np.mean([pair["da", "db"], pair["da", "dc"]]), pair["db", "da"]])
+    worst_pair = min(pair, key=pair.get)
+    # the shifts make the B3 models worse on da -> db and da -> dc, better on db -> da: the averaging order matters
+    assert pair["da", "db"] < 0 and pair["da", "dc"] < 0 < pair["db", "da"]
+    assert mean != pytest.approx(np.mean(list(pair.values())))
+
+    abl = pd.read_csv(out / "ablation_B.csv", comment="#", keep_default_na=False, na_values=[""])
+    row = lambda column: abl[(abl.variant == "B3") & (abl.column == column)].iloc[0]  # noqa: E731
+    assert row("cross-mean delta").value == pytest.approx(mean)
+    assert row("cross-mean delta").n_pairs == 3 and row("cross-mean delta").n_datasets == 2
+    assert row("cross-worst delta").value == pytest.approx(pair[worst_pair])
+    assert row("cross-worst delta").pair == "__".join(worst_pair)
+    for (a, b), d in pair.items():
+        assert row(f"cross delta {a}__{b}").value == pytest.approx(d)
+    full_mean = np.mean([np.mean([np.mean([auc["da", "db", "full", s] for s in (1, 2)]), auc["da", "dc", "full", 1]]),
+                         auc["db", "da", "full", 1]])
+    assert row("cross-mean AUROC full").value == pytest.approx(full_mean)
+    assert row("cross-mean AUROC variant").value - row("cross-mean AUROC full").value == pytest.approx(mean)
+    # variants never cross-scored say "not run"
+    assert (abl[(abl.variant == "B1") & abl.column.str.startswith("cross")].cell == "not run").all()
+
+    md = (out / "ablation_B.md").read_text()
+    b3_line = next(line for line in md.splitlines() if line.startswith("| B3 |"))
+    assert f"| {100 * mean:+.2f} |" in b3_line
+    assert f"| {100 * pair[worst_pair]:+.2f} ({worst_pair[0]} → {worst_pair[1]}) |" in b3_line
+    assert "not with the cross matrix's \"cross\" model" in md and "seeds where both ran" in md
 
 
 def test_unparsable_path_is_a_clear_error(tmp_path):

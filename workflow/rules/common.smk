@@ -117,11 +117,31 @@ def janus_runs():
 
 
 def cross_pairs():
-    """Ordered (source, target) pairs scored across datasets (both need packets)."""
+    """Ordered (source, target) pairs scored across datasets (both need packets); none when janus.cross is off."""
     if not JANUS["cross"]:
         return []
     ds = packet_datasets()
     return [(s, t) for s in ds for t in ds if s != t]
+
+
+#: The variant of the N x N cross matrix (and of the group-A cross columns): the full model with janus.cross_sigma.
+CROSS_VARIANT = "cross"
+
+
+def cross_runs():
+    """(src, tgt, variant, seed) of every cross-dataset scoring.
+
+    The cross matrix: every pair with the source's "cross" model, every seed. The group-B cross columns: on a
+    source among janus.ablation_datasets, each variant trained there (janus_runs(); the full model always, as the
+    reference the variants are compared with) scores every other packet dataset, for each ablation seed.
+    """
+    trained = set(janus_runs())
+    runs = [(a, b, CROSS_VARIANT, s) for a, b in cross_pairs() for s in SEEDS]
+    for a, b in cross_pairs():
+        if a in JANUS["ablation_datasets"]:
+            for v in dict.fromkeys(["full", *JANUS["variants"]]):
+                runs += [(a, b, v, s) for s in map(int, JANUS["ablation_seeds"]) if (a, v, s) in trained]
+    return list(dict.fromkeys(runs))
 
 
 def phase1_files():
@@ -129,7 +149,7 @@ def phase1_files():
 
 
 def cross_files():
-    return [f"results/cross/{a}__{b}/seed{s}/cross_scores.npz" for a, b in cross_pairs() for s in SEEDS]
+    return [f"results/cross/{a}__{b}/{v}/seed{s}/cross_scores.npz" for a, b, v, s in cross_runs()]
 
 
 def baseline_files():

@@ -1,5 +1,7 @@
 # JANUS (nidsflow.janus): train each (dataset, variant, seed) on benign train, score benign val + test
-# (phase 1), and score every ordered (source, target) pair with the source's "cross" model.
+# (phase 1), and score across datasets: every ordered (source, target) pair with the source's "cross" model
+# (the cross matrix), and on the ablation sources with the full model and each group-B variant (the ablation
+# table's cross columns); common.smk's cross_runs() lists them.
 # Variants: full, cross (sigma = janus.cross_sigma) and the group-B ablations B1..B5
 # (nidsflow.janus.variants; janus.variant_overrides may change them).
 
@@ -54,16 +56,16 @@ rule score_phase1:
 
 rule score_cross:
     input:
-        model="results/{src}/janus/cross/seed{seed}/model.pt",
+        model="results/{src}/janus/{variant}/seed{seed}/model.pt",
         flows="results/{tgt}/store/flows.parquet",
         features="results/{tgt}/store/flow_features.parquet",
         split="results/{tgt}/splits/seed{seed}.npz",
     output:
-        scores="results/cross/{src}__{tgt}/seed{seed}/cross_scores.npz",
+        scores="results/cross/{src}__{tgt}/{variant}/seed{seed}/cross_scores.npz",
     log:
-        "logs/janus/cross_{src}__{tgt}_seed{seed}.log",
+        "logs/janus/cross_{src}__{tgt}_{variant}_seed{seed}.log",
     benchmark:
-        "benchmarks/janus/cross_{src}__{tgt}_seed{seed}.tsv"
+        "benchmarks/janus/cross_{src}__{tgt}_{variant}_seed{seed}.tsv"
     params:
         janus=config["janus"],
     threads: config["janus"].get("threads", 1)

@@ -4,12 +4,14 @@ Tables written to ``out_dir`` (results/tables/):
 
 ``within``        dataset x method: test AUROC (%) mean +- std over seeds, overall and per attack class;
                   JANUS (its main variant, deployable aggregator A1) and every baseline.
-``cross_matrix``  source x target AUROC of JANUS, aggregator fitted on the target's benign val;
-                  the diagonal is the within-dataset full model.
+``cross_matrix``  source x target AUROC of JANUS's "cross" model, aggregator fitted on the target's
+                  benign val; the diagonal is the within-dataset full model.
 ``aggregators``   group A (A1-A7) on the full model's score vectors: within per dataset and their
-                  mean, cross mean and cross worst over the off-diagonal pairs.
+                  mean, cross mean and cross worst over the off-diagonal pairs (the "cross" model).
 ``ablation_B``    group B (B1-B5): within / cross-mean / cross-worst AUROC difference to the full
-                  model, in AUROC points, on the same datasets and seeds.
+                  model, in AUROC points, on the same datasets, seeds and (source, target) pairs;
+                  across datasets the variant's own model is compared with the full model (sigma
+                  janus.sigma), both scoring the same target.
 
 A cell with no computed number says "not run". Each table ends with its provenance: the sha256
 of the configuration (canonical JSON), the seeds it used, the git commit and the date.
@@ -39,9 +41,12 @@ log = logging.getLogger(__name__)
 
 NOT_RUN_CELL = "not run"
 ABLATION_VARIANTS = ("B1", "B2", "B3", "B4", "B5")
+#: The variant whose cross scores make the cross matrix and the group-A cross columns (sigma = janus.cross_sigma).
+CROSS_VARIANT = "cross"
 
 _PHASE1 = re.compile(r"results/(?P<ds>[^/]+)/janus/(?P<variant>[^/]+)/seed(?P<seed>\d+)/phase1_scores\.npz$")
-_CROSS = re.compile(r"results/cross/(?P<src>[^/]+?)__(?P<tgt>[^/]+)/seed(?P<seed>\d+)/cross_scores\.npz$")
+_CROSS = re.compile(r"results/cross/(?P<src>[^/]+?)__(?P<tgt>[^/]+)/(?P<variant>[^/]+)/seed(?P<seed>\d+)"
+                    r"/cross_scores\.npz$")
 _BASELINE = re.compile(r"results/(?P<ds>[^/]+)/baselines/(?P<method>[^/]+)/seed(?P<seed>\d+)/scores\.npz$")
 
 
@@ -102,7 +107,7 @@ class ResultSet:
     """Score files of one pipeline run, keyed by their wildcards (paths parsed, tables loaded lazily)."""
 
     janus: dict = field(default_factory=dict)      # (ds, variant, seed) -> path
-    cross: dict = field(default_factory=dict)      # (src, tgt, seed) -> path
+    cross: dict = field(default_factory=dict)      # (src, tgt, variant, seed) -> path
     baselines: dict = field(default_factory=dict)  # (ds, method, seed) -> path
     _cache: dict = field(default_factory=dict)
 
@@ -114,7 +119,7 @@ class ResultSet:
             r.janus[(d["ds"], d["variant"], d["seed"])] = Path(f)
         for f in cross_files:
             d = _match(_CROSS, f)
-            r.cross[(d["src"], d["tgt"], d["seed"])] = Path(f)
+            r.cross[(d["src"], d["tgt"], d["variant"], d["seed"])] = Path(f)
         for f in baseline_files:
             d = _match(_BASELINE, f)
             r.baselines[(d["ds"], d["method"], d["seed"])] = Path(f)
@@ -195,16 +200,20 @@ class TableWriter:
             self._janus_cache[key] = None if t is None else aggregated_metrics(t, aggregator, self.fpr, str(path))
         return self._janus_cache[key]
 
-    def cross_run(self, src, tgt, seed, aggregator=DEPLOYABLE):
-        key = ("x", src, tgt, seed, aggregator)
+    def cross_run(self, src, tgt, seed, aggregator=DEPLOYABLE, variant=CROSS_VARIANT):
+        key = ("x", src, tgt, variant, seed, aggregator)
         if key not in self._janus_cache:
-            path = self.r.cross.get((src, tgt, seed))
+            path = self.r.cross.get((src, tgt, variant, seed))
             t = self.r.load(path) if path else None
             self._janus_cache[key] = None if t is None else aggregated_metrics(t, aggregator, self.fpr, str(path))
         return self._janus_cache[key]
 
     def _seeds(self, keys, ds=None, variant=None):
         return sorted({k[2] for k in keys if (ds is None or k[0] == ds) and (variant is None or k[1] == variant)})
+
+    def _cross_keys(self, variant=CROSS_VARIANT, pair=None):
+        """(src, tgt, seed) of the cross scores of one variant (of one (src, tgt) pair)."""
+        return sorted((a, b, s) for a, b, v, s in self.r.cross if v == variant and (pair is None or (a, b) == pair))
 
     def _write(self, name, md_lines, csv_rows, seeds, notes=()):
         md = md_lines + provenance(self.config, seeds, notes)
@@ -284,8 +293,8 @@ class TableWriter:
 
     # ---- cross
     def _cross_datasets(self):
-        return sorted({k[0] for k in self.r.cross} | {k[1] for k in self.r.cross}
-                      | {k[0] for k in self.r.janus if k[1] == "full"})
+        keys = self._cross_keys()
+        return sorted({k[0] for k in keys} | {k[1] for k in keys} | {k[0] for k in self.r.janus if k[1] == "full"})
 
     def cross_matrix(self):
         dss = self._cross_datasets()
@@ -296,7 +305,7 @@ class TableWriter:
                 if src == tgt:
                     per = {s: self.janus_run(src, "full", s) for s in self._seeds(self.r.janus, src, "full")}
                 else:
-                    per = {k[2]: self.cross_run(src, tgt, k[2]) for k in self.r.cross if k[:2] == (src, tgt)}
+                    per = {s: self.cross_run(src, tgt, s) for _, _, s in self._cross_keys(pair=(src, tgt))}
                 vals, seeds = _collect(per, None)
                 all_seeds.update(seeds)
                 cell = format_mean_std(vals)
@@ -317,11 +326,11 @@ class TableWriter:
         return _collect({s: self.janus_run(ds, variant, s, agg) for s in seeds}, None)
 
     def _cross_pair_means(self, agg, pairs=None):
-        """Per (src, tgt) pair: the seed-mean AUROC (pairs without a result are left out)."""
-        pairs = sorted({k[:2] for k in self.r.cross}) if pairs is None else pairs
+        """Per (src, tgt) pair: the seed-mean AUROC of the "cross" model (pairs without a result are left out)."""
+        pairs = sorted({k[:2] for k in self._cross_keys()}) if pairs is None else pairs
         out, seeds_used = {}, set()
         for pair in pairs:
-            vals, seeds = _collect({k[2]: self.cross_run(*pair, k[2], agg) for k in self.r.cross if k[:2] == pair},
+            vals, seeds = _collect({s: self.cross_run(*pair, s, agg) for _, _, s in self._cross_keys(pair=pair)},
                                    None)
             if vals:
                 out[pair] = float(np.mean(vals))
@@ -355,7 +364,8 @@ class TableWriter:
             table_rows.append(cells)
         md = ["# Aggregators (group A) on the JANUS full model's score vector", "",
               "AUROC (%). Within: per dataset, mean ± std over seeds. Within mean: over datasets. Cross mean / "
-              "worst: over the off-diagonal (source, target) pairs of the cross matrix, each pair averaged over "
+              "worst: over the off-diagonal (source, target) pairs of the cross matrix (the source's \"cross\" "
+              "model, sigma = janus.cross_sigma), each pair averaged over "
               "seeds; every aggregator is fitted on the (target's) benign val only. \"not run\": the aggregator's "
               "score columns are absent (e.g. NaN for a model without that head) or no scores exist.", ""]
         md += markdown_table(["aggregator"] + [f"within {d}" for d in dss] + ["within mean", "cross mean",
@@ -363,44 +373,96 @@ class TableWriter:
         self._write("aggregators", md, rows, all_seeds)
 
     # ---- ablations (group B)
+    @staticmethod
+    def _paired_mean(run, variant, seeds):
+        """(variant, full) seed-mean AUROC over the seeds where both have one, and those seeds; None if none.
+
+        ``run(variant, seed)`` gives a run's metrics (or None)."""
+        per_v = {s: run(variant, s) for s in seeds}
+        per_f = {s: run("full", s) for s in seeds}
+        paired = [s for s in seeds if per_v[s] and per_f[s] and per_v[s]["auroc"] is not None
+                  and per_f[s]["auroc"] is not None]
+        if not paired:
+            return None
+        return (float(np.mean([per_v[s]["auroc"] for s in paired])),
+                float(np.mean([per_f[s]["auroc"] for s in paired])), paired)
+
+    def _ablation_within(self, variant, abl_ds):
+        """Per ablation dataset: (variant, full) within AUROC, seed means over the seeds where both ran; seeds."""
+        out, used = {}, set()
+        for ds in abl_ds:
+            seeds = [s for s in self._seeds(self.r.janus, ds, variant) if (ds, "full", s) in self.r.janus]
+            res = self._paired_mean(lambda v, s: self.janus_run(ds, v, s), variant, seeds)
+            if res:
+                out[ds] = res[:2]
+                used.update(res[2])
+        return out, used
+
+    def _ablation_cross(self, variant):
+        """Per (source, target) pair the variant's own model scored: (variant, full) cross AUROC, seed means over
+        the seeds where the full model (sigma janus.sigma, not the "cross" model) scored the same pair; seeds."""
+        out, used = {}, set()
+        for pair in sorted({k[:2] for k in self._cross_keys(variant)}):
+            seeds = [s for _, _, s in self._cross_keys(variant, pair) if (*pair, "full", s) in self.r.cross]
+            res = self._paired_mean(lambda v, s: self.cross_run(*pair, s, variant=v), variant, seeds)
+            if res:
+                out[pair] = res[:2]
+                used.update(res[2])
+        return out, used
+
     def ablation_B(self):
         abl_ds = sorted({k[0] for k in self.r.janus if k[1] in ABLATION_VARIANTS})
-        rows, table_rows, all_seeds = [], [], set()
-        notes = ["cross-dataset columns: the ablation models are not cross-scored in this pipeline "
-                 "(score_cross scores one 'cross' model per source), so their cross deltas are not run"]
+        rows, table_rows, all_seeds, any_cross = [], [], set(), False
+        fmt = lambda v, sign="": NOT_RUN_CELL if v is None else f"{100 * v:{sign}.2f}"  # noqa: E731
         for variant in ABLATION_VARIANTS:
-            deltas, abs_v, abs_f = [], [], []
-            for ds in abl_ds:
-                seeds = [s for s in self._seeds(self.r.janus, ds, variant)
-                         if (ds, "full", s) in self.r.janus]
-                per_v = {s: self.janus_run(ds, variant, s) for s in seeds}
-                per_f = {s: self.janus_run(ds, "full", s) for s in seeds}
-                paired = [s for s in seeds if per_v[s] and per_f[s] and per_v[s]["auroc"] is not None
-                          and per_f[s]["auroc"] is not None]
-                if paired:
-                    all_seeds.update(paired)
-                    dv = float(np.mean([per_v[s]["auroc"] for s in paired]))
-                    df = float(np.mean([per_f[s]["auroc"] for s in paired]))
-                    deltas.append(dv - df)
-                    abs_v.append(dv)
-                    abs_f.append(df)
-            within = float(np.mean(deltas)) if deltas else None
-            cells = [variant,
-                     NOT_RUN_CELL if within is None else f"{100 * np.mean(abs_v):.2f}",
-                     NOT_RUN_CELL if within is None else f"{100 * np.mean(abs_f):.2f}",
-                     NOT_RUN_CELL if within is None else f"{100 * within:+.2f}",
-                     NOT_RUN_CELL, NOT_RUN_CELL]
-            table_rows.append(cells)
-            for col, v in (("within AUROC variant", np.mean(abs_v) if abs_v else None),
-                           ("within AUROC full", np.mean(abs_f) if abs_f else None), ("within delta", within),
-                           ("cross-mean delta", None), ("cross-worst delta", None)):
-                rows.append({"variant": variant, "column": col, "value": v, "n_datasets": len(deltas),
-                             "cell": NOT_RUN_CELL if v is None else f"{100 * v:.2f}"})
+            within, seeds = self._ablation_within(variant, abl_ds)
+            all_seeds.update(seeds)
+            w_v = float(np.mean([v for v, _ in within.values()])) if within else None
+            w_f = float(np.mean([f for _, f in within.values()])) if within else None
+            w_d = float(np.mean([v - f for v, f in within.values()])) if within else None
+
+            cross, seeds = self._ablation_cross(variant)
+            all_seeds.update(seeds)
+            any_cross |= bool(cross)
+            # mean over the targets of each source, then over the sources
+            by_src = {}
+            for (src, _), (v, f) in cross.items():
+                by_src.setdefault(src, []).append((v, f, v - f))
+            src_means = [np.mean(vals, axis=0) for vals in by_src.values()]
+            c_v, c_f, c_d = (float(x) for x in np.mean(src_means, axis=0)) if src_means else (None, None, None)
+            worst = min(cross, key=lambda p: cross[p][0] - cross[p][1]) if cross else None
+            c_w = cross[worst][0] - cross[worst][1] if worst else None
+
+            table_rows.append([variant, fmt(w_v), fmt(w_f), fmt(w_d, "+"), fmt(c_v), fmt(c_f), fmt(c_d, "+"),
+                               NOT_RUN_CELL if worst is None else f"{fmt(c_w, '+')} ({worst[0]} → {worst[1]})"])
+            for col, v, n_ds, n_pairs, pair in (
+                    ("within AUROC variant", w_v, len(within), None, ""),
+                    ("within AUROC full", w_f, len(within), None, ""),
+                    ("within delta", w_d, len(within), None, ""),
+                    ("cross-mean AUROC variant", c_v, len(by_src), len(cross), ""),
+                    ("cross-mean AUROC full", c_f, len(by_src), len(cross), ""),
+                    ("cross-mean delta", c_d, len(by_src), len(cross), ""),
+                    ("cross-worst delta", c_w, len(by_src), len(cross), "" if worst is None else "__".join(worst)),
+                    *((f"cross delta {a}__{b}", cv - cf, 1, 1, f"{a}__{b}") for (a, b), (cv, cf) in cross.items())):
+                rows.append({"variant": variant, "column": col, "value": v, "n_datasets": n_ds, "n_pairs": n_pairs,
+                             "pair": pair, "cell": fmt(v)})
+        notes = [] if any_cross else [
+            "cross-dataset columns: no ablation cross scores were given (janus.cross off, no packet dataset besides "
+            "the ablation datasets, or not built yet), so the cross deltas are not run"]
         md = ["# Architecture ablations (group B) vs the full model", "",
               f"AUROC points (variant − full), deployable aggregator A1, on the ablation datasets "
-              f"{', '.join(abl_ds) or '(none run)'} and the seeds where both the variant and the full model ran "
-              "(mean over those seeds, then over datasets).", ""]
-        md += markdown_table(["variant", "within AUROC (variant)", "within AUROC (full)", "within Δ", "cross-mean Δ",
+              f"{', '.join(abl_ds) or '(none run)'} and the seeds where both the variant and the full model ran.", "",
+              "Within: each variant and the full model on their own dataset's test split (A1 fitted on its benign "
+              "val); mean over the seeds, then over the datasets.", "",
+              "Cross: the variant's own model, trained on an ablation dataset (the source), scores every other "
+              "packet dataset (the target), A1 fitted on the target's benign val; it is compared with the full "
+              "model (sigma = janus.sigma, trained on the same source with the same seed) scoring the same target, "
+              "not with the cross matrix's \"cross\" model (sigma = janus.cross_sigma). Per (source, target) pair "
+              "the difference is averaged over the seeds where both ran. Cross-mean: mean over the targets of each "
+              "source, then over the sources (the cross-mean AUROC columns average the same way). Cross-worst: the "
+              "smallest pair difference, that pair named (source → target).", ""]
+        md += markdown_table(["variant", "within AUROC (variant)", "within AUROC (full)", "within Δ",
+                              "cross-mean AUROC (variant)", "cross-mean AUROC (full)", "cross-mean Δ",
                               "cross-worst Δ"], table_rows)
         self._write("ablation_B", md, rows, all_seeds, notes)
 
