@@ -28,7 +28,10 @@ rule tables:
         cross=tables_cross_inputs,
         baselines=tables_baseline_inputs,
     output:
-        [report(f"results/tables/{name}.md", category="Tables") for name in TABLE_NAMES],
+        [
+            report(f"results/tables/{name}.md", caption=f"../report/table_{name}.rst", category="Tables")
+            for name in TABLE_NAMES
+        ],
         [f"results/tables/{name}.csv" for name in TABLE_NAMES],
     log:
         "logs/aggregate/tables.log",
@@ -47,8 +50,15 @@ rule figures:
     input:
         unpack(figures_inputs),
     output:
-        roc=report("results/figures/{ds}/roc.png", category="Figures", subcategory="{ds}"),
-        dist=report("results/figures/{ds}/score_distribution.png", category="Figures", subcategory="{ds}"),
+        roc=report(
+            "results/figures/{ds}/roc.png", caption="../report/roc.rst", category="Figures", subcategory="{ds}"
+        ),
+        dist=report(
+            "results/figures/{ds}/score_distribution.png",
+            caption="../report/score_distribution.rst",
+            category="Figures",
+            subcategory="{ds}",
+        ),
     log:
         "logs/aggregate/figures_{ds}.log",
     params:
@@ -71,7 +81,7 @@ rule score_capture:
         "logs/aggregate/score_capture_{ds}_seed{seed}_{capture_name}.log",
     params:
         extract=config["extract"],
-        janus=config["janus"],
+        janus=janus_score_params(),
     resources:
         gpu=1,
     conda:

@@ -1,5 +1,6 @@
 """Python helpers of the workflow: config validation, dataset checks, wildcard constraints, targets."""
 
+import dataclasses
 import glob
 from pathlib import Path
 
@@ -8,6 +9,7 @@ from snakemake.utils import validate
 
 from nidsflow.capture.demo import HIKARI_FILE, MANIFEST_FILE, capture_file
 from nidsflow.evaluate.tables import TABLE_NAMES
+from nidsflow.janus.variants import ScoreSettings
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -116,6 +118,22 @@ def janus_runs():
     return sorted(set(runs))
 
 
+#: janus keys that only plan which runs exist: changing them adds or drops jobs, never reruns a model.
+JANUS_PLAN_KEYS = {"variants", "ablation_datasets", "ablation_seeds", "cross", "threads"}
+#: janus keys read only when scoring (ScoreSettings): changing them rescores, never retrains.
+JANUS_SCORE_KEYS = {f.name for f in dataclasses.fields(ScoreSettings)}
+
+
+def janus_train_params():
+    """The janus section as train_janus reads it (params: a change reruns training)."""
+    return {k: v for k, v in JANUS.items() if k not in JANUS_PLAN_KEYS | JANUS_SCORE_KEYS}
+
+
+def janus_score_params():
+    """The janus section as the scoring rules read it (the model's own settings come from its checkpoint)."""
+    return {k: v for k, v in JANUS.items() if k not in JANUS_PLAN_KEYS}
+
+
 def cross_pairs():
     """Ordered (source, target) pairs scored across datasets (both need packets); none when janus.cross is off."""
     if not JANUS["cross"]:
@@ -183,7 +201,7 @@ def get_final_outputs():
     """Everything the configuration asks for, ending with the one-page summary."""
     return (
         phase1_files() + cross_files() + baseline_files() + tables_targets() + figures_targets()
-        + new_capture_targets() + hikari_files() + ["results/report/summary.md"]
+        + new_capture_targets() + hikari_files() + ["results/report/summary.html"]
     )
 
 

@@ -120,7 +120,12 @@ rule hikari_evaluate:
     output:
         md="results/hikari/{hk}/comparison.md",
         csv="results/hikari/{hk}/comparison.csv",
-        png=report("results/hikari/{hk}/confusion_matrix.png", category="HIKARI"),
+        png=report(
+            "results/hikari/{hk}/confusion_matrix.png",
+            caption="../report/hikari_confusion.rst",
+            category="HIKARI",
+            subcategory="{hk}",
+        ),
     log:
         "logs/hikari/{hk}_evaluate.log",
     conda:
@@ -139,8 +144,18 @@ rule hikari_validate:
         thresholds="results/hikari/{hk}/thresholds.json",
     output:
         summary="results/hikari/{hk}/validation_summary.json",
-        calibration=report("results/hikari/{hk}/calibration_curve.png", category="HIKARI"),
-        distributions=report("results/hikari/{hk}/probability_distributions.png", category="HIKARI"),
+        calibration=report(
+            "results/hikari/{hk}/calibration_curve.png",
+            caption="../report/hikari_calibration.rst",
+            category="HIKARI",
+            subcategory="{hk}",
+        ),
+        distributions=report(
+            "results/hikari/{hk}/probability_distributions.png",
+            caption="../report/hikari_distributions.rst",
+            category="HIKARI",
+            subcategory="{hk}",
+        ),
     log:
         "logs/hikari/{hk}_validate.log",
     params:

@@ -20,7 +20,7 @@ rule train_janus:
     benchmark:
         "benchmarks/janus/train_{ds}_{variant}_seed{seed}.tsv"
     params:
-        janus=config["janus"],
+        janus=janus_train_params(),
     threads: config["janus"].get("threads", 1)
     resources:
         gpu=1,
@@ -44,7 +44,7 @@ rule score_phase1:
     benchmark:
         "benchmarks/janus/score_{ds}_{variant}_seed{seed}.tsv"
     params:
-        janus=config["janus"],
+        janus=janus_score_params(),
     threads: config["janus"].get("threads", 1)
     resources:
         gpu=1,
@@ -67,7 +67,7 @@ rule score_cross:
     benchmark:
         "benchmarks/janus/cross_{src}__{tgt}_{variant}_seed{seed}.tsv"
     params:
-        janus=config["janus"],
+        janus=janus_score_params(),
     threads: config["janus"].get("threads", 1)
     resources:
         gpu=1,

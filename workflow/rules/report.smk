@@ -1,14 +1,21 @@
-# The one-page human-readable summary of both branches (nidsflow.report).
+# The one-page human-readable summary of both branches (nidsflow.report): markdown, and a self-contained
+# HTML page that the Snakemake report (`snakemake --report report.html`) shows under "Summary".
 
 
 rule report:
     input:
         tables=report_tables(),
-        figures=[f for f in figures_targets()],
+        figures=figures_targets(),
         hikari_tables=[f"results/hikari/{hk}/comparison.md" for hk in hikari_names()],
         validation=[f"results/hikari/{hk}/validation_summary.json" for hk in hikari_names()],
+        hikari_figures=[
+            f"results/hikari/{hk}/{png}"
+            for hk in hikari_names()
+            for png in ("confusion_matrix.png", "calibration_curve.png", "probability_distributions.png")
+        ],
     output:
-        report("results/report/summary.md", caption="../report/summary.rst", category="Summary"),
+        md="results/report/summary.md",
+        html=report("results/report/summary.html", caption="../report/summary.rst", category="Summary"),
     log:
         "logs/report/summary.log",
     params:
