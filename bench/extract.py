@@ -110,7 +110,7 @@ def write_capture(path: Path, n_packets: int, seed: int = 0, duration_s: float =
             size = 16 + caplen.astype(np.int64)
             starts = np.cumsum(size) - size
             buf = np.zeros(int(size.sum()), np.uint8)
-            head = 16 + 14 + l4  # record header + Ethernet + IP + L4 header of each packet
+            head = 16 + 14 + 20 + l4  # record header + Ethernet + IPv4 + L4 header of each packet
             cols = np.arange(rec.shape[1])
             keep = cols[None, :] < head[:, None]
             buf[(starts[:, None] + cols[None, :])[keep]] = rec[keep]
@@ -151,22 +151,30 @@ def _run_nfstream(path: str) -> dict:
     return {"packets": packets, "flows": flows, "seconds": time.perf_counter() - t}
 
 
+def _peak_rss_mib() -> float:
+    """This process's peak resident set (VmHWM, reset at exec) in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(which: str, path: str, out: str) -> None:
     res = _run_nfstream(path) if which == "nfstream" else _run_ours(path, out, which == "ours")
+    res["peak_rss_mib"] = _peak_rss_mib()
     print(json.dumps(res))
 
 
 def measure(which: str, path: Path, out: Path) -> dict:
-    """Run one extractor in a fresh process; its own peak RSS from wait4's rusage."""
+    """Run one extractor in a fresh process, which reports its own peak RSS."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, __file__, "--child", which, str(path), str(out)],
                             stdout=subprocess.PIPE, env=env, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
+    _, status, _ = os.wait4(proc.pid, 0)
     text = proc.stdout.read()
     if status != 0:
         raise RuntimeError(f"{which} failed (status {status}): {text[-2000:]}")
     res = json.loads(text.strip().splitlines()[-1])
-    res["peak_rss_mib"] = usage.ru_maxrss / 1024
     res["packets_per_s"] = res["packets"] / res["seconds"]
     return res
 
@@ -187,7 +195,11 @@ def main() -> None:
     cap = a.out / f"synthetic_{a.packets}{'_full' if a.full_frames else ''}.pcap"
     if not cap.exists():
         t = time.perf_counter()
-        write_capture(cap, a.packets, a.seed, full_frames=a.full_frames)
+        # in a child process: the generator's arrays would otherwise inflate every later measurement's baseline
+        subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+                        f"from extract import write_capture; from pathlib import Path; "
+                        f"write_capture(Path({str(cap)!r}), {a.packets}, {a.seed}, full_frames={a.full_frames})"],
+                       check=True)
         print(f"wrote {cap} ({cap.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t:.1f} s", flush=True)
     # warm the numba cache once so compilation is not timed
     measure("ours_meter", _small(a.out), a.out / "warm")
@@ -236,7 +248,9 @@ our TCP termination changes nothing here). 1-min load average {os.getloadavg()[0
 the run. Memory: the reader (one batch of packets), the flow table of live flows and one store shard are
 bounded; what grows is the flows table (5-tuple, times, labels: about 0.4 KiB per flow, which
 `flows.parquet` needs in memory for the label join), so the peak follows the number of flows, not the
-size of the file.
+size of the file. The capture is read from the page cache (written just before the runs); a cold read
+adds the disk's read time to every extractor alike.
+
 """
     text = (doc.read_text() if doc.exists() else "") or "# Benchmarks\n"
     start = text.find("## Extraction")
