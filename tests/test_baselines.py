@@ -23,7 +23,7 @@ FAST = {
     "ganomaly": {"epochs": 8, "latent_grid": [8]},
     "anoformer": {"epochs": 4, "mask_ratio_grid": [0.3], "d_model": 16, "n_heads": 2, "n_layers": 1},
     "mmr": {"epochs": 10, "mask_ratio_grid": [0.25]},
-    "stfpm": {"epochs": 5, "widths": [16, 16, 16]},
+    "stfpm": {"epochs": 15, "min_steps": 0, "teacher_epochs": 15, "teacher_min_steps": 0, "widths": [16, 16, 16]},
     "shafir_nf": {"epochs": 15, "n_layers_grid": [4], "rf_trees": 20, "perm_repeats": 2},
 }
 
@@ -131,6 +131,46 @@ def test_baseline_rejects_the_wrong_view():
         m.fit(BaselineInput(flow=np.zeros((20, 3))))
     with pytest.raises(BaselineError, match="at least 10"):
         make_baseline("iforest", 0).fit(BaselineInput(flow=np.zeros((5, 3))))
+
+
+def test_stfpm_teacher_is_pretrained_frozen_and_padding_is_ignored(store, split):
+    """The teacher is trained (not its random initialisation) and frozen; what lies beyond a flow's
+    length never changes its score."""
+    from nidsflow.evaluate.baselines import load_inputs
+    from nidsflow.evaluate.baselines.nn_utils import seed_torch
+    from nidsflow.evaluate.baselines.student_teacher import N_CHANNELS, _PyramidCNN
+
+    m = make_baseline("stfpm", 5, FAST["stfpm"])
+    m.fit(load_inputs(store, split.train, "packets"), load_inputs(store, split.val, "packets"))
+    assert np.isfinite(m.selected["teacher_val_reconstruction"]) and m.selected["teacher_best_epoch"] >= 0
+    assert all(not q.requires_grad for q in m.teacher.parameters())
+    seed_torch(5 + 100_003)
+    init = _PyramidCNN(N_CHANNELS, [16, 16, 16])
+    moved = [float((a - b).abs().max()) for a, b in zip(m.teacher.state_dict().values(), init.state_dict().values())]
+    assert min(moved) > 0  # every teacher tensor left its initialisation
+    x = load_inputs(store, split.test, "packets")
+    s1 = m.score(x)
+    garbage = x.packets.copy()
+    beyond = np.arange(garbage.shape[1])[None, :] >= np.minimum(x.lengths, garbage.shape[1])[:, None]
+    garbage[beyond] = np.random.default_rng(0).uniform(0, 1e5, size=(int(beyond.sum()), garbage.shape[2]))
+    s2 = m.score(BaselineInput(packets=garbage, lengths=x.lengths))
+    np.testing.assert_array_equal(s1, s2)
+
+
+def test_stfpm_reference_is_length_conditional():
+    """Each layer's mismatch is standardised against benign val flows of similar length: the same raw
+    mismatch is alarming for a short flow (short benign flows fit tightly) and ordinary for a long one."""
+    from nidsflow.evaluate.baselines.student_teacher import STFPMBaseline
+
+    rng = np.random.default_rng(0)
+    m = STFPMBaseline(seed=0, norm_neighbours=50)
+    m.T_ = 16
+    n = np.r_[np.full(150, 2), np.full(150, 16)]
+    mis = np.r_[rng.normal(0.001, 0.0002, 150), rng.normal(0.1, 0.03, 150)][:, None].repeat(3, axis=1)
+    m._fit_normaliser(mis, n)
+    z = lambda L, v: (v - m.norm_loc_[L]) / m.norm_scale_[L]  # noqa: E731
+    assert (z(2, 0.05) > 50).all() and (z(16, 0.05) < 0).all()
+    assert np.allclose(m.norm_loc_[2], 0.001, atol=1e-4) and np.allclose(m.norm_loc_[16], 0.1, atol=0.01)
 
 
 def test_shafir_configured_features_must_exist(store, split):

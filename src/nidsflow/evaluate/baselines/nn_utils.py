@@ -24,14 +24,19 @@ def batches(n: int, batch_size: int, gen: torch.Generator | None):
 
 
 def train_early_stopping(module: torch.nn.Module, step, val_loss, n_train: int, epochs: int, batch_size: int,
-                         lr: float, seed: int, patience: int, weight_decay: float = 0.0) -> tuple[float, int]:
+                         lr: float, seed: int, patience: int, weight_decay: float = 0.0,
+                         cosine: bool = False) -> tuple[float, int]:
     """Adam on ``step(idx) -> loss`` over shuffled batches; keep the epoch with the lowest ``val_loss()``.
 
-    Returns (best val loss, best epoch). The module is left holding the best epoch's weights.
+    ``cosine``: the learning rate decays from ``lr`` to 0 along a half cosine over the ``epochs``
+    (constant otherwise). Returns (best val loss, best epoch). The module is left holding the best
+    epoch's weights.
     """
     gen = seed_torch(seed)
     params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    n_steps = epochs * ((n_train + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(n_steps, 1)) if cosine else None
     best, best_epoch, best_state, bad = float("inf"), -1, None, 0
     for epoch in range(epochs):
         module.train()
@@ -41,6 +46,8 @@ def train_early_stopping(module: torch.nn.Module, step, val_loss, n_train: int, 
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 5.0)
             opt.step()
+            if sched is not None:
+                sched.step()
         module.eval()
         with torch.no_grad():
             v = float(val_loss())
