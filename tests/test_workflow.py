@@ -73,3 +73,12 @@ def test_schema_rejects_an_unknown_top_level_key(tmp_path):
     proc = snakemake("-n", "--cores", "1", "--configfile", str(bad), check=False)
     assert proc.returncode != 0
     assert "no_such_key" in proc.stdout + proc.stderr
+
+
+def test_config_overrides_on_the_command_line_are_typed():
+    """`--config seeds=[42]` reaches Snakemake as ["42"]; the workflow reads it as the number it is."""
+    out = snakemake("-n", "--forceall", "--configfile", "config/config.yaml", "--config", "seeds=[42]",
+                    "janus={epochs: 3, score_bf16: false}").stdout
+    assert "janus/full/seed42/phase1_scores.npz" in out and "janus/full/seed43" not in out
+    proc = snakemake("-n", "--configfile", "config/config.yaml", "--config", "seeds=[forty-two]", check=False)
+    assert proc.returncode != 0 and "'forty-two' is not of type 'integer'" in proc.stdout + proc.stderr

@@ -4,6 +4,8 @@ import dataclasses
 import glob
 from pathlib import Path
 
+import yaml
+
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -12,6 +14,25 @@ from nidsflow.evaluate.tables import TABLE_NAMES
 from nidsflow.janus.variants import ScoreSettings
 
 
+def _typed_scalars(node):
+    """Snakemake reads nested `--config` values as strings (`seeds=[42]` gives ["42"]): turn every string
+    leaf that is a YAML number, boolean or null into that value, so overrides validate like the file."""
+    if isinstance(node, dict):
+        return {k: _typed_scalars(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_typed_scalars(v) for v in node]
+    if isinstance(node, str):
+        try:
+            value = yaml.safe_load(node)
+        except yaml.YAMLError:
+            return node
+        if isinstance(value, bool):  # YAML 1.1 also reads yes/no/on/off as booleans: only true/false count
+            return value if node.strip().lower() in ("true", "false") else node
+        return value if isinstance(value, (int, float)) or value is None and node.strip() in ("null", "~") else node
+    return node
+
+
+config.update(_typed_scalars(dict(config)))
 validate(config, schema="../schemas/config.schema.yaml")
 
 DATASETS = list(config["datasets"])
