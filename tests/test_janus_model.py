@@ -142,3 +142,11 @@ def test_normaliser_fitted_on_train_standardises_and_clips():
     np.testing.assert_allclose(signed_log1p(np.array([-np.e + 1, 0, np.e - 1])), [-1, 0, 1])
     with pytest.raises(ValueError, match="lacks 1 columns"):
         norm.transform(feats.drop(columns="b"), pk, lengths, n, source="target.parquet")
+
+
+def test_bf16_setting_auto_follows_the_hardware():
+    from nidsflow.janus.score import bf16_enabled
+
+    cpu = torch.device("cpu")
+    assert bf16_enabled(True, cpu) and not bf16_enabled(False, cpu)
+    assert bf16_enabled("auto", cpu) == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

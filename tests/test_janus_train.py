@@ -138,3 +138,15 @@ def test_cross_model_scores_the_target_with_its_own_normalisation(domain_a, tmp_
     # the normaliser is the source's: fitted on A's benign train, not B's
     fresh = train_janus(store_b, split_b, tmp_path / "b_model", {**CFG, "epochs": 1}, "cross", 42, progress=False)
     assert load_model(fresh)[1].packet_mean != norm.packet_mean
+
+
+def test_bf16_scoring_changes_scores_by_rounding_only(trained, domain_a):
+    """bfloat16 autocast (score_bf16) is a speed setting: the scores move by rounding, the ranking barely."""
+    store, split = domain_a
+    fp32 = ScoreTable.load(trained[0] / "phase1_scores.npz")
+    bf16 = score_split(trained[0] / "model.pt", store, split, {**CFG, "score_bf16": True}, progress=False)
+    assert np.array_equal(bf16.flow_id, fp32.flow_id)
+    assert np.isfinite(bf16.scores).all() and not np.array_equal(bf16.scores, fp32.scores)
+    for j in range(fp32.scores.shape[1]):
+        r = np.corrcoef(fp32.scores[:, j], bf16.scores[:, j])[0, 1]
+        assert r > 0.98, (JANUS_SCORE_NAMES[j], r)

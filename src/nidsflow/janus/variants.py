@@ -55,7 +55,7 @@ class ScoreSettings:
     disc_times: tuple = (0.1, 0.3, 0.5, 0.7, 0.9)
     score_batch_size: int = 1024
     score_seed: int = 12345
-    score_bf16: bool = False
+    score_bf16: bool | str = False   # or "auto": on where bfloat16 is native (score.bf16_enabled)
 
     def to_dict(self) -> dict:
         return asdict(self)
