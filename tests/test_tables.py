@@ -86,6 +86,8 @@ def test_every_table_is_written_with_provenance(results):
     assert config_hash(CONFIG) == h
     for name in TABLE_NAMES:
         md = (out / f"{name}.md").read_text()
+        page = (out / f"{name}.html").read_text()
+        assert page.startswith("<!DOCTYPE html>") and page.count("<table>") == md.count("\n|---")
         csv = (out / f"{name}.csv").read_text()
         for text in (md, csv):
             assert f"config sha256: {h}" in text

@@ -94,6 +94,17 @@ th{background:#f0f0f0}tr:nth-child(even) td{background:#fafafa}pre{background:#f
 figure{display:inline-block;margin:.5em}img{max-width:640px}figcaption{font-size:12px;color:#555}"""
 
 
+def html_page(title: str, body_html: str) -> str:
+    """A self-contained HTML page (inline style) around ``body_html``."""
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_STYLE}</style></head><body>{body_html}</body></html>")
+
+
+def write_markdown_as_html(md_text: str, out_html: str | Path, title: str) -> None:
+    """One markdown document (a result table) as a self-contained HTML page."""
+    Path(out_html).write_text(html_page(title, markdown_to_html(md_text)))
+
+
 def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
@@ -123,8 +134,11 @@ def write_summary(out: str | Path, tables: list[str], figures: list[str], hikari
                        f"<figcaption>{html.escape(_figure_caption(Path(f)))}</figcaption></figure>" for f in images)
         html_parts.append(f"<section><h2>{html.escape(title_)}</h2>{markdown_to_html(body)}{figs}</section>")
 
-    for path in tables:
-        add(Path(path).stem.replace("_", " "), Path(path).read_text())
+    for path in tables:  # each table's own "# title" heads its section
+        text = Path(path).read_text()
+        first, _, rest = text.partition("\n")
+        heading = first[2:].strip() if first.startswith("# ") else Path(path).stem.replace("_", " ")
+        add(heading, rest if first.startswith("# ") else text)
     if figures:
         add("Figures", "ROC curves of JANUS and the baselines on the test split, and the deployable score's "
                        "distribution for the test benign flows and each attack class.", list(figures))
@@ -140,6 +154,4 @@ def write_summary(out: str | Path, tables: list[str], figures: list[str], hikari
         add(f"HIKARI meta-ensemble: {name}", body, images)
     out.write_text("\n".join(md_parts))
     if out_html is not None:
-        page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-                f"<style>{_STYLE}</style></head><body>" + "\n".join(html_parts) + "</body></html>")
-        Path(out_html).write_text(page)
+        Path(out_html).write_text(html_page(title, "\n".join(html_parts)))

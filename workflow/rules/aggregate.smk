@@ -28,11 +28,12 @@ rule tables:
         cross=tables_cross_inputs,
         baselines=tables_baseline_inputs,
     output:
+        [f"results/tables/{name}.md" for name in TABLE_NAMES],
+        [f"results/tables/{name}.csv" for name in TABLE_NAMES],
         [
-            report(f"results/tables/{name}.md", caption=f"../report/table_{name}.rst", category="Tables")
+            report(f"results/tables/{name}.html", caption=f"../report/table_{name}.rst", category="Tables")
             for name in TABLE_NAMES
         ],
-        [f"results/tables/{name}.csv" for name in TABLE_NAMES],
     log:
         "logs/aggregate/tables.log",
     benchmark:

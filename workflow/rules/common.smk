@@ -298,7 +298,7 @@ def new_capture_targets():
 
 
 def tables_targets():
-    return [f"results/tables/{name}.{ext}" for name in TABLE_NAMES for ext in ("md", "csv")]
+    return [f"results/tables/{name}.{ext}" for name in TABLE_NAMES for ext in ("md", "csv", "html")]
 
 
 def figures_targets():

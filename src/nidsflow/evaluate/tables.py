@@ -35,6 +35,7 @@ import pandas as pd
 from nidsflow.evaluate.aggregators import AGGREGATORS, DEPLOYABLE, AggregatorError, make_aggregator
 from nidsflow.evaluate.baselines import ALL_METHODS, DISPLAY, NOT_RUN
 from nidsflow.evaluate.metrics import MetricError, evaluate_scores, format_mean_std, mean_std
+from nidsflow.report import write_markdown_as_html
 from nidsflow.scores import ScoreTable
 
 log = logging.getLogger(__name__)
@@ -218,13 +219,14 @@ class TableWriter:
     def _write(self, name, md_lines, csv_rows, seeds, notes=()):
         md = md_lines + provenance(self.config, seeds, notes)
         (self.out / f"{name}.md").write_text("\n".join(md) + "\n")
+        write_markdown_as_html("\n".join(md), self.out / f"{name}.html", md_lines[0].lstrip("# "))
         df = pd.DataFrame(csv_rows)
         prov = provenance(self.config, seeds, notes)
         with open(self.out / f"{name}.csv", "w") as fh:
             df.to_csv(fh, index=False)
             for line in prov[2:]:
                 fh.write(f"# {line.lstrip('- ')}\n")
-        log.info("wrote %s/%s.{md,csv} (%d cells)", self.out, name, len(csv_rows))
+        log.info("wrote %s/%s.{md,html,csv} (%d cells)", self.out, name, len(csv_rows))
 
     # ---- within
     def within(self):
