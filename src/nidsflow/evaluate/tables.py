@@ -271,8 +271,10 @@ class TableWriter:
             md += ["", f"## {ds}", ""] + markdown_table(header, table_rows)
         if overview:
             dss = self.r.datasets()
+            # JANUS rows first (a dataset's main variant may differ: full with packets, B2 on a flow table)
+            order = sorted(overview, key=lambda m: not m.startswith("JANUS"))
             md += ["", "## Overview (overall AUROC)", ""] + markdown_table(
-                ["method"] + dss, [[m] + [v.get(d, NOT_RUN_CELL) for d in dss] for m, v in overview.items()])
+                ["method"] + dss, [[m] + [overview[m].get(d, NOT_RUN_CELL) for d in dss] for m in order])
         notes = [f"{DISPLAY[m]}: {why}" for m, why in NOT_RUN.items()]
         self._write("within", md, rows, all_seeds, notes)
 
