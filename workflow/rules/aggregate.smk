@@ -80,6 +80,8 @@ rule score_capture:
         "results/newcapture/{ds}/seed{seed}/{capture_name}.csv",
     log:
         "logs/aggregate/score_capture_{ds}_seed{seed}_{capture_name}.log",
+    benchmark:
+        "benchmarks/aggregate/score_capture_{ds}_seed{seed}_{capture_name}.tsv"
     params:
         extract=config["extract"],
         janus=janus_score_params(),

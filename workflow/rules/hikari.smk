@@ -11,6 +11,8 @@ rule hikari_preprocess:
         imputer="results/hikari/{hk}/imputer.joblib",
     log:
         "logs/hikari/{hk}_preprocess.log",
+    benchmark:
+        "benchmarks/hikari/{hk}_preprocess.tsv"
     params:
         source=hikari_source,
         cfg=config["hikari"],
@@ -50,6 +52,8 @@ rule hikari_residual:
         scores="results/hikari/{hk}/residual_scores.npz",
     log:
         "logs/hikari/{hk}_residual.log",
+    benchmark:
+        "benchmarks/hikari/{hk}_residual.tsv"
     params:
         cfg=config["hikari"],
     threads: 1
@@ -158,6 +162,8 @@ rule hikari_validate:
         ),
     log:
         "logs/hikari/{hk}_validate.log",
+    benchmark:
+        "benchmarks/hikari/{hk}_validate.tsv"
     params:
         cfg=config["hikari"]["validation"],
         seed=config["hikari"]["seed"],
