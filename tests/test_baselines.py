@@ -179,3 +179,21 @@ def test_shafir_configured_features_must_exist(store, split):
     _, info = run_baseline(store, split, "shafir_nf", {**FAST["shafir_nf"], "features": ["duration", "mean_size"]},
                            seed=0)
     assert info["selected"]["features"] == ["duration", "mean_size"]
+
+
+def test_shafir_ranking_breaks_permutation_ties_by_impurity_not_column_order():
+    from nidsflow.evaluate.baselines.shafir_nf import importance_order, rank_features_label_free
+
+    perm = np.array([0.0, 0.0, 0.02, 0.0, 1e-6])
+    mdi = np.array([0.1, 0.3, 0.05, 0.2, 0.35])
+    # a clear permutation importance first; below its resolution, the impurity importance decides
+    assert importance_order(perm, mdi).tolist() == [2, 4, 1, 3, 0]
+    # two noise columns first, then two copies of one structured pair: the forest separates benign from the
+    # product of the marginals through redundant columns, so every permutation importance is ~0, yet the
+    # structured columns must rank above the noise columns that come first in column order
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(600, 1))
+    X = np.hstack([rng.normal(size=(600, 2)), z, z + 0.01 * rng.normal(size=(600, 1)),
+                   -z, 2 * z + 0.01 * rng.normal(size=(600, 1))])
+    perm, mdi = rank_features_label_free(X[:400], X[400:], seed=0, n_estimators=50)
+    assert set(importance_order(perm, mdi)[:4].tolist()) == {2, 3, 4, 5}

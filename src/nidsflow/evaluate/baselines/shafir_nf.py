@@ -6,8 +6,9 @@ no attack labels, so the classifier separates benign train flows (class 1) from 
 every column independently permuted (class 0: the product of the benign marginals). A random forest
 learns where benign traffic's joint structure lives; each feature's importance is its permutation
 importance (mean drop of ROC AUC when the column is shuffled, a model-agnostic estimate of its
-marginal contribution) on benign val vs its own column-permuted copy. The ``top_k`` (default 5, as
-in Shafir) highest-ranked features are kept. ``features`` in the config overrides the ranking.
+marginal contribution) on benign val vs its own column-permuted copy, ties broken by the forest's
+impurity importance (:func:`importance_order`). The ``top_k`` (default 5, as in Shafir) highest-ranked
+features are kept. ``features`` in the config overrides the ranking.
 
 Density model: RealNVP (Dinh et al. 2017) with affine coupling layers on alternating masks,
 y_{1-b} = x_{1-b} * exp(s(x_b)) + t(x_b), log p(x) = log N(z; 0, I) + sum_layers sum s (Eq. 3-6
@@ -41,8 +42,8 @@ def column_permuted(X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def rank_features_label_free(Xt: np.ndarray, Xv: np.ndarray, seed: int, n_estimators: int = 50,
-                             n_repeats: int = 3) -> np.ndarray:
-    """Permutation importance of a benign-vs-product-of-marginals forest; returns importances [F]."""
+                             n_repeats: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """(permutation importance, impurity importance) [F] of a benign-vs-product-of-marginals forest."""
     rng = np.random.default_rng(seed)
     X = np.concatenate([Xt, column_permuted(Xt, rng)])
     y = np.r_[np.ones(len(Xt)), np.zeros(len(Xt))]
@@ -51,7 +52,18 @@ def rank_features_label_free(Xt: np.ndarray, Xv: np.ndarray, seed: int, n_estima
     Xe = np.concatenate([Xv, column_permuted(Xv, rng)])
     ye = np.r_[np.ones(len(Xv)), np.zeros(len(Xv))]
     r = permutation_importance(clf, Xe, ye, scoring="roc_auc", n_repeats=n_repeats, random_state=seed, n_jobs=1)
-    return r.importances_mean
+    return r.importances_mean, clf.feature_importances_
+
+
+def importance_order(perm: np.ndarray, mdi: np.ndarray, resolution: float = 1e-4) -> np.ndarray:
+    """Features by permutation importance, ties (within ``resolution``) broken by impurity importance.
+
+    When the forest separates benign from the product of marginals through several redundant features,
+    shuffling any single one costs no AUC: every permutation importance is ~0 and the ranking would fall
+    back to column order. The impurity importance then shares the credit among the redundant features,
+    as Shapley values would.
+    """
+    return np.lexsort((-mdi, -np.round(perm / resolution)))
 
 
 class _Coupling(nn.Module):
@@ -106,11 +118,14 @@ class ShafirNFBaseline(Baseline):
             self.cols_ = np.array([names.index(f) for f in fixed])
             self.selected["ranking"] = "configured"
         else:
-            imp = rank_features_label_free(Xt, Xv, self.seed, int(p.get("rf_trees", 50)), int(p.get("perm_repeats", 3)))
-            order = np.argsort(-imp, kind="stable")
+            imp, mdi = rank_features_label_free(Xt, Xv, self.seed, int(p.get("rf_trees", 50)),
+                                                int(p.get("perm_repeats", 3)))
+            order = importance_order(imp, mdi)
             self.cols_ = order[:min(int(p.get("top_k", 5)), len(order))]
-            self.selected["ranking"] = "permutation importance, benign vs product-of-marginals forest"
-            self.selected["importance"] = {names[i]: float(imp[i]) for i in order[:10]}
+            self.selected["ranking"] = ("permutation importance, ties broken by impurity importance, "
+                                        "benign vs product-of-marginals forest")
+            self.selected["importance"] = {names[i]: {"permutation": float(imp[i]), "impurity": float(mdi[i])}
+                                           for i in order[:10]}
         if len(self.cols_) < 2:
             raise BaselineError("shafir_nf: needs at least 2 non-constant flow features")
         self.selected["features"] = [names[i] for i in self.cols_]
