@@ -6,7 +6,7 @@
    ~``packets/20`` interleaved bidirectional flows over one hour (seeded): headers only (snaplen 54,
    the IP length fields carry the true sizes), or with ``--full-frames`` every frame whole (zero
    payload bytes), so the file is as large as a real capture of that traffic (6.5 M packets: ~4 GiB);
-2. runs, each in its own subprocess so its peak RSS (ru_maxrss) is its own:
+2. runs, each in its own subprocess, which reports its own peak RSS (VmHWM, which restarts at exec):
    * ``ours``: ``extract_dataset`` end to end (reader -> flows -> CIC features -> store written),
    * ``ours_meter``: reader + flow meter + features only (no store writing),
    * ``nfstream``: ``NFStreamer(statistical_analysis=True, splt_analysis=64, n_meters=1)`` iterated
@@ -195,11 +195,7 @@ def main() -> None:
     cap = a.out / f"synthetic_{a.packets}{'_full' if a.full_frames else ''}.pcap"
     if not cap.exists():
         t = time.perf_counter()
-        # in a child process: the generator's arrays would otherwise inflate every later measurement's baseline
-        subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-                        f"from extract import write_capture; from pathlib import Path; "
-                        f"write_capture(Path({str(cap)!r}), {a.packets}, {a.seed}, full_frames={a.full_frames})"],
-                       check=True)
+        write_capture(cap, a.packets, a.seed, full_frames=a.full_frames)
         print(f"wrote {cap} ({cap.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t:.1f} s", flush=True)
     # warm the numba cache once so compilation is not timed
     measure("ours_meter", _small(a.out), a.out / "warm")

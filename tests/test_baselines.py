@@ -181,19 +181,18 @@ def test_shafir_configured_features_must_exist(store, split):
     assert info["selected"]["features"] == ["duration", "mean_size"]
 
 
-def test_shafir_ranking_breaks_permutation_ties_by_impurity_not_column_order():
+def test_shafir_ranking_falls_back_to_impurity_not_column_order():
     from nidsflow.evaluate.baselines.shafir_nf import importance_order, rank_features_label_free
 
-    perm = np.array([0.0, 0.0, 0.02, 0.0, 1e-6])
     mdi = np.array([0.1, 0.3, 0.05, 0.2, 0.35])
-    # a clear permutation importance first; below its resolution, the impurity importance decides
-    assert importance_order(perm, mdi).tolist() == [2, 4, 1, 3, 0]
-    # two noise columns first, then two copies of one structured pair: the forest separates benign from the
-    # product of the marginals through redundant columns, so every permutation importance is ~0, yet the
-    # structured columns must rank above the noise columns that come first in column order
+    # no clear permutation importance anywhere (redundant features): impurity order, not column order
+    assert importance_order(np.zeros(5), np.zeros(5), mdi).tolist() == [4, 1, 3, 0, 2]
+    # a clear one (mean > 2 std) comes first; one within its noise (0.01 +- 0.02) counts as none
+    perm, std = np.array([0.0, 0.0, 0.02, 0.0, 0.01]), np.array([0.0, 0.0, 0.001, 0.0, 0.02])
+    assert importance_order(perm, std, mdi).tolist() == [2, 4, 1, 3, 0]
+    # on data: two independent noise columns first, then a structured (correlated) group, which ranks first
     rng = np.random.default_rng(0)
     z = rng.normal(size=(600, 1))
     X = np.hstack([rng.normal(size=(600, 2)), z, z + 0.01 * rng.normal(size=(600, 1)),
                    -z, 2 * z + 0.01 * rng.normal(size=(600, 1))])
-    perm, mdi = rank_features_label_free(X[:400], X[400:], seed=0, n_estimators=50)
-    assert set(importance_order(perm, mdi)[:4].tolist()) == {2, 3, 4, 5}
+    assert set(importance_order(*rank_features_label_free(X[:400], X[400:], seed=0, n_estimators=50))[:4]) == {2, 3, 4, 5}

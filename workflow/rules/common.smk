@@ -10,7 +10,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from nidsflow.capture.demo import HIKARI_FILE, MANIFEST_FILE, capture_file
-from nidsflow.evaluate.tables import TABLE_NAMES
+from nidsflow.evaluate.tables import CROSS_VARIANT, TABLE_NAMES
 from nidsflow.janus.variants import ScoreSettings
 
 
@@ -161,10 +161,6 @@ def cross_pairs():
         return []
     ds = packet_datasets()
     return [(s, t) for s in ds for t in ds if s != t]
-
-
-#: The variant of the N x N cross matrix (and of the group-A cross columns): the full model with janus.cross_sigma.
-CROSS_VARIANT = "cross"
 
 
 def cross_runs():

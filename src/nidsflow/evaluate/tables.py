@@ -217,11 +217,11 @@ class TableWriter:
         return sorted((a, b, s) for a, b, v, s in self.r.cross if v == variant and (pair is None or (a, b) == pair))
 
     def _write(self, name, md_lines, csv_rows, seeds, notes=()):
-        md = md_lines + provenance(self.config, seeds, notes)
-        (self.out / f"{name}.md").write_text("\n".join(md) + "\n")
-        write_markdown_as_html("\n".join(md), self.out / f"{name}.html", md_lines[0].lstrip("# "))
-        df = pd.DataFrame(csv_rows)
         prov = provenance(self.config, seeds, notes)
+        md = "\n".join(md_lines + prov)
+        (self.out / f"{name}.md").write_text(md + "\n")
+        write_markdown_as_html(md, self.out / f"{name}.html", md_lines[0].lstrip("# "))
+        df = pd.DataFrame(csv_rows)
         with open(self.out / f"{name}.csv", "w") as fh:
             df.to_csv(fh, index=False)
             for line in prov[2:]:

@@ -6,8 +6,8 @@ no attack labels, so the classifier separates benign train flows (class 1) from 
 every column independently permuted (class 0: the product of the benign marginals). A random forest
 learns where benign traffic's joint structure lives; each feature's importance is its permutation
 importance (mean drop of ROC AUC when the column is shuffled, a model-agnostic estimate of its
-marginal contribution) on benign val vs its own column-permuted copy, ties broken by the forest's
-impurity importance (:func:`importance_order`). The ``top_k`` (default 5, as in Shafir) highest-ranked
+marginal contribution) on benign val vs its own column-permuted copy; features without a clear
+permutation importance are ranked by the forest's impurity importance (:func:`importance_order`). The ``top_k`` (default 5, as in Shafir) highest-ranked
 features are kept. ``features`` in the config overrides the ranking.
 
 Density model: RealNVP (Dinh et al. 2017) with affine coupling layers on alternating masks,
@@ -42,8 +42,9 @@ def column_permuted(X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def rank_features_label_free(Xt: np.ndarray, Xv: np.ndarray, seed: int, n_estimators: int = 50,
-                             n_repeats: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """(permutation importance, impurity importance) [F] of a benign-vs-product-of-marginals forest."""
+                             n_repeats: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Permutation importance (mean, std over the repeats) and impurity importance [F] of a
+    benign-vs-product-of-marginals forest."""
     rng = np.random.default_rng(seed)
     X = np.concatenate([Xt, column_permuted(Xt, rng)])
     y = np.r_[np.ones(len(Xt)), np.zeros(len(Xt))]
@@ -52,18 +53,20 @@ def rank_features_label_free(Xt: np.ndarray, Xv: np.ndarray, seed: int, n_estima
     Xe = np.concatenate([Xv, column_permuted(Xv, rng)])
     ye = np.r_[np.ones(len(Xv)), np.zeros(len(Xv))]
     r = permutation_importance(clf, Xe, ye, scoring="roc_auc", n_repeats=n_repeats, random_state=seed, n_jobs=1)
-    return r.importances_mean, clf.feature_importances_
+    return r.importances_mean, r.importances_std, clf.feature_importances_
 
 
-def importance_order(perm: np.ndarray, mdi: np.ndarray, resolution: float = 1e-4) -> np.ndarray:
-    """Features by permutation importance, ties (within ``resolution``) broken by impurity importance.
+def importance_order(perm_mean: np.ndarray, perm_std: np.ndarray, mdi: np.ndarray) -> np.ndarray:
+    """Features with a clear permutation importance (mean > 2 std over the repeats) first, by that
+    importance; the rest by impurity importance.
 
     When the forest separates benign from the product of marginals through several redundant features,
-    shuffling any single one costs no AUC: every permutation importance is ~0 and the ranking would fall
-    back to column order. The impurity importance then shares the credit among the redundant features,
-    as Shapley values would.
+    shuffling any single one costs no AUC: the permutation importances are ~0 and the ranking would fall
+    back to column order. The impurity importance shares the credit among redundant features, as
+    Shapley values would.
     """
-    return np.lexsort((-mdi, -np.round(perm / resolution)))
+    clear = (perm_mean > 0) & (perm_mean > 2 * perm_std)
+    return np.lexsort((-mdi, -np.where(clear, perm_mean, 0.0)))
 
 
 class _Coupling(nn.Module):
@@ -118,12 +121,12 @@ class ShafirNFBaseline(Baseline):
             self.cols_ = np.array([names.index(f) for f in fixed])
             self.selected["ranking"] = "configured"
         else:
-            imp, mdi = rank_features_label_free(Xt, Xv, self.seed, int(p.get("rf_trees", 50)),
-                                                int(p.get("perm_repeats", 3)))
-            order = importance_order(imp, mdi)
+            imp, imp_std, mdi = rank_features_label_free(Xt, Xv, self.seed, int(p.get("rf_trees", 50)),
+                                                         int(p.get("perm_repeats", 3)))
+            order = importance_order(imp, imp_std, mdi)
             self.cols_ = order[:min(int(p.get("top_k", 5)), len(order))]
-            self.selected["ranking"] = ("permutation importance, ties broken by impurity importance, "
-                                        "benign vs product-of-marginals forest")
+            self.selected["ranking"] = ("permutation importance where clear (mean > 2 std), else impurity "
+                                        "importance, benign vs product-of-marginals forest")
             self.selected["importance"] = {names[i]: {"permutation": float(imp[i]), "impurity": float(mdi[i])}
                                            for i in order[:10]}
         if len(self.cols_) < 2:

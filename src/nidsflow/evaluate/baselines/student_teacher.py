@@ -62,8 +62,10 @@ from torch import nn
 from nidsflow.evaluate.baselines.common import Baseline, PacketPreprocessor
 from nidsflow.evaluate.baselines.nn_utils import seed_torch, train_early_stopping
 
-#: Token channels: the 9 preprocessed store channels, then the valid flag and the masked flag.
-N_CHANNELS = 11
+#: Packet channels of the store (size, iat, win + six binary), as PacketPreprocessor returns them.
+N_PACKET = 9
+#: Token channels: the preprocessed packet channels, then the valid flag and the masked flag.
+N_CHANNELS = N_PACKET + 2
 #: Smooth activation: with ReLU, dead units left the student on a mismatch plateau far above convergence.
 ACT = nn.GELU
 _CHUNK = 4096
@@ -160,8 +162,8 @@ class STFPMBaseline(Baseline):
         """Hide a fraction ``ratio`` of the valid packets: channels zeroed, valid flag kept, masked flag set."""
         m = (torch.rand(V.shape, generator=gen) < ratio) & V
         Xm = X.clone()
-        Xm[..., :9] = torch.where(m[..., None], torch.zeros(()), X[..., :9])
-        Xm[..., 10] = m.float()
+        Xm[..., :N_PACKET] = torch.where(m[..., None], torch.zeros(()), X[..., :N_PACKET])
+        Xm[..., N_PACKET + 1] = m.float()
         return Xm
 
     def _pretrain_teacher(self, Xt, Vt, Xv, Vv, widths):
@@ -169,12 +171,12 @@ class STFPMBaseline(Baseline):
         ratio = float(self.params.get("teacher_mask_ratio", DEFAULTS["teacher_mask_ratio"]))
         seed_torch(self.seed + 100_003)  # the teacher's own initialisation
         teacher = _PyramidCNN(N_CHANNELS, widths)
-        decoder = _Decoder(widths[-1], 9)
+        decoder = _Decoder(widths[-1], N_PACKET)
         gen = torch.Generator().manual_seed(self.seed + 7)
         Xv_masked = self._mask_inputs(Xv, Vv, ratio, torch.Generator().manual_seed(self.seed + 11))
 
         def rec_loss(Xin, X, V):  # mean squared error over the valid packets
-            err = (decoder(teacher(Xin)[-1], X.shape[1]) - X[..., :9]).pow(2).mean(-1)
+            err = (decoder(teacher(Xin)[-1], X.shape[1]) - X[..., :N_PACKET]).pow(2).mean(-1)
             return (err * V).sum(), V.sum()
 
         def step(idx):
