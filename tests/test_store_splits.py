@@ -104,3 +104,85 @@ def test_split_with_too_few_benign_flows_keeps_a_test_share():
     n_test_benign = int((~flows.loc[s.test, "is_attack"]).sum())
     assert n_test_benign >= 20 and len(s.train) + len(s.val) + n_test_benign == 100
     assert len(s.train) > len(s.val) > 0
+
+
+def _grouped_flows(files, seed=0):
+    """Benign flows from several captures of different sizes (shuffled times), plus two attack classes."""
+    rng = np.random.default_rng(seed)
+    labels, sources = [], []
+    for f, n in files.items():
+        labels += ["BENIGN"] * n
+        sources += [f] * n
+    labels += ["DoS"] * 40 + ["Scan"] * 15
+    sources += ["dos.pcap"] * 40 + ["scan.pcap"] * 15
+    flows = _flows(labels)
+    flows["source_file"] = sources
+    flows["first_ts"] = rng.permutation(len(flows)).astype(float) * 0.5
+    return flows
+
+
+def test_split_none_is_unchanged_for_a_fixed_seed():
+    """group_by none is the flow-level split of before: the same ids for the same seed (ids recorded from the
+    code before group_by existed)."""
+    flows = _flows(["BENIGN"] * 30 + ["DoS"] * 6)
+    s = make_split(flows, seed=3, n_train=10, n_val=5, max_test_benign=8, max_test_per_class=4)
+    t = make_split(flows, seed=3, n_train=10, n_val=5, max_test_benign=8, max_test_per_class=4, group_by="none")
+    np.testing.assert_array_equal(s.train, t.train)
+    np.testing.assert_array_equal(s.train, [3, 10, 12, 17, 18, 20, 23, 26, 27, 28])
+    np.testing.assert_array_equal(s.val, [0, 8, 11, 13, 25])
+    np.testing.assert_array_equal(s.test, [1, 2, 6, 9, 14, 15, 16, 29, 31, 32, 33, 34])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_split_by_source_file_never_shares_a_capture_between_parts(seed):
+    files = {f"cap{i}.pcap": n for i, n in enumerate([120, 5, 60, 33, 8, 250, 17, 41, 2, 90])}
+    flows = _grouped_flows(files, seed)
+    s = make_split(flows, seed=seed, n_train=150, n_val=60, max_test_benign=100, max_test_per_class=20,
+                   group_by="source_file")
+    src = flows.set_index("flow_id")["source_file"]
+    test_benign = [i for i in s.test if not flows.loc[i, "is_attack"]]
+    parts = {"train": set(src[s.train]), "val": set(src[s.val]), "test": set(src[test_benign])}
+    assert all(parts.values()), parts  # every part holds benign flows
+    assert not parts["train"] & parts["val"] and not parts["train"] & parts["test"] and not parts["val"] & parts["test"]
+    assert len(s.train) <= 150 and len(s.val) <= 60 and len(test_benign) <= 100
+    assert not set(s.train) & set(s.val) and not set(s.train) & set(s.test) and not set(s.val) & set(s.test)
+    assert flows.loc[s.train, "is_attack"].sum() == 0 and flows.loc[s.val, "is_attack"].sum() == 0
+    test_labels = flows.loc[s.test, "label"]
+    assert (test_labels == "DoS").sum() == 20 and (test_labels == "Scan").sum() == 15
+    again = make_split(flows, seed=seed, n_train=150, n_val=60, max_test_benign=100, max_test_per_class=20,
+                       group_by="source_file")
+    np.testing.assert_array_equal(s.train, again.train)
+    np.testing.assert_array_equal(s.test, again.test)
+
+
+def test_split_by_source_file_seeds_differ_and_aim_at_the_sizes():
+    files = {f"cap{i}.pcap": 30 for i in range(12)}
+    flows = _grouped_flows(files)
+    assignments = set()
+    for seed in range(4):
+        s = make_split(flows, seed=seed, n_train=120, n_val=60, group_by="source_file")
+        assert len(s.train) == 120 and len(s.val) == 60  # 4 + 2 whole files of 30 flows
+        assignments.add(tuple(sorted(set(flows.loc[s.train, "source_file"]))))
+    assert len(assignments) > 1
+
+
+def test_split_by_time_keeps_order():
+    flows = _grouped_flows({"a.pcap": 80, "b.pcap": 70})
+    s = make_split(flows, seed=5, n_train=60, n_val=30, max_test_benign=40, group_by="time")
+    ts = flows.set_index("flow_id")["first_ts"]
+    test_benign = [i for i in s.test if not flows.loc[i, "is_attack"]]
+    assert len(s.train) == 60 and len(s.val) == 30 and len(test_benign) == 40
+    assert ts[s.train].max() < ts[s.val].min() and ts[s.val].max() < ts[test_benign].min()
+    benign_ts = np.sort(flows.loc[~flows["is_attack"], "first_ts"].to_numpy())
+    np.testing.assert_array_equal(np.sort(ts[s.train].to_numpy()), benign_ts[:60])  # the earliest 60
+
+
+@pytest.mark.parametrize("group_by, flows, match", [
+    ("source_file", {"a.pcap": 50, "b.pcap": 50}, "at least 3 capture files"),
+    ("time", {"a.pcap": 2}, "only 2 benign flows"),
+])
+def test_split_group_too_small_is_a_clear_error(group_by, flows, match):
+    with pytest.raises(ValueError, match=f"dataset tiny_ds.*{match}"):
+        make_split(_grouped_flows(flows), seed=0, n_train=10, n_val=5, group_by=group_by, source="dataset tiny_ds")
+    with pytest.raises(ValueError, match="not one of"):
+        make_split(_grouped_flows(flows), seed=0, n_train=10, n_val=5, group_by="day", source="dataset tiny_ds")

@@ -32,22 +32,40 @@ class Split:
         return cls(z["train"], z["val"], z["test"])
 
 
+#: How benign flows are divided between train, val and test (config split.group_by).
+GROUP_BY = ("none", "source_file", "time")
+
+
 def make_split(flows: pd.DataFrame, seed: int, n_train: int, n_val: int,
                max_test_benign: int | None = None, max_test_per_class: int | None = None,
-               source: str = "store") -> Split:
+               source: str = "store", group_by: str = "none") -> Split:
     """Draw disjoint benign train/val sets and a test set of held-out benign + every attack class.
+
+    ``group_by`` says how the benign flows are divided (attacks always go to the test set):
+
+    * ``"none"``: a seeded random permutation of the benign flows (flow-level split);
+    * ``"source_file"``: whole capture files go to one part (:func:`_assign_files`), so the test benign
+      traffic comes from captures the model never saw; needs at least 3 benign capture files;
+    * ``"time"``: benign flows ordered by start time (``first_ts``, ties by ``flow_id``): train the
+      earliest, val the next, test the latest (the seed only draws the capped test subsets).
 
     Flows labelled UNMATCHED are excluded (and counted in the log). Test benign and per-class
     attack counts are capped when a cap is given, so one huge class cannot dominate.
     """
+    if group_by not in GROUP_BY:
+        raise ValueError(f"{source}: split.group_by {group_by!r} is not one of {list(GROUP_BY)}")
     rng = np.random.default_rng(seed)
     unmatched = flows["label"].to_numpy() == UNMATCHED
     if unmatched.any():
         log.warning("%s: %d of %d flows are %s and excluded from every split", source, unmatched.sum(), len(flows), UNMATCHED)
     usable = flows[~unmatched]
-    benign = usable.loc[~usable["is_attack"], "flow_id"].to_numpy()
+    benign_rows = usable[~usable["is_attack"]]
+    benign = benign_rows["flow_id"].to_numpy()
     if len(benign) == 0:
         raise ValueError(f"{source}: no benign flows; an unsupervised detector needs benign training traffic")
+    if group_by != "none" and len(benign) < 3:
+        raise ValueError(f"{source}: split.group_by {group_by}: only {len(benign)} benign flows; train, val and "
+                         f"test need at least one each")
     if len(benign) < (n_train + n_val) / (1 - MIN_TEST_BENIGN_FRACTION):
         # Too few benign flows: shrink train and val in proportion, keeping a share for the test set
         # (a handful of benign test flows would make every AUROC meaningless).
@@ -56,10 +74,15 @@ def make_split(flows: pd.DataFrame, seed: int, n_train: int, n_val: int,
         log.warning("%s: only %d benign flows for n_train=%d + n_val=%d + test; using %d / %d and %d for test",
                     source, len(benign), n_train, n_val, new_train, new_val, len(benign) - new_train - new_val)
         n_train, n_val = new_train, new_val
-    benign = rng.permutation(benign)
-    train, val, rest = benign[:n_train], benign[n_train:n_train + n_val], benign[n_train + n_val:]
-    if max_test_benign is not None and len(rest) > max_test_benign:
-        rest = rest[:max_test_benign]
+    if group_by == "none":
+        benign = rng.permutation(benign)
+        train, val, rest = benign[:n_train], benign[n_train:n_train + n_val], benign[n_train + n_val:]
+        if max_test_benign is not None and len(rest) > max_test_benign:
+            rest = rest[:max_test_benign]
+    elif group_by == "source_file":
+        train, val, rest = _split_by_file(benign_rows, rng, n_train, n_val, max_test_benign, source)
+    else:
+        train, val, rest = _split_by_time(benign_rows, rng, n_train, n_val, max_test_benign, source)
     test_parts = [rest]
     attacks = usable[usable["is_attack"]]
     for cls, group in attacks.groupby("attack_class", sort=True):
@@ -71,6 +94,61 @@ def make_split(flows: pd.DataFrame, seed: int, n_train: int, n_val: int,
     if len(attacks) == 0:
         log.warning("%s: no attack flows; the test set is benign only and AUROC is undefined", source)
     test = np.sort(np.concatenate(test_parts)).astype(np.int64)
-    log.info("%s: split seed %d: train %d, val %d, test %d (benign %d)", source, seed, len(train), len(val),
-             len(test), len(rest))
+    log.info("%s: split seed %d (group_by %s): train %d, val %d, test %d (benign %d)", source, seed, group_by,
+             len(train), len(val), len(test), len(rest))
     return Split(np.sort(train).astype(np.int64), np.sort(val).astype(np.int64), test)
+
+
+def _assign_files(sizes: pd.Series, rng: np.random.Generator, n_train: int, n_val: int) -> dict[str, list]:
+    """Whole files -> "train" / "val" / "test": in a seeded random order, each file goes to train until it
+    holds n_train benign flows, then to val until n_val, the rest to test; every part gets at least one file
+    (the last two files are kept for val and test when train or val is still short)."""
+    order = list(sizes.index[rng.permutation(len(sizes))])
+    parts = {"train": [], "val": [], "test": []}
+    count = {"train": 0, "val": 0}
+    for i, f in enumerate(order):
+        left = len(order) - i - 1  # files still to assign after this one
+        if not parts["train"] or (count["train"] < n_train and left >= 2):
+            part = "train"
+        elif not parts["val"] or (count["val"] < n_val and left >= 1):
+            part = "val"
+        else:
+            part = "test"
+        parts[part].append(f)
+        if part in count:
+            count[part] += int(sizes[f])
+    return parts
+
+
+def _split_by_file(benign: pd.DataFrame, rng, n_train, n_val, max_test_benign, source):
+    """Benign train / val / test flow ids with each capture file's benign flows in one part only."""
+    if "source_file" not in benign:
+        raise ValueError(f"{source}: split.group_by source_file needs the flows' source_file column")
+    sizes = benign.groupby("source_file", sort=True).size()
+    if len(sizes) < 3:
+        raise ValueError(f"{source}: split.group_by source_file needs benign flows from at least 3 capture files "
+                         f"(train, val and test one each); found {len(sizes)}: {list(sizes.index)}")
+    parts = _assign_files(sizes, rng, n_train, n_val)
+    caps = {"train": n_train, "val": n_val, "test": max_test_benign}
+    out = {}
+    for part, files in parts.items():
+        ids = rng.permutation(benign.loc[benign["source_file"].isin(files), "flow_id"].to_numpy())
+        cap = caps[part]
+        if cap is not None and len(ids) > cap:
+            # the surplus of a part's captures is left out of every part (never moved to another: disjoint files)
+            log.info("%s: %s: %d benign flows of its captures left unused (cap %d)", source, part, len(ids) - cap, cap)
+            ids = ids[:cap]
+        out[part] = ids
+        log.info("%s: %s: %d benign flows from %d capture files", source, part, len(ids), len(files))
+    return out["train"], out["val"], out["test"]
+
+
+def _split_by_time(benign: pd.DataFrame, rng, n_train, n_val, max_test_benign, source):
+    """Benign train = the earliest flows, val the next, test the latest (capped by a seeded subsample)."""
+    if "first_ts" not in benign:
+        raise ValueError(f"{source}: split.group_by time needs the flows' first_ts column")
+    ordered = benign.sort_values(["first_ts", "flow_id"], kind="stable")["flow_id"].to_numpy()
+    train, val, rest = ordered[:n_train], ordered[n_train:n_train + n_val], ordered[n_train + n_val:]
+    if max_test_benign is not None and len(rest) > max_test_benign:
+        rest = rng.choice(rest, max_test_benign, replace=False)
+    return train, val, rest

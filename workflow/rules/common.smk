@@ -231,8 +231,16 @@ DEMO_DIR = config["demo"]["out_dir"]
 # ---------------------------------------------------------------- extract stage
 
 def extract_dataset_params(wildcards):
-    """The dataset's own config section (driver, captures, labels, time_offset_s, ...)."""
-    return config["datasets"][wildcards.ds]
+    """The dataset's own config section (driver, captures, labels, time_offset_s, ...), without its split
+    settings (changing how a dataset is split must not re-extract it)."""
+    return {k: v for k, v in config["datasets"][wildcards.ds].items() if k != "split"}
+
+
+# ---------------------------------------------------------------- split stage
+
+def split_params(wildcards):
+    """The split section with the dataset's own split keys (datasets.{ds}.split) over it."""
+    return {**config["split"], **(dataset_config(wildcards.ds).get("split") or {})}
 
 
 # ---------------------------------------------------------------- baselines stage

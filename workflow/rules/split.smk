@@ -6,7 +6,7 @@ rule split:
     log:
         "logs/split/{ds}_seed{seed}.log",
     params:
-        split=config["split"],
+        split=split_params,
     conda:
         "../envs/capture.yaml"
     script:

@@ -6,7 +6,8 @@ import pandas as pd
 
 from nidsflow.splits import make_split
 
-flows = pd.read_parquet(snakemake.input.flows, columns=["flow_id", "label", "attack_class", "is_attack"])
+flows = pd.read_parquet(snakemake.input.flows, columns=["flow_id", "label", "attack_class", "is_attack",
+                                                      "source_file", "first_ts"])
 cfg = snakemake.params.split
 split = make_split(
     flows,
@@ -15,6 +16,7 @@ split = make_split(
     n_val=cfg["n_val"],
     max_test_benign=cfg.get("max_test_benign"),
     max_test_per_class=cfg.get("max_test_per_class"),
-    source=snakemake.input.flows,
+    source=f"dataset {snakemake.wildcards.ds} ({snakemake.input.flows})",
+    group_by=cfg.get("group_by", "none"),
 )
 split.save(snakemake.output[0])
