@@ -53,3 +53,18 @@ def test_summary_embeds_figures_and_keeps_every_table(tmp_path):
     assert html.startswith("<!DOCTYPE html>") and "<h2>Within-dataset AUROC (%)</h2>" in html
     embedded = html.split('src="data:image/png;base64,')[1].split('"')[0]
     assert base64.b64decode(embedded) == fig.read_bytes()
+
+
+def test_summary_opens_with_the_overall_and_per_class_median_overviews(tmp_path):
+    within = tmp_path / "tables" / "within.md"
+    within.parent.mkdir()
+    within.write_text(TABLE.replace("---\nProvenance", "## Overview (overall AUROC)\n\n| method | d |\n|---|---|\n"
+                                    "| JANUS | 94.85 ± 0.25 |\n\n## Overview (per-class median AUROC)\n\n"
+                                    "| method | d |\n|---|---|\n| JANUS | 71.30 ± 2.00 |\n\n---\nProvenance"))
+    md = tmp_path / "report" / "summary.md"
+    write_summary(md, [str(within)], [], [], [], title="t", out_html=tmp_path / "report" / "summary.html")
+    text = md.read_text()
+    headline = text.split("## Headline")[1].split("## Within-dataset AUROC")[0]
+    assert "### Overview (per-class median AUROC)" in headline and "71.30 ± 2.00" in headline
+    assert "### Overview (overall AUROC)" in headline and "Provenance" not in headline
+    assert text.index("## Headline") < text.index("## Within-dataset AUROC")

@@ -103,13 +103,45 @@ def test_within_cells_are_computed_and_missing_ones_say_not_run(results):
     assert janus.auroc_mean == pytest.approx(np.mean(vals))
     assert janus.auroc_std == pytest.approx(np.std(vals, ddof=1))
     assert janus.n_seeds == 2
-    assert set(df[df.method == "JANUS (full, A1)"].column) == {"overall", "dos", "scan"}
+    assert set(df[df.method == "JANUS (full, A1)"].column) == {"overall", "per-class median", "dos", "scan"}
     ocsvm = df[(df.dataset == "da") & (df.method == "OCSVM")]
     assert (ocsvm.cell == "not run").all() and (ocsvm.reason == "test reason").all()
     tslanet = df[df.method == "TSLANet"]
     assert (tslanet.cell == "not run").all() and tslanet.reason.str.contains("not built").all()
     md = (out / "within.md").read_text()
     assert f"{100 * np.mean(vals):.2f} ± {100 * np.std(vals, ddof=1):.2f}" in md
+
+
+def _class_aurocs(table, scores):
+    """Per attack class: AUROC of that class vs the test benign flows, computed here with sklearn."""
+    test = table.split == "test"
+    y, cls, s = table.is_attack[test], table.attack_class[test].astype(str), scores[test]
+    return {c: roc_auc_score(y[~y | (cls == c)], s[~y | (cls == c)]) for c in sorted(set(cls[y]))}
+
+
+def test_within_has_the_per_class_median_for_every_method(results):
+    """Median over attack classes of each run's per-class AUROC, then mean ± std over seeds, for JANUS and every
+    baseline that ran; "not run" where the method did not run."""
+    r, out = results
+    df = pd.read_csv(out / "within.csv", comment="#")
+    med = df[df.column == "per-class median"]
+    assert set(med.method) == set(df.method)  # every method row has the column
+    for ds in ("da", "db"):
+        janus = [ScoreTable.load(r / f"{ds}/janus/full/seed{s}/phase1_scores.npz") for s in (1, 2)]
+        j = [np.median(list(_class_aurocs(t, make_aggregator("A1").fit_table(t).score_table(t)).values()))
+             for t in janus]
+        b = [np.median(list(_class_aurocs(t, t.scores[:, 0]).values()))
+             for t in (ScoreTable.load(r / f"{ds}/baselines/iforest/seed{s}/scores.npz") for s in (1, 2))]
+        for method, vals in (("JANUS (full, A1)", j), ("Isolation Forest", b)):
+            row = med[(med.dataset == ds) & (med.method == method)].iloc[0]
+            assert row.auroc_mean == pytest.approx(np.mean(vals)) and row.n_seeds == 2
+            assert row.auroc_std == pytest.approx(np.std(vals, ddof=1))
+    assert (med[(med.dataset == "da") & (med.method == "OCSVM")].cell == "not run").all()
+    md = (out / "within.md").read_text()
+    assert "| method | overall | per-class median | dos | scan |" in md
+    assert "## Overview (per-class median AUROC)" in md
+    b3 = med[(med.dataset == "da") & (med.method == "JANUS (full, A1)")].iloc[0]
+    assert f"{100 * b3.auroc_mean:.2f} ± {100 * b3.auroc_std:.2f}" in md.split("## Overview (per-class median")[1]
 
 
 def test_cross_matrix_diagonal_is_within_and_missing_pair_not_run(results):

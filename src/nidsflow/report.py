@@ -1,6 +1,7 @@
 """The human-readable summary: every result table and figure of both branches on one page.
 
-``write_summary`` writes it twice: as markdown (tables inline, figures linked by relative path) and
+``write_summary`` opens with the headline (the within table's overviews: overall and per-class median
+AUROC of every method on every dataset), then every table in full; it writes it twice: as markdown (tables inline, figures linked by relative path) and
 as one self-contained HTML file (tables rendered, figures embedded), which opens in any browser and
 is what the Snakemake report shows under "Summary".
 """
@@ -114,6 +115,18 @@ def _figure_caption(path: Path) -> str:
     return f"{path.stem.replace('_', ' ')} ({path.parent.name})"
 
 
+def overview_sections(table_md: str) -> str:
+    """The "## Overview (...)" sections of a result table (the within table's overall and per-class median
+    AUROC per method and dataset), headings lowered one level; "" when it has none."""
+    out, keep = [], False
+    for line in table_md.splitlines():
+        if line.startswith("## ") or line.strip() == "---":
+            keep = line.startswith("## Overview")
+        if keep:
+            out.append("#" + line if line.startswith("## ") else line)
+    return "\n".join(out).strip()
+
+
 def write_summary(out: str | Path, tables: list[str], figures: list[str], hikari_tables: list[str],
                   validation_summaries: list[str], title: str = "nidsflow results",
                   hikari_figures: list[str] = (), out_html: str | Path | None = None) -> None:
@@ -134,6 +147,12 @@ def write_summary(out: str | Path, tables: list[str], figures: list[str], hikari
                        f"<figcaption>{html.escape(_figure_caption(Path(f)))}</figcaption></figure>" for f in images)
         html_parts.append(f"<section><h2>{html.escape(title_)}</h2>{markdown_to_html(body)}{figs}</section>")
 
+    headline = "\n\n".join(o for o in (overview_sections(Path(p).read_text()) for p in tables if Path(p).stem == "within")
+                             if o)
+    if headline:
+        add("Headline", "Test AUROC (%) of every method, mean ± std over seeds: overall (dominated by the attack "
+                        "class with most flows) and the per-class median (every attack class weighs alike). "
+                        "Details in the within-dataset table below.\n\n" + headline)
     for path in tables:  # each table's own "# title" heads its section
         text = Path(path).read_text()
         first, _, rest = text.partition("\n")

@@ -2,7 +2,8 @@
 
 Tables written to ``out_dir`` (results/tables/):
 
-``within``        dataset x method: test AUROC (%) mean +- std over seeds, overall and per attack class;
+``within``        dataset x method: test AUROC (%) mean +- std over seeds, overall, the per-class median
+                  (median over attack classes of the per-class AUROC of each run) and per attack class;
                   JANUS (its main variant, deployable aggregator A1) and every baseline.
 ``cross_matrix``  source x target AUROC of JANUS's "cross" model, aggregator fitted on the target's
                   benign val; the diagonal is the within-dataset full model.
@@ -170,13 +171,30 @@ def baseline_metrics(table: ScoreTable, fpr_target=None) -> dict | None:
         return None
 
 
+#: Within-table column: the median over attack classes of one run's per-class AUROC. Overall AUROC is dominated
+#: by the class with most flows; the median weighs every class alike (the headline of per-file datasets).
+MEDIAN_COLUMN = "per-class median"
+
+
+def per_class_median(metrics: dict) -> float | None:
+    """Median over the attack classes of the run's per-class AUROC (classes without one are left out)."""
+    vals = [c["auroc"] for c in metrics["per_class"].values() if c.get("auroc") is not None]
+    return float(np.median(vals)) if vals else None
+
+
 def _collect(per_seed: dict[int, dict | None], key: str | None):
-    """Values of overall AUROC (key None) or of one class's AUROC over seeds; (values, seeds)."""
+    """Values over seeds of overall AUROC (key None), of the per-class median (MEDIAN_COLUMN) or of one class's
+    AUROC; (values, seeds)."""
     vals, seeds = [], []
     for s, m in sorted(per_seed.items()):
         if m is None:
             continue
-        v = m["auroc"] if key is None else m["per_class"].get(key, {}).get("auroc")
+        if key is None:
+            v = m["auroc"]
+        elif key == MEDIAN_COLUMN:
+            v = per_class_median(m)
+        else:
+            v = m["per_class"].get(key, {}).get("auroc")
         if v is not None:
             vals.append(v)
             seeds.append(s)
@@ -232,9 +250,10 @@ class TableWriter:
     def within(self):
         md, rows, all_seeds = ["# Within-dataset AUROC (%)", "",
                                "Test AUROC in percent, mean ± sample std over seeds; per attack class: that class "
-                               "vs the test benign flows. JANUS: deployable score (Mahalanobis-OAS, aggregator "
-                               "A1, fitted on benign val)."], [], set()
-        overview = {}
+                               "vs the test benign flows; per-class median: the median over attack classes of each "
+                               "run's per-class AUROC, then mean ± std over seeds. JANUS: deployable score "
+                               "(Mahalanobis-OAS, aggregator A1, fitted on benign val)."], [], set()
+        overview, overview_median = {}, {}
         for ds in self.r.datasets():
             entries = []  # (display, per_seed metrics, reason)
             main = self.r.janus_main_variant(ds)
@@ -255,26 +274,31 @@ class TableWriter:
                     reason = self._baseline_reason(ds, method, seeds)
                 entries.append((DISPLAY.get(method, method), per, reason))
             classes = sorted({c for _, per, _ in entries for m in per.values() if m for c in m["per_class"]})
-            header = ["method", "overall"] + classes
+            header = ["method", "overall", MEDIAN_COLUMN] + classes
             table_rows = []
             for label, per, reason in entries:
                 vals, seeds = _collect(per, None)
                 all_seeds.update(seeds)
                 cells = [format_mean_std(vals)]
                 rows.append(self._cell_row(ds, label, "overall", vals, reason))
+                mv, _ = _collect(per, MEDIAN_COLUMN)
+                cells.append(format_mean_std(mv))
+                rows.append(self._cell_row(ds, label, MEDIAN_COLUMN, mv, reason))
                 for c in classes:
                     cv, cs = _collect(per, c)
                     cells.append(format_mean_std(cv))
                     rows.append(self._cell_row(ds, label, c, cv, reason))
                 table_rows.append([label] + cells)
                 overview.setdefault(label, {})[ds] = cells[0]
+                overview_median.setdefault(label, {})[ds] = cells[1]
             md += ["", f"## {ds}", ""] + markdown_table(header, table_rows)
         if overview:
             dss = self.r.datasets()
             # JANUS rows first (a dataset's main variant may differ: full with packets, B2 on a flow table)
             order = sorted(overview, key=lambda m: not m.startswith("JANUS"))
-            md += ["", "## Overview (overall AUROC)", ""] + markdown_table(
-                ["method"] + dss, [[m] + [overview[m].get(d, NOT_RUN_CELL) for d in dss] for m in order])
+            for title, table in (("overall AUROC", overview), (f"{MEDIAN_COLUMN} AUROC", overview_median)):
+                md += ["", f"## Overview ({title})", ""] + markdown_table(
+                    ["method"] + dss, [[m] + [table[m].get(d, NOT_RUN_CELL) for d in dss] for m in order])
         notes = [f"{DISPLAY[m]}: {why}" for m, why in NOT_RUN.items()]
         self._write("within", md, rows, all_seeds, notes)
 
