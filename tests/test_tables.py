@@ -228,6 +228,36 @@ def test_figures_are_written(results, tmp_path):
     assert (tmp_path / "z/roc.png").exists() and (tmp_path / "z/d.png").exists()
 
 
+def test_score_distribution_has_one_panel_per_class_with_benign_in_each():
+    """22 attack classes (a per-file dataset): one axes per class, titled by the class, each drawing the test benign
+    histogram and that class's own; no overlay of every class in one legend."""
+    import matplotlib.pyplot as plt
+
+    from nidsflow.evaluate.figures import score_distribution_figure
+
+    rng = np.random.default_rng(0)
+    classes = [f"class_{i:02d}" for i in range(22)]
+    cls = np.r_[np.full(300, "benign"), np.repeat(classes, 12)]
+    split = np.r_[np.full(100, "val"), np.full(len(cls) - 100, "test")]
+    scores = rng.gamma(2.0, size=(len(cls), 1)) + 3.0 * (cls != "benign")[:, None]
+    table = ScoreTable(np.arange(len(cls)), split, np.where(cls == "benign", "BENIGN", cls), cls, cls != "benign",
+                       ("score",), scores.astype(np.float32))
+    fig = score_distribution_figure(table, scores[:, 0], "t", threshold=2.0)
+    try:
+        assert len(fig.axes) == len(classes)
+        assert [ax.get_title() for ax in fig.axes] == [f"{c} (n=12)" for c in classes]
+        for ax in fig.axes:
+            labels = ax.get_legend_handles_labels()[1]
+            assert labels == ["benign (n=200)", f"{ax.get_title()}"], labels  # benign + the panel's class only
+    finally:
+        plt.close(fig)
+    benign_only = ScoreTable(table.flow_id[:300], split[:300], table.label[:300], cls[:300], cls[:300] != "benign",
+                             ("score",), table.scores[:300])
+    fig = score_distribution_figure(benign_only, scores[:300, 0], "t")
+    assert len(fig.axes) == 1
+    plt.close(fig)
+
+
 # ---------------------------------------------------------------- the end of the chain: scoring a new capture
 
 def _store_from_capture(pcap, root, extract_cfg):

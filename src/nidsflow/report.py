@@ -160,7 +160,7 @@ def write_summary(out: str | Path, tables: list[str], figures: list[str], hikari
         add(heading, rest if first.startswith("# ") else text)
     if figures:
         add("Figures", "ROC curves of JANUS and the baselines on the test split, and the deployable score's "
-                       "distribution for the test benign flows and each attack class.", list(figures))
+                       "distribution, one panel per attack class against the test benign flows.", list(figures))
     for table, summary in zip(hikari_tables, validation_summaries):
         name = Path(table).parent.name
         body = Path(table).read_text()

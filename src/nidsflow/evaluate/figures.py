@@ -47,31 +47,60 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
     plt.close(fig)
 
 
-def plot_score_distribution(table: ScoreTable, scores: np.ndarray, path: str | Path, title: str,
-                            threshold: float | None = None) -> None:
-    """Histograms (log x: d^2 spans decades) of test benign vs each attack class."""
+#: Panels per row of the faceted score-distribution figure.
+FACET_COLUMNS = 4
+
+
+def score_distribution_figure(table: ScoreTable, scores: np.ndarray, title: str,
+                              threshold: float | None = None) -> plt.Figure:
+    """Histograms (log x: d^2 spans decades) of the test scores, one panel per attack class with the test benign
+    flows drawn in every panel for reference (an overlay of 20 classes in one legend cannot be read).
+
+    The panels share their bins and axes, so classes compare across panels; a benign-only test set gives one
+    panel. Returns the figure (its axes are the panels, in sorted class order)."""
     test = table.split == "test"
     s, cls = finite_scores(scores[test]), table.attack_class[test].astype(str)
     shift = max(0.0, -s.min()) + 1e-3  # log axis needs positive values
     v = s + shift
     bins = np.logspace(np.log10(v.min()), np.log10(v.max() * 1.01 + 1e-12), 50)
-    fig, ax = plt.subplots(figsize=(7.2, 4.8))
-    for c in ["benign"] + sorted(set(cls) - {"benign"}):
-        sel = cls == c
-        if sel.any():
-            ax.hist(v[sel], bins=bins, histtype="step", lw=2.0 if c == "benign" else 1.2, density=True,
+    benign = cls == "benign"
+    classes = sorted(set(cls) - {"benign"}) or ["benign"]
+    ncols = min(FACET_COLUMNS, len(classes))
+    nrows = -(-len(classes) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols + 0.4, 2.5 * nrows + 0.8), sharex=True,
+                             sharey=True, squeeze=False)
+    for ax in axes.flat[len(classes):]:
+        fig.delaxes(ax)  # the grid's unused cells: one panel per class, no empty frames
+    for i, (ax, c) in enumerate(zip(axes.flat, classes)):
+        if i + ncols >= len(classes):
+            ax.xaxis.set_tick_params(labelbottom=True)  # no panel below it: its own x labels
+        if benign.any():
+            ax.hist(v[benign], bins=bins, density=True, color="0.6", alpha=0.6,
+                    label=f"benign (n={int(benign.sum())})")
+        if c != "benign":
+            sel = cls == c
+            ax.hist(v[sel], bins=bins, histtype="step", lw=1.6, density=True, color="C3",
                     label=f"{c} (n={int(sel.sum())})")
-    if threshold is not None:
-        ax.axvline(threshold + shift, c="k", ls="--", lw=1, label="alert threshold (benign val)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("deployable score d² (Mahalanobis-OAS)" + (f" + {shift:.3g}" if shift > 1e-3 else ""))
-    ax.set_ylabel("density")
-    ax.set_title(title)
-    ax.legend(fontsize=7)
+        if threshold is not None:
+            ax.axvline(threshold + shift, c="k", ls="--", lw=1)
+        ax.set_title(c if c == "benign" else f"{c} (n={int((cls == c).sum())})", fontsize=9)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="major")
+    fig.supxlabel("deployable score d² (Mahalanobis-OAS)" + (f" + {shift:.3g}" if shift > 1e-3 else ""), fontsize=9)
+    fig.supylabel("density", fontsize=9)
+    fig.suptitle(title + ("; grey: test benign, dashed: alert threshold (benign val)" if threshold is not None
+                          else "; grey: test benign"), fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def plot_score_distribution(table: ScoreTable, scores: np.ndarray, path: str | Path, title: str,
+                            threshold: float | None = None) -> None:
+    """The faceted score-distribution figure (:func:`score_distribution_figure`) written to ``path``."""
+    fig = score_distribution_figure(table, scores, title, threshold)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
