@@ -21,11 +21,12 @@ import pytest
 from conftest import REPO
 
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
+SECOND = REPO / "tests" / "configs" / "tiny_second.yaml"
 pytestmark = pytest.mark.slow
 
 
-def snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(["snakemake", "--configfile", str(TINY), *args], cwd=work, capture_output=True, text=True)
+def snakemake(work: Path, *args: str, config: Path = TINY) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["snakemake", "--configfile", str(config), *args], cwd=work, capture_output=True, text=True)
     if proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
@@ -41,7 +42,7 @@ def tiny_run(tmp_path_factory) -> Path:
 
 
 def test_every_stage_writes_its_results(tiny_run):
-    r = tiny_run / "results"
+    r = tiny_run / "results" / "tiny"
     for name in ("within", "cross_matrix", "aggregators", "ablation_B"):
         for ext in ("md", "csv", "html"):
             assert (r / "tables" / f"{name}.{ext}").stat().st_size > 0
@@ -70,3 +71,20 @@ def test_report_holds_both_branches_with_captions(tiny_run):
             "probability_distributions.png"} <= names
     assert "ROC curves on the test split of demo_a" in page  # a caption with its wildcard filled in
     assert "Group B: architecture ablations" in page and "confusion matrix of the stacked meta" in page
+
+
+def test_a_second_study_leaves_the_first_untouched(tiny_run):
+    """Another configuration (study tiny_second: another seed, split and model) writes results/tiny_second/ only:
+    the first study's tables, figures and report keep their bytes and times, and its DAG is still complete."""
+    first = tiny_run / "results" / "tiny"
+    watched = [p for d in ("tables", "figures", "report") for p in (first / d).rglob("*") if p.is_file()]
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in watched}
+    assert len(watched) >= 13
+    snakemake(tiny_run, "--cores", "2", config=SECOND)
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in watched} == before
+    second = tiny_run / "results" / "tiny_second"
+    within = (second / "tables" / "within.md").read_text()
+    assert "## demo_a" in within and "## demo_b" not in within and "seeds: 43" in within
+    assert (second / "report" / "summary.html").stat().st_size > 0 and (tiny_run / "logs" / "tiny_second").is_dir()
+    assert "seeds: 42" in (first / "tables" / "within.md").read_text()
+    assert "Nothing to be done" in snakemake(tiny_run, "-n", "--cores", "1").stdout

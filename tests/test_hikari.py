@@ -283,7 +283,8 @@ def test_workflow_dry_run_of_the_hikari_rules(tmp_path, shared_data):
     (work / "workflow" / "Snakefile_hikari").write_text(
         'configfile: "config/config.yaml"\n\n\ninclude: "rules/common.smk"\ninclude: "rules/hikari.smk"\n')
     proc = subprocess.run(["snakemake", "-s", "workflow/Snakefile_hikari", "-n", "--cores", "2",
-                           "results/hikari/cicids2017/comparison.md", "results/hikari/cicids2017/validation_summary.json",
+                           "results/hikari_cicids2017/hikari/cicids2017/comparison.md",
+                           "results/hikari_cicids2017/hikari/cicids2017/validation_summary.json",
                            "--configfile", "config/hikari_cicids2017.yaml", "--quiet", "rules"],
                           cwd=work, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -204,14 +204,14 @@ def real_copy(tmp_path: Path) -> Path:
     return work
 
 
-REAL_PHASE1 = "results/demo_a/janus/full/seed42/phase1_scores.npz"
+REAL_PHASE1 = "results/demo/demo_a/janus/full/seed42/phase1_scores.npz"
 
 
 def test_real_split_target_plans_only_its_datasets_ancestors(real_copy):
-    out = snakemake(real_copy, "-n", "--cores", "2", "results/demo_b/splits/seed43.npz").stdout
+    out = snakemake(real_copy, "-n", "--cores", "2", "results/demo/demo_b/splits/seed43.npz").stdout
     assert planned_jobs(out) == {"demo_traffic": 1, "extract": 1, "split": 1}
     outputs = planned_outputs(out)
-    assert "results/demo_b/splits/seed43.npz" in outputs
+    assert "results/demo/demo_b/splits/seed43.npz" in outputs
     # (demo_traffic writes every demo domain in one job; under results/ only demo_b seed 43 appears)
     results = [f for f in outputs if f.startswith("results/")]
     assert not [f for f in results if "demo_a" in f or "demo_c" in f or "seed42" in f], results
@@ -232,16 +232,16 @@ def test_real_tables_plan_the_ablation_cross_scores(real_copy):
     """The tables ask for the cross matrix (each source's "cross" model, every seed) and, on each ablation source,
     the full model and every group-B variant scoring every other dataset with each ablation seed."""
     cfg = yaml.safe_load((real_copy / "config" / "config.yaml").read_text())
-    out = snakemake(real_copy, "-n", "--cores", "2", "results/tables/ablation_B.md").stdout
-    planned = {f for f in planned_outputs(out) if f.startswith("results/cross/")}
+    out = snakemake(real_copy, "-n", "--cores", "2", "results/demo/tables/ablation_B.md").stdout
+    planned = {f for f in planned_outputs(out) if f.startswith("results/demo/cross/")}
     dss, janus = list(cfg["datasets"]), cfg["janus"]
-    matrix = {f"results/cross/{a}__{b}/cross/seed{s}/cross_scores.npz"
+    matrix = {f"results/demo/cross/{a}__{b}/cross/seed{s}/cross_scores.npz"
               for a in dss for b in dss if a != b for s in cfg["seeds"]}
-    ablation = {f"results/cross/{a}__{b}/{v}/seed{s}/cross_scores.npz" for a in janus["ablation_datasets"]
+    ablation = {f"results/demo/cross/{a}__{b}/{v}/seed{s}/cross_scores.npz" for a in janus["ablation_datasets"]
                 for b in dss if a != b for v in janus["variants"] for s in janus["ablation_seeds"]}
     assert planned == matrix | ablation
     assert planned_jobs(out)["score_cross"] == len(planned)
     # the demo: demo_a's variants score demo_b and demo_c with seed 42; no other source's variants are scored
-    assert "results/cross/demo_a__demo_c/B3/seed42/cross_scores.npz" in planned
-    assert "results/cross/demo_a__demo_b/full/seed42/cross_scores.npz" in planned
-    assert not [f for f in planned if f.startswith("results/cross/demo_b__") and "/cross/seed" not in f]
+    assert "results/demo/cross/demo_a__demo_c/B3/seed42/cross_scores.npz" in planned
+    assert "results/demo/cross/demo_a__demo_b/full/seed42/cross_scores.npz" in planned
+    assert not [f for f in planned if f.startswith("results/demo/cross/demo_b__") and "/cross/seed" not in f]

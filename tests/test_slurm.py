@@ -45,7 +45,7 @@ SLURM_DIR = Path(os.environ.get("NIDSFLOW_SLURM_DIR", "/tmp/nidsflow-slurm"))
 SLURM_PROFILE = "workflow/profiles/slurm"
 MINI = REPO / "tests" / "slurm" / "mini"
 #: The real DAG subset: demo_traffic -> extract -> split -> train_janus -> score_phase1 for one dataset.
-REAL_TARGET = "results/demo_a/janus/full/seed42/phase1_scores.npz"
+REAL_TARGET = "results/demo/demo_a/janus/full/seed42/phase1_scores.npz"
 REAL_GPU_RULES = {"train_janus", "score_phase1"}
 #: Accounting is off: status from squeue; first status check after 2 s instead of 40 s.
 SLURM_ARGS = ("--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2", "--verbose")
@@ -232,7 +232,7 @@ def test_demo_dag_subset_on_slurm_equals_local_run(slurm_cluster, tmp_path):
     # The model weights: same tensors.
     import torch
 
-    model = "results/demo_a/janus/full/seed42/model.pt"
+    model = "results/demo/demo_a/janus/full/seed42/model.pt"
     a = torch.load(local / model, map_location="cpu", weights_only=False)
     b = torch.load(cluster / model, map_location="cpu", weights_only=False)
     assert_same_state(a, b)

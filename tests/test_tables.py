@@ -57,7 +57,7 @@ def results(tmp_path_factory):
     """Two datasets x two seeds of JANUS full, one ablation (B3, NaN discrete columns), one cross pair, two baselines
     (ocsvm "not run": empty file), one cross pair missing; the ablation cross scores of ABLATION_CROSS."""
     tmp_path = tmp_path_factory.mktemp("tables")
-    r = tmp_path / "results"
+    r = tmp_path / "results" / "unit"  # results/{study}/ of a study named "unit"
     p1, cr, bl = [], [], []
     for i, ds in enumerate(["da", "db"]):
         for seed in (1, 2):

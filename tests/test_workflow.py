@@ -82,3 +82,39 @@ def test_config_overrides_on_the_command_line_are_typed():
     assert "janus/full/seed42/phase1_scores.npz" in out and "janus/full/seed43" not in out
     proc = snakemake("-n", "--configfile", "config/config.yaml", "--config", "seeds=[forty-two]", check=False)
     assert proc.returncode != 0 and "'forty-two' is not of type 'integer'" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("key, name, message", [
+    ("datasets", "tables", "'tables' should not be valid under"),      # results/{study}/tables/ is the tables' folder
+    ("datasets", "cross", "'cross' should not be valid under"),
+    ("datasets", "Demo A", "'Demo A' does not match"),                 # upper case, space
+    ("datasets", "demo/a", "'demo/a' does not match"),                 # a path separator
+    ("datasets", "demo__a", "'demo__a' does not match"),               # "__" separates source and target of cross/
+    ("study", "Real Study", "'Real Study' does not match"),
+])
+def test_schema_rejects_reserved_or_malformed_names(tmp_path, key, name, message):
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    if key == "datasets":
+        cfg["datasets"][name] = cfg["datasets"].pop("demo_c")
+    else:
+        cfg["study"] = name
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    proc = snakemake("-n", "--cores", "1", "--configfile", str(bad), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Error validating config file" in out and message in out, out
+
+
+def test_every_target_is_under_the_configs_study():
+    """Each configuration writes results/{study}/, logs/{study}/ and benchmarks/{study}/ only."""
+    out = snakemake("-n", "--forceall", "--cores", "2", "--configfile", "config/config.yaml", "--config",
+                    "study=other_study").stdout
+    outputs = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.strip().startswith(("output:", "log:"))]
+    files = [f for line in outputs for f in line.split(", ")]
+    assert len(files) > 100
+    assert {f.split("/")[0] for f in files} == {"results", "logs", "resources"}, files  # (-n prints no benchmarks)
+    for rules in (REPO / "workflow" / "rules").glob("*.smk"):  # every benchmark path carries the study
+        for line in rules.read_text().splitlines():
+            assert "benchmarks/" not in line or "benchmarks/{study}/" in line or "BENCHMARKS" in line, line
+    assert all(f.startswith(("results/other_study/", "logs/other_study/", "benchmarks/other_study/", "resources/demo/"))
+               for f in files), [f for f in files if "other_study" not in f and not f.startswith("resources/")]

@@ -8,11 +8,11 @@
 
 rule fit_aggregator:
     input:
-        scores="results/{ds}/janus/{variant}/seed{seed}/phase1_scores.npz",
+        scores="results/{study}/{ds}/janus/{variant}/seed{seed}/phase1_scores.npz",
     output:
-        "results/{ds}/janus/{variant}/seed{seed}/aggregator.json",
+        "results/{study}/{ds}/janus/{variant}/seed{seed}/aggregator.json",
     log:
-        "logs/aggregate/fit_aggregator_{ds}_{variant}_seed{seed}.log",
+        "logs/{study}/aggregate/fit_aggregator_{ds}_{variant}_seed{seed}.log",
     params:
         fpr_target=config["evaluate"]["fpr_target"],
         aggregator=config["evaluate"]["aggregator"],
@@ -28,16 +28,16 @@ rule tables:
         cross=tables_cross_inputs,
         baselines=tables_baseline_inputs,
     output:
-        [f"results/tables/{name}.md" for name in TABLE_NAMES],
-        [f"results/tables/{name}.csv" for name in TABLE_NAMES],
+        [f"results/{{study}}/tables/{name}.md" for name in TABLE_NAMES],
+        [f"results/{{study}}/tables/{name}.csv" for name in TABLE_NAMES],
         [
-            report(f"results/tables/{name}.html", caption=f"../report/table_{name}.rst", category="Tables")
+            report(f"results/{{study}}/tables/{name}.html", caption=f"../report/table_{name}.rst", category="Tables")
             for name in TABLE_NAMES
         ],
     log:
-        "logs/aggregate/tables.log",
+        "logs/{study}/aggregate/tables.log",
     benchmark:
-        "benchmarks/aggregate/tables.tsv"
+        "benchmarks/{study}/aggregate/tables.tsv"
     params:
         config=config,
         fpr_target=config["evaluate"]["fpr_target"],
@@ -52,16 +52,16 @@ rule figures:
         unpack(figures_inputs),
     output:
         roc=report(
-            "results/figures/{ds}/roc.png", caption="../report/roc.rst", category="Figures", subcategory="{ds}"
+            "results/{study}/figures/{ds}/roc.png", caption="../report/roc.rst", category="Figures", subcategory="{ds}"
         ),
         dist=report(
-            "results/figures/{ds}/score_distribution.png",
+            "results/{study}/figures/{ds}/score_distribution.png",
             caption="../report/score_distribution.rst",
             category="Figures",
             subcategory="{ds}",
         ),
     log:
-        "logs/aggregate/figures_{ds}.log",
+        "logs/{study}/aggregate/figures_{ds}.log",
     params:
         methods=config["baselines"]["methods"],
         fpr_target=config["evaluate"]["fpr_target"],
@@ -73,15 +73,15 @@ rule figures:
 
 rule score_capture:
     input:
-        model="results/{ds}/janus/full/seed{seed}/model.pt",
-        aggregator="results/{ds}/janus/full/seed{seed}/aggregator.json",
+        model="results/{study}/{ds}/janus/full/seed{seed}/model.pt",
+        aggregator="results/{study}/{ds}/janus/full/seed{seed}/aggregator.json",
         capture=new_capture_path,
     output:
-        "results/newcapture/{ds}/seed{seed}/{capture_name}.csv",
+        "results/{study}/newcapture/{ds}/seed{seed}/{capture_name}.csv",
     log:
-        "logs/aggregate/score_capture_{ds}_seed{seed}_{capture_name}.log",
+        "logs/{study}/aggregate/score_capture_{ds}_seed{seed}_{capture_name}.log",
     benchmark:
-        "benchmarks/aggregate/score_capture_{ds}_seed{seed}_{capture_name}.tsv"
+        "benchmarks/{study}/aggregate/score_capture_{ds}_seed{seed}_{capture_name}.tsv"
     params:
         extract=config["extract"],
         janus=janus_score_params(),

@@ -5,16 +5,16 @@
 
 rule baseline:
     input:
-        flows="results/{ds}/store/flows.parquet",
-        features="results/{ds}/store/flow_features.parquet",
-        split="results/{ds}/splits/seed{seed}.npz",
+        flows="results/{study}/{ds}/store/flows.parquet",
+        features="results/{study}/{ds}/store/flow_features.parquet",
+        split="results/{study}/{ds}/splits/seed{seed}.npz",
     output:
-        scores="results/{ds}/baselines/{method}/seed{seed}/scores.npz",
-        auroc="results/{ds}/baselines/{method}/seed{seed}/auroc.json",
+        scores="results/{study}/{ds}/baselines/{method}/seed{seed}/scores.npz",
+        auroc="results/{study}/{ds}/baselines/{method}/seed{seed}/auroc.json",
     log:
-        "logs/baselines/{ds}_{method}_seed{seed}.log",
+        "logs/{study}/baselines/{ds}_{method}_seed{seed}.log",
     benchmark:
-        "benchmarks/baselines/{ds}_{method}_seed{seed}.tsv"
+        "benchmarks/{study}/baselines/{ds}_{method}_seed{seed}.tsv"
     params:
         method_params=baseline_params,
         fpr_target=config["evaluate"]["fpr_target"],

@@ -2,6 +2,7 @@
 
 import dataclasses
 import glob
+import re
 from pathlib import Path
 
 import yaml
@@ -35,6 +36,14 @@ def _typed_scalars(node):
 config.update(_typed_scalars(dict(config)))
 validate(config, schema="../schemas/config.schema.yaml")
 
+#: The study this configuration belongs to (config key "study"): every rule writes under results/{study}/,
+#: logs/{study}/ and benchmarks/{study}/, the {study} wildcard pinned to this one value (wildcard_constraints
+#: below), so running another configuration never touches this one's files. Helpers build concrete paths from
+#: the prefixes below.
+STUDY = config["study"]
+RESULTS = f"results/{STUDY}"
+LOGS = f"logs/{STUDY}"
+BENCHMARKS = f"benchmarks/{STUDY}"
 DATASETS = list(config["datasets"])
 SEEDS = [int(s) for s in config["seeds"]]
 JANUS = config["janus"]
@@ -50,6 +59,7 @@ def _regex(names):
 
 
 wildcard_constraints:
+    study=re.escape(STUDY),
     ds=_regex(DATASETS),
     src=_regex(DATASETS),
     tgt=_regex(DATASETS),
@@ -180,16 +190,16 @@ def cross_runs():
 
 
 def phase1_files():
-    return [f"results/{ds}/janus/{v}/seed{s}/phase1_scores.npz" for ds, v, s in janus_runs()]
+    return [f"{RESULTS}/{ds}/janus/{v}/seed{s}/phase1_scores.npz" for ds, v, s in janus_runs()]
 
 
 def cross_files():
-    return [f"results/cross/{a}__{b}/{v}/seed{s}/cross_scores.npz" for a, b, v, s in cross_runs()]
+    return [f"{RESULTS}/cross/{a}__{b}/{v}/seed{s}/cross_scores.npz" for a, b, v, s in cross_runs()]
 
 
 def baseline_files():
     return [
-        f"results/{ds}/baselines/{m}/seed{s}/scores.npz"
+        f"{RESULTS}/{ds}/baselines/{m}/seed{s}/scores.npz"
         for ds in DATASETS
         for m in config["baselines"]["methods"]
         for s in config["baselines"]["seeds"]
@@ -207,18 +217,18 @@ HIKARI_OUTPUTS = (
 
 
 def hikari_files():
-    return [f"results/hikari/{hk}/{name}" for hk in hikari_names() for name in HIKARI_OUTPUTS]
+    return [f"{RESULTS}/hikari/{hk}/{name}" for hk in hikari_names() for name in HIKARI_OUTPUTS]
 
 
 def report_tables():
-    return [f"results/tables/{name}.md" for name in TABLE_NAMES]
+    return [f"{RESULTS}/tables/{name}.md" for name in TABLE_NAMES]
 
 
 def get_final_outputs():
     """Everything the configuration asks for, ending with the one-page summary."""
     return (
         phase1_files() + cross_files() + baseline_files() + tables_targets() + figures_targets()
-        + new_capture_targets() + hikari_files() + ["results/report/summary.html"]
+        + new_capture_targets() + hikari_files() + [f"{RESULTS}/report/summary.html"]
     )
 
 
@@ -280,8 +290,8 @@ def figure_seed():
 def figures_inputs(wildcards):
     """JANUS's main-variant scores ("janus") and each configured baseline's scores (by method name), one seed."""
     seed, ds = figure_seed(), wildcards.ds
-    files = {m: f"results/{ds}/baselines/{m}/seed{seed}/scores.npz" for m in config["baselines"]["methods"]}
-    files["janus"] = f"results/{ds}/janus/{main_variant(ds)}/seed{seed}/phase1_scores.npz"
+    files = {m: f"{RESULTS}/{ds}/baselines/{m}/seed{seed}/scores.npz" for m in config["baselines"]["methods"]}
+    files["janus"] = f"{RESULTS}/{ds}/janus/{main_variant(ds)}/seed{seed}/phase1_scores.npz"
     return files
 
 
@@ -297,16 +307,16 @@ def new_capture_targets():
     """Each configured new capture scored by the full model (first seed) of every packet dataset that did not
     train on it (a capture among the dataset's own captures is skipped: it is not new to that model)."""
     captures = config["evaluate"].get("new_captures") or {}
-    return [f"results/newcapture/{ds}/seed{SEEDS[0]}/{name}.csv" for ds in packet_datasets()
+    return [f"{RESULTS}/newcapture/{ds}/seed{SEEDS[0]}/{name}.csv" for ds in packet_datasets()
             for name, path in captures.items() if path not in dataset_config(ds).get("captures", [])]
 
 
 def tables_targets():
-    return [f"results/tables/{name}.{ext}" for name in TABLE_NAMES for ext in ("md", "csv", "html")]
+    return [f"{RESULTS}/tables/{name}.{ext}" for name in TABLE_NAMES for ext in ("md", "csv", "html")]
 
 
 def figures_targets():
-    return [f"results/figures/{ds}/{fig}.png" for ds in DATASETS for fig in ("roc", "score_distribution")]
+    return [f"{RESULTS}/figures/{ds}/{fig}.png" for ds in DATASETS for fig in ("roc", "score_distribution")]
 
 
 # ---------------------------------------------------------------- hikari stage

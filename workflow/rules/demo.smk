@@ -11,9 +11,9 @@ rule demo_traffic:
         hikari=f"{DEMO_DIR}/{HIKARI_FILE}",
         manifest=f"{DEMO_DIR}/{MANIFEST_FILE}",
     log:
-        "logs/demo/demo_traffic.log",
+        f"{LOGS}/demo/demo_traffic.log",
     benchmark:
-        "benchmarks/demo/demo_traffic.tsv"
+        f"{BENCHMARKS}/demo/demo_traffic.tsv"
     params:
         demo=config["demo"],
         idle_timeout_s=config["extract"]["idle_timeout_s"],

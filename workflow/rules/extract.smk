@@ -1,18 +1,18 @@
-# Extraction: captures (+ label CSVs) -> flow store results/{ds}/store/ (see docs/design.md).
+# Extraction: captures (+ label CSVs) -> flow store results/{study}/{ds}/store/ (see docs/design.md).
 
 
 rule extract:
     input:
         files=dataset_inputs,
     output:
-        flows="results/{ds}/store/flows.parquet",
-        features="results/{ds}/store/flow_features.parquet",
-        packets=directory("results/{ds}/store/packets"),
-        report="results/{ds}/store/extract_report.json",
+        flows="results/{study}/{ds}/store/flows.parquet",
+        features="results/{study}/{ds}/store/flow_features.parquet",
+        packets=directory("results/{study}/{ds}/store/packets"),
+        report="results/{study}/{ds}/store/extract_report.json",
     log:
-        "logs/extract/{ds}.log",
+        "logs/{study}/extract/{ds}.log",
     benchmark:
-        "benchmarks/extract/{ds}.tsv"
+        "benchmarks/{study}/extract/{ds}.tsv"
     params:
         dataset=extract_dataset_params,
         extract=config["extract"],
@@ -28,13 +28,13 @@ rule extract:
 rule regenerate_features:
     input:
         files=dataset_inputs,
-        flows="results/{ds}/store/flows.parquet",
+        flows="results/{study}/{ds}/store/flows.parquet",
     output:
-        features="results/{ds}/store/flow_features.regenerated.parquet",
+        features="results/{study}/{ds}/store/flow_features.regenerated.parquet",
     log:
-        "logs/extract/{ds}_regenerate_features.log",
+        "logs/{study}/extract/{ds}_regenerate_features.log",
     benchmark:
-        "benchmarks/extract/{ds}_regenerate_features.tsv"
+        "benchmarks/{study}/extract/{ds}_regenerate_features.tsv"
     params:
         dataset=extract_dataset_params,
         extract=config["extract"],

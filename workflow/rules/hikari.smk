@@ -1,18 +1,18 @@
 # HIKARI meta-ensemble branch and its validation suite (nidsflow.hikari), one rule per step.
-# Wildcard {hk}: a key of config["hikari"]["datasets"]; every file under results/hikari/{hk}/.
-# Source of a table: {csv: file | folder | glob} (HIKARI-2021 or CICFlowMeter CSVs) or {store: results/{ds}/store}.
+# Wildcard {hk}: a key of config["hikari"]["datasets"]; every file under results/{study}/hikari/{hk}/.
+# Source of a table: {csv: file | folder | glob} (HIKARI-2021 or CICFlowMeter CSVs) or {store: results/{study}/{ds}/store}.
 
 
 rule hikari_preprocess:
     input:
         hikari_table_files,
     output:
-        prep="results/hikari/{hk}/prep.npz",
-        imputer="results/hikari/{hk}/imputer.joblib",
+        prep="results/{study}/hikari/{hk}/prep.npz",
+        imputer="results/{study}/hikari/{hk}/imputer.joblib",
     log:
-        "logs/hikari/{hk}_preprocess.log",
+        "logs/{study}/hikari/{hk}_preprocess.log",
     benchmark:
-        "benchmarks/hikari/{hk}_preprocess.tsv"
+        "benchmarks/{study}/hikari/{hk}_preprocess.tsv"
     params:
         source=hikari_source,
         cfg=config["hikari"],
@@ -24,15 +24,15 @@ rule hikari_preprocess:
 
 rule hikari_ae:
     input:
-        prep="results/hikari/{hk}/prep.npz",
+        prep="results/{study}/hikari/{hk}/prep.npz",
     output:
-        model="results/hikari/{hk}/ae.keras",
-        scalers="results/hikari/{hk}/scalers.joblib",
-        history="results/hikari/{hk}/ae_history.json",
+        model="results/{study}/hikari/{hk}/ae.keras",
+        scalers="results/{study}/hikari/{hk}/scalers.joblib",
+        history="results/{study}/hikari/{hk}/ae_history.json",
     log:
-        "logs/hikari/{hk}_ae.log",
+        "logs/{study}/hikari/{hk}_ae.log",
     benchmark:
-        "benchmarks/hikari/{hk}_ae.tsv"
+        "benchmarks/{study}/hikari/{hk}_ae.tsv"
     params:
         cfg=config["hikari"],
     threads: config["hikari"]["threads"]
@@ -44,16 +44,16 @@ rule hikari_ae:
 
 rule hikari_residual:
     input:
-        prep="results/hikari/{hk}/prep.npz",
-        model="results/hikari/{hk}/ae.keras",
-        scalers="results/hikari/{hk}/scalers.joblib",
+        prep="results/{study}/hikari/{hk}/prep.npz",
+        model="results/{study}/hikari/{hk}/ae.keras",
+        scalers="results/{study}/hikari/{hk}/scalers.joblib",
     output:
-        residual="results/hikari/{hk}/residual.joblib",
-        scores="results/hikari/{hk}/residual_scores.npz",
+        residual="results/{study}/hikari/{hk}/residual.joblib",
+        scores="results/{study}/hikari/{hk}/residual_scores.npz",
     log:
-        "logs/hikari/{hk}_residual.log",
+        "logs/{study}/hikari/{hk}_residual.log",
     benchmark:
-        "benchmarks/hikari/{hk}_residual.tsv"
+        "benchmarks/{study}/hikari/{hk}_residual.tsv"
     params:
         cfg=config["hikari"],
     threads: 1
@@ -65,18 +65,18 @@ rule hikari_residual:
 
 rule hikari_base:
     input:
-        prep="results/hikari/{hk}/prep.npz",
-        scalers="results/hikari/{hk}/scalers.joblib",
-        residual_scores="results/hikari/{hk}/residual_scores.npz",
+        prep="results/{study}/hikari/{hk}/prep.npz",
+        scalers="results/{study}/hikari/{hk}/scalers.joblib",
+        residual_scores="results/{study}/hikari/{hk}/residual_scores.npz",
     output:
-        xgb="results/hikari/{hk}/xgb.json",
-        iforest="results/hikari/{hk}/iforest.joblib",
-        latent_lr="results/hikari/{hk}/latent_lr.joblib",
-        scores="results/hikari/{hk}/base_scores.npz",
+        xgb="results/{study}/hikari/{hk}/xgb.json",
+        iforest="results/{study}/hikari/{hk}/iforest.joblib",
+        latent_lr="results/{study}/hikari/{hk}/latent_lr.joblib",
+        scores="results/{study}/hikari/{hk}/base_scores.npz",
     log:
-        "logs/hikari/{hk}_base.log",
+        "logs/{study}/hikari/{hk}_base.log",
     benchmark:
-        "benchmarks/hikari/{hk}_base.tsv"
+        "benchmarks/{study}/hikari/{hk}_base.tsv"
     params:
         cfg=config["hikari"],
     threads: config["hikari"]["threads"]
@@ -88,23 +88,23 @@ rule hikari_base:
 
 rule hikari_meta:
     input:
-        prep="results/hikari/{hk}/prep.npz",
-        residual_scores="results/hikari/{hk}/residual_scores.npz",
-        base_scores="results/hikari/{hk}/base_scores.npz",
+        prep="results/{study}/hikari/{hk}/prep.npz",
+        residual_scores="results/{study}/hikari/{hk}/residual_scores.npz",
+        base_scores="results/{study}/hikari/{hk}/base_scores.npz",
     output:
-        meta="results/hikari/{hk}/meta.joblib",
-        oof_X="results/hikari/{hk}/oof_X.npy",
-        oof_y="results/hikari/{hk}/oof_y.npy",
-        oof_raw="results/hikari/{hk}/oof_raw.npy",
-        oof_prob="results/hikari/{hk}/oof_prob.npy",
-        feature_names="results/hikari/{hk}/feature_names.json",
-        thresholds="results/hikari/{hk}/thresholds.json",
-        meta_prob_test="results/hikari/{hk}/meta_prob_test.npy",
-        y_test="results/hikari/{hk}/y_test.npy",
+        meta="results/{study}/hikari/{hk}/meta.joblib",
+        oof_X="results/{study}/hikari/{hk}/oof_X.npy",
+        oof_y="results/{study}/hikari/{hk}/oof_y.npy",
+        oof_raw="results/{study}/hikari/{hk}/oof_raw.npy",
+        oof_prob="results/{study}/hikari/{hk}/oof_prob.npy",
+        feature_names="results/{study}/hikari/{hk}/feature_names.json",
+        thresholds="results/{study}/hikari/{hk}/thresholds.json",
+        meta_prob_test="results/{study}/hikari/{hk}/meta_prob_test.npy",
+        y_test="results/{study}/hikari/{hk}/y_test.npy",
     log:
-        "logs/hikari/{hk}_meta.log",
+        "logs/{study}/hikari/{hk}_meta.log",
     benchmark:
-        "benchmarks/hikari/{hk}_meta.tsv"
+        "benchmarks/{study}/hikari/{hk}_meta.tsv"
     params:
         cfg=config["hikari"],
     threads: config["hikari"]["threads"]
@@ -116,22 +116,22 @@ rule hikari_meta:
 
 rule hikari_evaluate:
     input:
-        meta_prob_test="results/hikari/{hk}/meta_prob_test.npy",
-        y_test="results/hikari/{hk}/y_test.npy",
-        thresholds="results/hikari/{hk}/thresholds.json",
-        residual_scores="results/hikari/{hk}/residual_scores.npz",
-        base_scores="results/hikari/{hk}/base_scores.npz",
+        meta_prob_test="results/{study}/hikari/{hk}/meta_prob_test.npy",
+        y_test="results/{study}/hikari/{hk}/y_test.npy",
+        thresholds="results/{study}/hikari/{hk}/thresholds.json",
+        residual_scores="results/{study}/hikari/{hk}/residual_scores.npz",
+        base_scores="results/{study}/hikari/{hk}/base_scores.npz",
     output:
-        md="results/hikari/{hk}/comparison.md",
-        csv="results/hikari/{hk}/comparison.csv",
+        md="results/{study}/hikari/{hk}/comparison.md",
+        csv="results/{study}/hikari/{hk}/comparison.csv",
         png=report(
-            "results/hikari/{hk}/confusion_matrix.png",
+            "results/{study}/hikari/{hk}/confusion_matrix.png",
             caption="../report/hikari_confusion.rst",
             category="HIKARI",
             subcategory="{hk}",
         ),
     log:
-        "logs/hikari/{hk}_evaluate.log",
+        "logs/{study}/hikari/{hk}_evaluate.log",
     conda:
         "../envs/hikari.yaml"
     script:
@@ -140,30 +140,30 @@ rule hikari_evaluate:
 
 rule hikari_validate:
     input:
-        meta_prob_test="results/hikari/{hk}/meta_prob_test.npy",
-        y_test="results/hikari/{hk}/y_test.npy",
-        oof_X="results/hikari/{hk}/oof_X.npy",
-        oof_y="results/hikari/{hk}/oof_y.npy",
-        feature_names="results/hikari/{hk}/feature_names.json",
-        thresholds="results/hikari/{hk}/thresholds.json",
+        meta_prob_test="results/{study}/hikari/{hk}/meta_prob_test.npy",
+        y_test="results/{study}/hikari/{hk}/y_test.npy",
+        oof_X="results/{study}/hikari/{hk}/oof_X.npy",
+        oof_y="results/{study}/hikari/{hk}/oof_y.npy",
+        feature_names="results/{study}/hikari/{hk}/feature_names.json",
+        thresholds="results/{study}/hikari/{hk}/thresholds.json",
     output:
-        summary="results/hikari/{hk}/validation_summary.json",
+        summary="results/{study}/hikari/{hk}/validation_summary.json",
         calibration=report(
-            "results/hikari/{hk}/calibration_curve.png",
+            "results/{study}/hikari/{hk}/calibration_curve.png",
             caption="../report/hikari_calibration.rst",
             category="HIKARI",
             subcategory="{hk}",
         ),
         distributions=report(
-            "results/hikari/{hk}/probability_distributions.png",
+            "results/{study}/hikari/{hk}/probability_distributions.png",
             caption="../report/hikari_distributions.rst",
             category="HIKARI",
             subcategory="{hk}",
         ),
     log:
-        "logs/hikari/{hk}_validate.log",
+        "logs/{study}/hikari/{hk}_validate.log",
     benchmark:
-        "benchmarks/hikari/{hk}_validate.tsv"
+        "benchmarks/{study}/hikari/{hk}_validate.tsv"
     params:
         cfg=config["hikari"]["validation"],
         seed=config["hikari"]["seed"],

@@ -8,17 +8,17 @@
 
 rule train_janus:
     input:
-        flows="results/{ds}/store/flows.parquet",
-        features="results/{ds}/store/flow_features.parquet",
-        split="results/{ds}/splits/seed{seed}.npz",
+        flows="results/{study}/{ds}/store/flows.parquet",
+        features="results/{study}/{ds}/store/flow_features.parquet",
+        split="results/{study}/{ds}/splits/seed{seed}.npz",
     output:
-        model="results/{ds}/janus/{variant}/seed{seed}/model.pt",
-        train_log="results/{ds}/janus/{variant}/seed{seed}/train_log.tsv",
-        loss_plot="results/{ds}/janus/{variant}/seed{seed}/loss.png",
+        model="results/{study}/{ds}/janus/{variant}/seed{seed}/model.pt",
+        train_log="results/{study}/{ds}/janus/{variant}/seed{seed}/train_log.tsv",
+        loss_plot="results/{study}/{ds}/janus/{variant}/seed{seed}/loss.png",
     log:
-        "logs/janus/train_{ds}_{variant}_seed{seed}.log",
+        "logs/{study}/janus/train_{ds}_{variant}_seed{seed}.log",
     benchmark:
-        "benchmarks/janus/train_{ds}_{variant}_seed{seed}.tsv"
+        "benchmarks/{study}/janus/train_{ds}_{variant}_seed{seed}.tsv"
     params:
         janus=janus_train_params(),
     threads: config["janus"].get("threads", 1)
@@ -32,17 +32,17 @@ rule train_janus:
 
 rule score_phase1:
     input:
-        model="results/{ds}/janus/{variant}/seed{seed}/model.pt",
-        flows="results/{ds}/store/flows.parquet",
-        features="results/{ds}/store/flow_features.parquet",
-        split="results/{ds}/splits/seed{seed}.npz",
+        model="results/{study}/{ds}/janus/{variant}/seed{seed}/model.pt",
+        flows="results/{study}/{ds}/store/flows.parquet",
+        features="results/{study}/{ds}/store/flow_features.parquet",
+        split="results/{study}/{ds}/splits/seed{seed}.npz",
     output:
-        scores="results/{ds}/janus/{variant}/seed{seed}/phase1_scores.npz",
-        auroc="results/{ds}/janus/{variant}/seed{seed}/phase1_auroc.json",
+        scores="results/{study}/{ds}/janus/{variant}/seed{seed}/phase1_scores.npz",
+        auroc="results/{study}/{ds}/janus/{variant}/seed{seed}/phase1_auroc.json",
     log:
-        "logs/janus/score_{ds}_{variant}_seed{seed}.log",
+        "logs/{study}/janus/score_{ds}_{variant}_seed{seed}.log",
     benchmark:
-        "benchmarks/janus/score_{ds}_{variant}_seed{seed}.tsv"
+        "benchmarks/{study}/janus/score_{ds}_{variant}_seed{seed}.tsv"
     params:
         janus=janus_score_params(),
     threads: config["janus"].get("threads", 1)
@@ -56,16 +56,16 @@ rule score_phase1:
 
 rule score_cross:
     input:
-        model="results/{src}/janus/{variant}/seed{seed}/model.pt",
-        flows="results/{tgt}/store/flows.parquet",
-        features="results/{tgt}/store/flow_features.parquet",
-        split="results/{tgt}/splits/seed{seed}.npz",
+        model="results/{study}/{src}/janus/{variant}/seed{seed}/model.pt",
+        flows="results/{study}/{tgt}/store/flows.parquet",
+        features="results/{study}/{tgt}/store/flow_features.parquet",
+        split="results/{study}/{tgt}/splits/seed{seed}.npz",
     output:
-        scores="results/cross/{src}__{tgt}/{variant}/seed{seed}/cross_scores.npz",
+        scores="results/{study}/cross/{src}__{tgt}/{variant}/seed{seed}/cross_scores.npz",
     log:
-        "logs/janus/cross_{src}__{tgt}_{variant}_seed{seed}.log",
+        "logs/{study}/janus/cross_{src}__{tgt}_{variant}_seed{seed}.log",
     benchmark:
-        "benchmarks/janus/cross_{src}__{tgt}_{variant}_seed{seed}.tsv"
+        "benchmarks/{study}/janus/cross_{src}__{tgt}_{variant}_seed{seed}.tsv"
     params:
         janus=janus_score_params(),
     threads: config["janus"].get("threads", 1)

@@ -6,20 +6,20 @@ rule report:
     input:
         tables=report_tables(),
         figures=figures_targets(),
-        hikari_tables=[f"results/hikari/{hk}/comparison.md" for hk in hikari_names()],
-        validation=[f"results/hikari/{hk}/validation_summary.json" for hk in hikari_names()],
+        hikari_tables=[f"results/{{study}}/hikari/{hk}/comparison.md" for hk in hikari_names()],
+        validation=[f"results/{{study}}/hikari/{hk}/validation_summary.json" for hk in hikari_names()],
         hikari_figures=[
-            f"results/hikari/{hk}/{png}"
+            f"results/{{study}}/hikari/{hk}/{png}"
             for hk in hikari_names()
             for png in ("confusion_matrix.png", "calibration_curve.png", "probability_distributions.png")
         ],
     output:
-        md="results/report/summary.md",
-        html=report("results/report/summary.html", caption="../report/summary.rst", category="Summary"),
+        md="results/{study}/report/summary.md",
+        html=report("results/{study}/report/summary.html", caption="../report/summary.rst", category="Summary"),
     log:
-        "logs/report/summary.log",
+        "logs/{study}/report/summary.log",
     params:
-        title="nidsflow results",
+        title=f"nidsflow results: study {STUDY}",
     conda:
         "../envs/report.yaml"
     script:

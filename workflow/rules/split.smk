@@ -1,10 +1,10 @@
 rule split:
     input:
-        flows="results/{ds}/store/flows.parquet",
+        flows="results/{study}/{ds}/store/flows.parquet",
     output:
-        "results/{ds}/splits/seed{seed}.npz",
+        "results/{study}/{ds}/splits/seed{seed}.npz",
     log:
-        "logs/split/{ds}_seed{seed}.log",
+        "logs/{study}/split/{ds}_seed{seed}.log",
     params:
         split=split_params,
     conda:

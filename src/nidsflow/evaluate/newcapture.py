@@ -13,8 +13,8 @@ finishes them, so memory stays bounded for large captures. No labels are involve
 
 Command line::
 
-    python -m nidsflow.evaluate.newcapture --model results/demo_a/janus/full/seed42/model.pt \\
-        --aggregator results/demo_a/janus/full/seed42/aggregator.json --capture new.pcap \\
+    python -m nidsflow.evaluate.newcapture --model results/demo/demo_a/janus/full/seed42/model.pt \\
+        --aggregator results/demo/demo_a/janus/full/seed42/aggregator.json --capture new.pcap \\
         --out new_scores.csv [--config config/config.yaml]
 """
 

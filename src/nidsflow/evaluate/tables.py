@@ -1,6 +1,6 @@
 """Result tables (markdown + CSV), every cell computed here from the pipeline's score files.
 
-Tables written to ``out_dir`` (results/tables/):
+Tables written to ``out_dir`` (results/{study}/tables/):
 
 ``within``        dataset x method: test AUROC (%) mean +- std over seeds, overall, the per-class median
                   (median over attack classes of the per-class AUROC of each run) and per attack class;
@@ -46,10 +46,11 @@ ABLATION_VARIANTS = ("B1", "B2", "B3", "B4", "B5")
 #: The variant whose cross scores make the cross matrix and the group-A cross columns (sigma = janus.cross_sigma).
 CROSS_VARIANT = "cross"
 
-_PHASE1 = re.compile(r"results/(?P<ds>[^/]+)/janus/(?P<variant>[^/]+)/seed(?P<seed>\d+)/phase1_scores\.npz$")
-_CROSS = re.compile(r"results/cross/(?P<src>[^/]+?)__(?P<tgt>[^/]+)/(?P<variant>[^/]+)/seed(?P<seed>\d+)"
+#: Score files by path (results/{study}/...: the study folder is matched, not kept).
+_PHASE1 = re.compile(r"results/[^/]+/(?P<ds>[^/]+)/janus/(?P<variant>[^/]+)/seed(?P<seed>\d+)/phase1_scores\.npz$")
+_CROSS = re.compile(r"results/[^/]+/cross/(?P<src>[^/]+?)__(?P<tgt>[^/]+)/(?P<variant>[^/]+)/seed(?P<seed>\d+)"
                     r"/cross_scores\.npz$")
-_BASELINE = re.compile(r"results/(?P<ds>[^/]+)/baselines/(?P<method>[^/]+)/seed(?P<seed>\d+)/scores\.npz$")
+_BASELINE = re.compile(r"results/[^/]+/(?P<ds>[^/]+)/baselines/(?P<method>[^/]+)/seed(?P<seed>\d+)/scores\.npz$")
 
 
 def _match(rx, path):

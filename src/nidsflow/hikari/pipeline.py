@@ -285,14 +285,15 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("config", help="a config YAML with a hikari section")
     ap.add_argument("name", help="a key of hikari.datasets")
-    ap.add_argument("--out", default=None, help="output folder (default results/hikari/NAME)")
+    ap.add_argument("--out", default=None, help="output folder (default results/STUDY/hikari/NAME)")
     ap.add_argument("--threads", type=int, default=None, help="threads (default hikari.threads)")
     args = ap.parse_args(argv)
     setup_logging(None)
-    cfg = yaml.safe_load(Path(args.config).read_text())["hikari"]
+    full = yaml.safe_load(Path(args.config).read_text())
+    cfg = full["hikari"]
     if args.name not in cfg["datasets"]:
         raise SystemExit(f"{args.config}: hikari.datasets has no '{args.name}' (has {list(cfg['datasets'])})")
-    run_branch(cfg["datasets"][args.name], cfg, args.out or f"results/hikari/{args.name}",
+    run_branch(cfg["datasets"][args.name], cfg, args.out or f"results/{full.get('study', 'demo')}/hikari/{args.name}",
                args.threads or int(cfg["threads"]))
 
 

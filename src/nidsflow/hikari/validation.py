@@ -218,7 +218,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m nidsflow.hikari.validation",
                                  description="Validation suite of the HIKARI meta ensemble on an artifacts folder "
                                              "(meta_prob_test.npy, y_test.npy, oof_X.npy, oof_y.npy).")
-    ap.add_argument("artifacts_dir", help="folder holding the artifacts (e.g. results/hikari/demo)")
+    ap.add_argument("artifacts_dir", help="folder holding the artifacts (e.g. results/demo/hikari/demo)")
     ap.add_argument("--out", default=None, help="output folder (default: the artifacts folder)")
     ap.add_argument("--seed", type=int, default=42, help="seed of permutations, bootstrap, noise (default 42)")
     ap.add_argument("--config", default=None, help="YAML whose hikari.validation section overrides the defaults")
