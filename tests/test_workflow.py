@@ -118,3 +118,28 @@ def test_every_target_is_under_the_configs_study():
             assert "benchmarks/" not in line or "benchmarks/{study}/" in line or "BENCHMARKS" in line, line
     assert all(f.startswith(("results/other_study/", "logs/other_study/", "benchmarks/other_study/", "resources/demo/"))
                for f in files), [f for f in files if "other_study" not in f and not f.startswith("resources/")]
+
+
+def test_real_config_diverse_dataset_gives_each_attack_file_its_own_class(shared_data):
+    """config/real.yaml's per-file dataset: benign = the nDPI corpus + the CIC-IDS2017 Monday excerpt, every attack
+    capture (CIC-DDoS2019 + attack-pcaps-diverse) its own class; the second entry differs only in its split."""
+    from nidsflow.capture.drivers import get_driver
+
+    cfg = yaml.safe_load((REPO / "config" / "real.yaml").read_text())
+    ds, grouped = cfg["datasets"]["diverse_files"], cfg["datasets"]["diverse_files_by_capture"]
+    assert {k: v for k, v in grouped.items() if k != "split"} == ds and grouped["split"] == {"group_by": "source_file"}
+    captures = sorted({f for p in ds["captures"] for f in glob.glob(str(REPO / p))})
+    label_of = {}
+    for pattern, label in ds["labels"].items():
+        for f in glob.glob(str(REPO / pattern)):
+            label_of[f] = label
+    assert set(captures) <= set(label_of)
+    driver = get_driver(ds["driver"])
+    classes = {f: driver.attack_class(label_of[f]) for f in captures}
+    attack = {Path(f).name: c for f, c in classes.items() if c != "benign"}
+    diverse = {Path(f).name for f in glob.glob(str(shared_data / "attack-pcaps-diverse" / "*.pcap*"))}
+    ddos = {Path(f).name for f in glob.glob(str(shared_data / "cicddos2019-attack-pcaps" / "*.pcap"))}
+    assert set(attack) == diverse | ddos and len(diverse) == 7 and len(ddos) == 2
+    assert len(set(attack.values())) == len(attack) == 9  # one class per file
+    benign = {f for f, c in classes.items() if c == "benign"}
+    assert len(benign) == len(glob.glob(str(shared_data / "pcaps-ndpi" / "*"))) + 1  # + the Monday excerpt
