@@ -186,3 +186,15 @@ def test_split_group_too_small_is_a_clear_error(group_by, flows, match):
         make_split(_grouped_flows(flows), seed=0, n_train=10, n_val=5, group_by=group_by, source="dataset tiny_ds")
     with pytest.raises(ValueError, match="not one of"):
         make_split(_grouped_flows(flows), seed=0, n_train=10, n_val=5, group_by="day", source="dataset tiny_ds")
+
+
+def test_split_by_source_file_with_captures_larger_than_the_parts():
+    """Three captures each larger than n_train: one per part, train and val subsampled, the surplus unused."""
+    flows = _grouped_flows({"a.pcap": 500, "b.pcap": 400, "c.pcap": 300})
+    s = make_split(flows, seed=0, n_train=100, n_val=50, group_by="source_file")
+    src = flows.set_index("flow_id")["source_file"]
+    test_benign = [i for i in s.test if not flows.loc[i, "is_attack"]]
+    assert len(s.train) == 100 and len(s.val) == 50
+    assert src[s.train].nunique() == src[s.val].nunique() == src[test_benign].nunique() == 1
+    assert len({src[s.train].iloc[0], src[s.val].iloc[0], src[test_benign].iloc[0]}) == 3
+    assert len(test_benign) == (flows["source_file"] == src[test_benign].iloc[0]).sum()  # test keeps its capture

@@ -100,23 +100,27 @@ def make_split(flows: pd.DataFrame, seed: int, n_train: int, n_val: int,
 
 
 def _assign_files(sizes: pd.Series, rng: np.random.Generator, n_train: int, n_val: int) -> dict[str, list]:
-    """Whole files -> "train" / "val" / "test": in a seeded random order, each file goes to train until it
-    holds n_train benign flows, then to val until n_val, the rest to test; every part gets at least one file
-    (the last two files are kept for val and test when train or val is still short)."""
+    """Whole files -> "train" / "val" / "test", aiming at n_train and n_val benign flows.
+
+    In a seeded random order each file goes to train if it still fits there (the first file always does), else
+    to val if it fits there, else to test; so train and val come close to their sizes without overshooting and
+    the captures left over are the test set. A part left without a file then takes the smallest file of the
+    part with most files (at least 3 files, so one has two)."""
     order = list(sizes.index[rng.permutation(len(sizes))])
     parts = {"train": [], "val": [], "test": []}
-    count = {"train": 0, "val": 0}
-    for i, f in enumerate(order):
-        left = len(order) - i - 1  # files still to assign after this one
-        if not parts["train"] or (count["train"] < n_train and left >= 2):
-            part = "train"
-        elif not parts["val"] or (count["val"] < n_val and left >= 1):
-            part = "val"
-        else:
-            part = "test"
+    count = {"train": 0, "val": 0, "test": 0}
+    for f in order:
+        n = int(sizes[f])
+        part = ("train" if not parts["train"] or count["train"] + n <= n_train
+                else "val" if count["val"] + n <= n_val else "test")
         parts[part].append(f)
-        if part in count:
-            count[part] += int(sizes[f])
+        count[part] += n
+    for empty in ("val", "test"):
+        if not parts[empty]:
+            donor = max(parts, key=lambda p: len(parts[p]))
+            f = min(parts[donor], key=lambda g: (int(sizes[g]), g))
+            parts[donor].remove(f)
+            parts[empty].append(f)
     return parts
 
 
