@@ -33,7 +33,7 @@ import pandas as pd
 
 from nidsflow.capture.drivers import Driver, get_driver
 from nidsflow.capture.features import FEATURE_NAMES, canonical_feature_name, features_from_state
-from nidsflow.capture.flows import FlowConfig, meter_capture
+from nidsflow.capture.flows import FlowChunk, FlowConfig, meter_capture
 from nidsflow.capture.labels import (DROPPED, LabelError, join_labels, read_header, read_label_csv,
                                      resolve_columns)
 from nidsflow.capture.pcap import CaptureError
@@ -237,9 +237,7 @@ class _PartWriter:
         self._held += n
         self.n += n
         while self._held >= self.shard_flows:
-            x, ln = np.concatenate(self._buf), np.concatenate(self._lens)
-            self._shard(x[:self.shard_flows], ln[:self.shard_flows])
-            self._buf, self._lens, self._held = [x[self.shard_flows:]], [ln[self.shard_flows:]], len(x) - self.shard_flows
+            self._shard(self.shard_flows)
 
     def _write_rows(self) -> None:
         import pyarrow as pa
@@ -256,25 +254,45 @@ class _PartWriter:
         self._rows = {"flows": [], "flow_features": []}
         self._held_rows = 0
 
-    def _shard(self, x: np.ndarray, ln: np.ndarray) -> None:
+    def _shard(self, n: int) -> None:
+        """The first n buffered flows as the next shard, written piece by piece (no concatenated copy)."""
         k = len(self.shards)
         name, lname = f"shard_{k:04d}.npy", f"shard_{k:04d}.len.npy"
-        np.save(self.dir / "packets" / name, np.ascontiguousarray(x, np.float32))
-        np.save(self.dir / "packets" / lname, np.ascontiguousarray(ln, np.int32))
-        self.shards.append({"file": name, "lengths_file": lname, "n_flows": int(len(x))})
+        self._buf = _write_npy_head(self.dir / "packets" / name, self._buf, n)
+        self._lens = _write_npy_head(self.dir / "packets" / lname, self._lens, n)
+        self._held -= n
+        self.shards.append({"file": name, "lengths_file": lname, "n_flows": int(n)})
 
     def _emit_all(self) -> None:
-        if self._held:
-            x, ln = np.concatenate(self._buf), np.concatenate(self._lens)
-            for lo in range(0, len(x), self.shard_flows):
-                self._shard(x[lo:lo + self.shard_flows], ln[lo:lo + self.shard_flows])
-        self._buf, self._lens, self._held = [], [], 0
+        while self._held:
+            self._shard(min(self._held, self.shard_flows))
+        self._buf, self._lens = [], []
 
     def close(self) -> None:
         self._emit_all()
         self._write_rows()
         for w in self._writers.values():
             w.close()
+
+
+def _write_npy_head(path: Path, pieces: list[np.ndarray], n: int) -> list[np.ndarray]:
+    """Write the first n rows of the concatenation of ``pieces`` as one .npy file (the same bytes as
+    ``np.save(np.concatenate(pieces)[:n])``) without building the concatenation; returns the rest."""
+    shape = (n,) + pieces[0].shape[1:]
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(
+            fh, {"descr": np.lib.format.dtype_to_descr(pieces[0].dtype), "fortran_order": False, "shape": shape})
+        left = n
+        while left:
+            p = pieces[0]
+            take = min(left, len(p))
+            fh.write(np.ascontiguousarray(p[:take]).tobytes())
+            left -= take
+            if take == len(p):
+                pieces = pieces[1:]
+            else:
+                pieces = [p[take:]] + pieces[1:]
+    return pieces
 
 
 def extract_part(name: str, ds_cfg: dict, extract_cfg: dict, part: ExtractPart | dict,
@@ -311,6 +329,18 @@ def _per_file_table(name: str, ds_cfg: dict, driver: Driver, captures) -> dict[s
     return {k: (BENIGN if v in driver.benign_labels else v) for k, v in table.items()}
 
 
+def _slices(chunks, n: int | None = None):
+    """Chunks of at most ``n`` flows (the flush at the end of a capture may hand over every live flow at
+    once): the frame and feature temporaries stay the size of a row group, whatever the flood."""
+    n = n or ROW_GROUP_FLOWS
+    for c in chunks:
+        if len(c) <= n:
+            yield c
+            continue
+        for lo in range(0, len(c), n):
+            yield FlowChunk(c.keys[lo:lo + n], c.state[lo:lo + n], c.channels[lo:lo + n])
+
+
 def _captures_part(name, ds_cfg, extract_cfg, part: ExtractPart, out_dir: Path, driver: Driver) -> dict:
     from tqdm import tqdm
 
@@ -334,7 +364,7 @@ def _captures_part(name, ds_cfg, extract_cfg, part: ExtractPart, out_dir: Path, 
             n_cap = 0
             error = None
             try:
-                for chunk in meter_capture(path, cfg, extract_cfg, info, bar):
+                for chunk in _slices(meter_capture(path, cfg, extract_cfg, info, bar)):
                     fr = chunk.frame()
                     fr["source_file"] = str(path)
                     feats = features_from_state(chunk.state)
