@@ -301,6 +301,8 @@ def _write_multi_doc(a, caps, flood, runs, ratio, nf_sum, fl) -> None:
                             f"{r['max_alive_flows']:,} |" if "max_alive_flows" in r else
                             f"| {w} | {r['packets']:,} | {r['flows']:,} | {r['seconds']:.1f} | {r['peak_rss_mib']:.0f} | |"
                             for w, r in fl.items())
+    load_note = (" (with a load average above the core count, this ratio\nmeasures the other jobs on the machine, "
+                 "not the extraction's parallelism)") if os.getloadavg()[0] > (os.cpu_count() or 1) else ""
     section = f"""{title}
 
 `{cmd}` ({time.strftime('%Y-%m-%d', time.gmtime())}, {platform.processor() or platform.machine()},
@@ -316,7 +318,7 @@ Per-capture extraction through the workflow: {len(caps)} synthetic captures of {
 |---:|---:|---:|---:|---:|---:|
 {job_rows}
 
-Wall-time ratio `--cores 1` / `--cores 2`: **{ratio:.2f}**. nfstream on the same {len(caps)} captures (one process
+Wall-time ratio `--cores 1` / `--cores 2`: **{ratio:.2f}**{load_note}. nfstream on the same {len(caps)} captures (one process
 each, one after the other): {nf_sum['seconds']:.1f} s, {nf_sum['flows']:,} flows, peak RSS {nf_sum['peak_rss_mib']:.0f} MiB.
 
 Spoofed flood: one capture of {fl['ours']['flows']:,} flows of 1-2 packets (SYN, half answered by a SYN-ACK;
@@ -333,10 +335,11 @@ slot, slots doubling as needed, and the old and new arrays both held while they 
 filled (up to {200000:,} flows x T x 9 float32) and one 65 536-row parquet row group; the flows table itself
 streams to disk, so the peak follows the flows **alive at once**, not the number of flows. The meter sweeps
 idle flows out after each reader batch, so the live flows are those of the last idle timeout (120 s) plus one
-batch's span: a flood makes a batch span little capture time, a smaller `batch_packets` makes it shorter still.
-(A smaller batch also changes the order in which the flows are written, not their content.) At the issue's
-size (5 M flows in the hour) a default batch spans less capture time per batch than here but more flows are
-alive at once: only the full-size run says whether the default stays under 1 GiB; where it does not,
+batch's span of capture time; a smaller `batch_packets` sweeps more often (at this size one default batch
+spans most of the capture, hence nearly every flow alive at once). A smaller batch changes the order in which
+the flows are written, not their content (checked on this flood: same flows, features and packets once
+sorted). At the issue's size (5 M flows in the hour) a default batch spans less capture time but more flows
+are alive in it: only the full-size run says whether the default stays under 1 GiB; where it does not,
 `batch_packets: 16384` is the knob.
 
 """
