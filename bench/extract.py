@@ -12,6 +12,21 @@
    * ``nfstream``: ``NFStreamer(statistical_analysis=True, splt_analysis=64, n_meters=1)`` iterated
      to the end (the same timeouts; one meter, as ours is single-threaded);
 3. prints packets/s and peak RSS and (``--write-doc``) replaces the "## Extraction" section of the doc.
+
+Multi-capture mode (issue 15: one extraction job per capture, memory bounded per job)::
+
+    python bench/extract.py --multi --captures 20 --packets 1000000 --flood-flows 5000000 --out /tmp/bench_multi \
+        [--write-doc docs/benchmarks.md]
+
+1. writes ``--captures`` synthetic captures of ``--packets`` packets each (seeds 0.., as above) and runs
+   the real workflow (``snakemake extract``, one ``extract_part`` job per capture, then the gather) on a
+   per-file dataset of them, once with ``--cores 1`` and once with ``--cores 2`` (wall time of each
+   and their ratio; peak RSS of every job from its ``benchmark:`` file);
+2. writes one capture of ``--flood-flows`` flows of 1-2 packets (SYN / SYN-ACK from spoofed sources
+   spread over the capture's hour, like a spoofed flood) and extracts it end to end in one process
+   (plan, part, gather), reporting its peak RSS (the bound to hold: 1 GiB);
+3. runs nfstream on the same files (one process per capture), as in the single-capture mode;
+4. (``--write-doc``) replaces the "## Extraction in parallel" section of the doc.
 """
 
 from __future__ import annotations
@@ -32,16 +47,20 @@ SNAP = 54
 
 
 def write_capture(path: Path, n_packets: int, seed: int = 0, duration_s: float = 3600.0,
-                  full_frames: bool = False) -> int:
+                  full_frames: bool = False, flood: bool = False) -> int:
     """Synthetic capture: flows of geometric length (mean 20) with exponential gaps; returns packets written.
 
     ``full_frames`` writes each frame whole (caplen = wire length, payload bytes zero) instead of
-    its first SNAP bytes.
+    its first SNAP bytes. ``flood``: flows of 1 or 2 packets (SYN, half of them answered by a SYN-ACK)
+    from random sources (10.0.0.0/8 and 32 768 source ports) to the servers, like a spoofed SYN flood.
     """
     rng = np.random.default_rng(seed)
-    n_flows = max(1, n_packets // 20)
-    lengths = np.minimum(rng.geometric(1 / 20, n_flows), 400)
-    lengths[-1] += max(0, n_packets - int(lengths.sum()))
+    if flood:
+        lengths = rng.integers(1, 3, n_packets)  # more flows than needed: cut below
+    else:
+        n_flows = max(1, n_packets // 20)
+        lengths = np.minimum(rng.geometric(1 / 20, n_flows), 400)
+        lengths[-1] += max(0, n_packets - int(lengths.sum()))
     cut = np.searchsorted(np.cumsum(lengths), n_packets)
     lengths = lengths[: cut + 1]
     lengths[-1] -= int(lengths.sum()) - n_packets
@@ -56,9 +75,9 @@ def write_capture(path: Path, n_packets: int, seed: int = 0, duration_s: float =
     ts = 1.6e9 + start[flow] + cs - np.repeat(cs[np.cumsum(lengths) - lengths], lengths)
     order = np.argsort(ts, kind="stable")
     is_tcp = rng.random(n_flows) < 0.8
-    client = (np.uint32(10 << 24) + rng.integers(0, 1 << 16, n_flows)).astype(np.uint32)
+    client = (np.uint32(10 << 24) + rng.integers(0, 1 << (24 if flood else 16), n_flows)).astype(np.uint32)
     server = (np.uint32(172 << 24 | 16 << 16) + rng.integers(0, 4096, n_flows)).astype(np.uint32)
-    cport = rng.integers(1024, 65535, n_flows).astype(np.uint16)
+    cport = rng.integers(1024, 65535 if not flood else 1024 + 32768, n_flows).astype(np.uint16)
     sport_ = rng.choice(np.array([80, 443, 53, 22, 8080], np.uint16), n_flows)
     with open(path, "wb") as fh:
         snaplen = 65535 if full_frames else SNAP
@@ -118,17 +137,21 @@ def write_capture(path: Path, n_packets: int, seed: int = 0, duration_s: float =
     return n_packets
 
 
-def _run_ours(path: str, out: str, store: bool) -> dict:
+def _run_ours(path: str, out: str, store: bool, batch_packets: int | None = None) -> dict:
     from nidsflow.capture.extract import extract_dataset
     from nidsflow.capture.features import features_from_state
     from nidsflow.capture.flows import FlowConfig, meter_capture
 
     ext = {"T": 16, "idle_timeout_s": 120, "active_timeout_s": 1800, "shard_flows": 200000, "tcp_close": True}
+    if batch_packets:
+        ext["batch_packets"] = batch_packets
     t = time.perf_counter()
     if store:
         rep = extract_dataset("bench", {"driver": "per_file", "captures": [path], "labels": {path: "BENIGN"}},
                               ext, out)
         packets, flows = rep["packets"], rep["flows"]
+        live = max(c["max_alive_flows"] for c in rep["per_capture"])
+        return {"packets": packets, "flows": flows, "seconds": time.perf_counter() - t, "max_alive_flows": live}
     else:
         info: dict = {}
         flows = 0
@@ -160,7 +183,12 @@ def _peak_rss_mib() -> float:
 
 
 def child(which: str, path: str, out: str) -> None:
-    res = _run_nfstream(path) if which == "nfstream" else _run_ours(path, out, which == "ours")
+    if which == "nfstream":
+        res = _run_nfstream(path)
+    elif which.startswith("ours_batch"):  # ours end to end with a smaller reader batch (expiry sweeps more often)
+        res = _run_ours(path, out, True, int(which[len("ours_batch"):]))
+    else:
+        res = _run_ours(path, out, which == "ours")
     res["peak_rss_mib"] = _peak_rss_mib()
     print(json.dumps(res))
 
@@ -179,9 +207,162 @@ def measure(which: str, path: Path, out: Path) -> dict:
     return res
 
 
+REPO = Path(__file__).resolve().parents[1]
+#: The issue's sizes (bench/extract.py --multi defaults); other sizes are marked as a small-size check.
+MULTI_DEFAULTS = {"captures": 20, "packets": 1_000_000, "flood_flows": 5_000_000}
+
+
+def run_workflow(work: Path, captures: list[Path], cores: int) -> dict:
+    """The real workflow's extraction (one extract_part job per capture, then the gather) on a per-file
+    dataset of ``captures``, from scratch, with ``--cores cores``: wall time and each job's benchmark."""
+    import shutil
+
+    import yaml
+
+    if not (work / "workflow").exists():
+        work.mkdir(parents=True, exist_ok=True)
+        for name in ("workflow", "config"):
+            shutil.copytree(REPO / name, work / name)
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    caps = [str(c.resolve()) for c in captures]
+    cfg["datasets"] = {"bench": {"driver": "per_file", "captures": caps, "labels": {c: "BENIGN" for c in caps}}}
+    cfg["extract"] = {**cfg["extract"], "part_target_bytes": 1}  # one job per capture
+    cfg["study"] = "bench"
+    (work / "bench.yaml").write_text(yaml.safe_dump(cfg))
+    for d in ("results", "logs", "benchmarks", ".snakemake"):
+        shutil.rmtree(work / d, ignore_errors=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    t = time.perf_counter()
+    proc = subprocess.run(["snakemake", "results/bench/bench/store/flows.parquet", "--cores", str(cores),
+                           "--configfile", "bench.yaml"], cwd=work, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"snakemake --cores {cores} failed:\n{(proc.stdout + proc.stderr)[-4000:]}")
+    jobs = []
+    for f in sorted((work / "benchmarks" / "bench" / "extract" / "bench").glob("*.tsv")) + [work / "benchmarks" / "bench" / "extract" / "bench.tsv"]:
+        import pandas as pd
+
+        row = pd.read_csv(f, sep="\t").iloc[0]
+        jobs.append({"job": "extract (gather)" if f.name == "bench.tsv" else f"extract_part {f.stem}",
+                     "s": float(row["s"]), "max_rss_mib": float(row["max_rss"])})
+    rep = json.loads((work / "results" / "bench" / "bench" / "store" / "extract_report.json").read_text())
+    return {"cores": cores, "wall_s": wall, "jobs": jobs, "flows": rep["flows"], "packets": rep["packets"]}
+
+
+def multi(a) -> None:
+    a.out.mkdir(parents=True, exist_ok=True)
+    caps = []
+    for i in range(a.captures):
+        cap = a.out / f"multi_{a.packets}_{i:02d}.pcap"
+        if not cap.exists():
+            write_capture(cap, a.packets, a.seed + i)
+        caps.append(cap)
+    flood = a.out / f"flood_{a.flood_flows}.pcap"
+    if not flood.exists():
+        t = time.perf_counter()
+        write_capture(flood, int(a.flood_flows * 1.5), a.seed + 1000, flood=True)
+        print(f"wrote {flood} ({flood.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t:.1f} s", flush=True)
+    measure("ours_meter", _small(a.out), a.out / "warm")  # numba cache warm
+    runs = [run_workflow(a.out / "wf", caps, c) for c in (1, 2)]
+    for r in runs:
+        peak = max(j["max_rss_mib"] for j in r["jobs"])
+        print(f"--cores {r['cores']}: {r['wall_s']:.1f} s wall, {r['flows']:,} flows, {len(r['jobs'])} jobs, "
+              f"peak RSS of a job {peak:.0f} MiB", flush=True)
+    ratio = runs[0]["wall_s"] / runs[1]["wall_s"]
+    print(f"wall --cores 1 / --cores 2: {ratio:.2f}")
+    nf = [measure("nfstream", c, a.out / "nf") for c in caps]
+    nf_sum = {"seconds": sum(r["seconds"] for r in nf), "flows": sum(r["flows"] for r in nf),
+              "packets": sum(r["packets"] for r in nf), "peak_rss_mib": max(r["peak_rss_mib"] for r in nf)}
+    print(f"nfstream on the {len(caps)} captures, one after the other: {nf_sum['seconds']:.1f} s, "
+          f"{nf_sum['flows']:,} flows, peak RSS {nf_sum['peak_rss_mib']:.0f} MiB", flush=True)
+    fl = {w: measure(w, flood, a.out / f"store_flood_{w}") for w in ("ours", "ours_batch16384", "nfstream")}
+    for w, r in fl.items():
+        print(f"flood {w:9s} {r['packets']:>10d} packets {r['flows']:>9d} flows {r['seconds']:8.1f} s "
+              f"peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
+    ok = fl["ours"]["peak_rss_mib"] < 1024
+    print(f"flood: peak RSS of ours {'under' if ok else 'NOT under'} 1 GiB")
+    if a.write_doc:
+        _write_multi_doc(a, caps, flood, runs, ratio, nf_sum, fl)
+
+
+def _write_multi_doc(a, caps, flood, runs, ratio, nf_sum, fl) -> None:
+    small = {"captures": a.captures, "packets": a.packets, "flood_flows": a.flood_flows} != MULTI_DEFAULTS
+    title = "## Extraction in parallel" + (" (SMALL-SIZE CHECK, not the issue's sizes)" if small else "")
+    cmd = (f"python bench/extract.py --multi --captures {a.captures} --packets {a.packets} "
+           f"--flood-flows {a.flood_flows} --write-doc docs/benchmarks.md")
+    full = ("python bench/extract.py --multi --captures 20 --packets 1000000 --flood-flows 5000000 "
+            "--out /tmp/bench_multi --write-doc docs/benchmarks.md")
+    job_rows = "\n".join(
+        f"| {r['cores']} | {r['wall_s']:.1f} | {len(r['jobs'])} | "
+        f"{max(j['max_rss_mib'] for j in r['jobs'] if j['job'].startswith('extract_part')):.0f} | "
+        f"{next(j['max_rss_mib'] for j in r['jobs'] if j['job'].startswith('extract (')):.0f} | "
+        f"{sum(j['s'] for j in r['jobs']):.1f} |" for r in runs)
+    flood_rows = "\n".join(f"| {w} | {r['packets']:,} | {r['flows']:,} | {r['seconds']:.1f} | {r['peak_rss_mib']:.0f} | "
+                            f"{r['max_alive_flows']:,} |" if "max_alive_flows" in r else
+                            f"| {w} | {r['packets']:,} | {r['flows']:,} | {r['seconds']:.1f} | {r['peak_rss_mib']:.0f} | |"
+                            for w, r in fl.items())
+    load_note = (" (with a load average above the core count, this ratio\nmeasures the other jobs on the machine, "
+                 "not the extraction's parallelism)") if os.getloadavg()[0] > (os.cpu_count() or 1) else ""
+    section = f"""{title}
+
+`{cmd}` ({time.strftime('%Y-%m-%d', time.gmtime())}, {platform.processor() or platform.machine()},
+{os.cpu_count()} cores, 1-min load average {os.getloadavg()[0]:.1f} at the end of the run).
+{"**These are small sizes, run to check the benchmark on a shared, loaded machine; they say nothing about the full-size figures. Full size (for a quiet machine): `" + full + "`.**" if small else ""}
+
+Per-capture extraction through the workflow: {len(caps)} synthetic captures of {a.packets:,} packets each
+(as above, seeds {a.seed}..{a.seed + len(caps) - 1}), a per-file dataset, `extract.part_target_bytes: 1` (one
+`extract_part` job per capture) and the gather (`extract`), `snakemake --cores N` from scratch;
+{runs[0]['flows']:,} flows in the store. Peak RSS per job from each rule's `benchmark:` file.
+
+| --cores | wall s | jobs | peak RSS of an extract_part job (MiB) | gather peak RSS (MiB) | sum of job seconds |
+|---:|---:|---:|---:|---:|---:|
+{job_rows}
+
+Wall-time ratio `--cores 1` / `--cores 2`: **{ratio:.2f}**{load_note}. nfstream on the same {len(caps)} captures (one process
+each, one after the other): {nf_sum['seconds']:.1f} s, {nf_sum['flows']:,} flows, peak RSS {nf_sum['peak_rss_mib']:.0f} MiB.
+
+Spoofed flood: one capture of {fl['ours']['flows']:,} flows of 1-2 packets (SYN, half answered by a SYN-ACK;
+sources drawn from 10.0.0.0/8 x 32 768 ports, spread over one hour), {flood.stat().st_size / 2**20:.0f} MiB:
+
+| extractor | packets | flows | seconds | peak RSS (MiB) | most flows alive at once (meter) |
+|---|---:|---:|---:|---:|---:|
+{flood_rows}
+
+`ours` = `extract_dataset` in one process (plan, the part, the gather: the store written), the default
+`extract.batch_packets` 262 144; `ours_batch16384` the same with `batch_packets: 16384`. The peak is the
+interpreter with numba/pandas/pyarrow loaded (about 250 MiB), the flow meter's live flows (about 1.3 KiB per
+slot, slots doubling as needed, and the old and new arrays both held while they double), one shard being
+filled (up to {200000:,} flows x T x 9 float32) and one 65 536-row parquet row group; the flows table itself
+streams to disk, so the peak follows the flows **alive at once**, not the number of flows. The meter sweeps
+idle flows out after each reader batch, so the live flows are those of the last idle timeout (120 s) plus one
+batch's span of capture time; a smaller `batch_packets` sweeps more often (at this size one default batch
+spans most of the capture, hence nearly every flow alive at once). A smaller batch changes the order in which
+the flows are written, not their content (checked on this flood: same flows, features and packets once
+sorted). At the issue's size (5 M flows in the hour) a default batch spans less capture time but more flows
+are alive in it: only the full-size run says whether the default stays under 1 GiB; where it does not,
+`batch_packets: 16384` is the knob.
+
+"""
+    text = a.write_doc.read_text() if a.write_doc.exists() else "# Benchmarks\n"
+    start = text.find("## Extraction in parallel")
+    if start >= 0:
+        end = text.find("\n## ", start + 5)
+        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+    else:
+        at = text.find("\n## ", text.find("## Extraction") + 5)
+        text = (text[:at + 1] + section + text[at + 1:]) if at >= 0 else text.rstrip() + "\n\n" + section
+    a.write_doc.write_text(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--packets", type=int, default=5_000_000)
+    ap.add_argument("--multi", action="store_true", help="multi-capture mode (per-capture jobs, flood capture)")
+    ap.add_argument("--captures", type=int, default=MULTI_DEFAULTS["captures"], help="--multi: number of captures")
+    ap.add_argument("--flood-flows", type=int, default=MULTI_DEFAULTS["flood_flows"],
+                    help="--multi: flows of the flood capture")
+    ap.add_argument("--packets", type=int, default=None,
+                    help="packets of the capture (default 5 000 000; --multi: per capture, default 1 000 000)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_extract"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--full-frames", action="store_true", help="write whole frames (realistic file size), not 54-byte headers")
@@ -191,6 +372,11 @@ def main() -> None:
     if a.child:
         child(*a.child)
         return
+    if a.multi:
+        a.packets = a.packets or MULTI_DEFAULTS["packets"]
+        multi(a)
+        return
+    a.packets = a.packets or 5_000_000
     a.out.mkdir(parents=True, exist_ok=True)
     cap = a.out / f"synthetic_{a.packets}{'_full' if a.full_frames else ''}.pcap"
     if not cap.exists():
@@ -241,10 +427,10 @@ Timeouts idle 120 s / active 1800 s for both.
 
 Speed-up of `ours` over nfstream: **{speedup:.1f}x** packets/s. Flow counts agree (the synthetic flows carry no FIN/RST, so
 our TCP termination changes nothing here). 1-min load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end of
-the run. Memory: the reader (one batch of packets), the flow table of live flows and one store shard are
-bounded; what grows is the flows table (5-tuple, times, labels: about 0.4 KiB per flow, which
-`flows.parquet` needs in memory for the label join), so the peak follows the number of flows, not the
-size of the file. The capture is read from the page cache (written just before the runs); a cold read
+the run. Memory: the reader (one batch of packets), the flow table of live flows, one store shard and one
+parquet row group; with per-file labels (as here) the flows table streams to disk, so the peak follows the
+flows alive at once, not the number of flows or the size of the file (a CSV-labelled part holds its own
+flows' table for the join, about 0.4 KiB per flow). The capture is read from the page cache (written just before the runs); a cold read
 adds the disk's read time to every extractor alike.
 
 """

@@ -209,7 +209,7 @@ REAL_PHASE1 = "results/demo/demo_a/janus/full/seed42/phase1_scores.npz"
 
 def test_real_split_target_plans_only_its_datasets_ancestors(real_copy):
     out = snakemake(real_copy, "-n", "--cores", "2", "results/demo/demo_b/splits/seed43.npz").stdout
-    assert planned_jobs(out) == {"demo_traffic": 1, "extract": 1, "split": 1}
+    assert planned_jobs(out) == {"demo_traffic": 1, "extract_part": 1, "extract": 1, "split": 1}
     outputs = planned_outputs(out)
     assert "results/demo/demo_b/splits/seed43.npz" in outputs
     # (demo_traffic writes every demo domain in one job; under results/ only demo_b seed 43 appears)
@@ -219,9 +219,9 @@ def test_real_split_target_plans_only_its_datasets_ancestors(real_copy):
 
 def test_real_phase1_target_and_until(real_copy):
     out = snakemake(real_copy, "-n", "--cores", "2", REAL_PHASE1).stdout
-    assert planned_jobs(out) == {"demo_traffic": 1, "extract": 1, "split": 1, "train_janus": 1, "score_phase1": 1}
+    assert planned_jobs(out) == {"demo_traffic": 1, "extract_part": 1, "extract": 1, "split": 1, "train_janus": 1, "score_phase1": 1}
     out = snakemake(real_copy, "-n", "--cores", "2", REAL_PHASE1, "--until", "split").stdout
-    assert planned_jobs(out) == {"demo_traffic": 1, "extract": 1, "split": 1}
+    assert planned_jobs(out) == {"demo_traffic": 1, "extract_part": 1, "extract": 1, "split": 1}
     # Without the upstream files, the GPU rules alone cannot reach the target.
     proc = snakemake(real_copy, "-n", "--cores", "2", REAL_PHASE1, "--allowed-rules", "train_janus",
                      "score_phase1", check=False)

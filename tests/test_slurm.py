@@ -251,3 +251,43 @@ def assert_same_state(a, b, path="model.pt"):
         assert len(a) == len(b), path
         for i, (x, y) in enumerate(zip(a, b)):
             assert_same_state(x, y, f"{path}[{i}]")
+
+
+def test_per_capture_extraction_jobs_run_as_separate_sbatch_jobs(slurm_cluster, tmp_path):
+    """A per-file dataset of three captures, one extract_part job each (extract.part_target_bytes: 1) and the
+    gather: four sbatch jobs, all COMPLETED, and the store equals a local run's."""
+    import yaml
+
+    from test_drivers import write_pcap
+
+    env = slurm_cluster
+    local, cluster = copy_repo(tmp_path / "local"), copy_repo(tmp_path / "cluster")
+    cfg = yaml.safe_load((SOURCE / "config" / "config.yaml").read_text())
+    for work in (local, cluster):
+        caps = []
+        for i, (label, proto) in enumerate([("BENIGN", 6), ("UDP Flood", 17), ("BENIGN", 6)]):
+            cap = work / "resources" / "pf" / f"c{i}.pcap"
+            cap.parent.mkdir(parents=True, exist_ok=True)
+            write_pcap(cap, [("10.0.0.1", 1000 + 10 * i + k, "10.0.0.2", 80, proto, k, 3 + k % 3) for k in range(6)])
+            caps.append((f"resources/pf/c{i}.pcap", label))
+        run_cfg = {**cfg, "datasets": {"pf": {"driver": "per_file", "captures": [c for c, _ in caps],
+                                              "labels": dict(caps)}},
+                   "extract": {**cfg["extract"], "part_target_bytes": 1}}
+        (work / "config" / "pf.yaml").write_text(yaml.safe_dump(run_cfg))
+    target = "results/demo/pf/store/flows.parquet"
+    run(["snakemake", "--cores", "2", "--configfile", "config/pf.yaml", "--", target], cwd=local)
+    proc = run(["snakemake", "--workflow-profile", SLURM_PROFILE, *SLURM_ARGS, "--configfile", "config/pf.yaml",
+                "--", target], cwd=cluster, env=env)
+    calls = sbatch_calls(proc.stdout + proc.stderr)
+    rules = sorted(rule_of_call(c) for c in calls)
+    assert rules == ["extract", "extract_part", "extract_part", "extract_part"], rules
+    jobs = jobs_of_run(env, cluster)
+    assert len(jobs) == 4 and all(j["JobState"] == "COMPLETED" for j in jobs), jobs
+    assert len({j["JobId"] for j in jobs}) == 4  # each part its own SLURM job
+    produced = ["results/demo/pf/store/flows.parquet", "results/demo/pf/store/flow_features.parquet",
+                "results/demo/pf/store/extract_report.json",
+                *sorted(str(p.relative_to(local)) for p in (local / "results/demo/pf/store/packets").glob("*.npy"))]
+    assert len(produced) == 3 + 2 * 3  # one shard (+ lengths) per capture
+    assert_same_outputs(local, cluster, produced)
+    report = json.loads((cluster / "results/demo/pf/store/extract_report.json").read_text())
+    assert [p["captures"] for p in report["parts"]] == [[c] for c, _ in caps]

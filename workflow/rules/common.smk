@@ -11,6 +11,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from nidsflow.capture.demo import HIKARI_FILE, MANIFEST_FILE, capture_file
+from nidsflow.capture.extract import plan_parts
 from nidsflow.evaluate.tables import CROSS_VARIANT, TABLE_NAMES
 from nidsflow.janus.variants import ScoreSettings
 
@@ -251,6 +252,48 @@ def extract_dataset_params(wildcards):
 def split_params(wildcards):
     """The split section with the dataset's own split keys (datasets.{ds}.split) over it."""
     return {**config["split"], **(dataset_config(wildcards.ds).get("split") or {})}
+
+
+#: extract keys that only plan the jobs (plan_parts): a change re-plans, the jobs' params stay as they are.
+EXTRACT_PLAN_KEYS = {"part_target_bytes"}
+_EXTRACT_PLANS = {}
+
+
+def extract_plan(ds):
+    """The dataset's extraction jobs by name (nidsflow.capture.extract.plan_parts, a deterministic function of
+    the config and the captures' sizes); computed once per run, so the DAG is stable."""
+    if ds not in _EXTRACT_PLANS:
+        parts = plan_parts(ds, dataset_config(ds), config["extract"], strict=False)
+        _EXTRACT_PLANS[ds] = {p.name: p for p in parts}
+    return _EXTRACT_PLANS[ds]
+
+
+def extract_part_of(wildcards):
+    plan = extract_plan(wildcards.ds)
+    if wildcards.part not in plan:
+        raise WorkflowError(f"dataset {wildcards.ds} has no extraction part {wildcards.part!r} "
+                            f"(plan: {sorted(plan)}; extract.part_target_bytes changed?)")
+    return plan[wildcards.part]
+
+
+def extract_part_inputs(wildcards):
+    """The part's captures and the label CSVs it joins (per-file labels name only captures)."""
+    part = extract_part_of(wildcards)
+    return list(dict.fromkeys(list(part.captures) + list(part.labels)))
+
+
+def extract_part_params(wildcards):
+    return extract_part_of(wildcards).as_dict()
+
+
+def extract_job_params():
+    """The extract section as the extraction jobs read it (the planning keys left out)."""
+    return {k: v for k, v in config["extract"].items() if k not in EXTRACT_PLAN_KEYS}
+
+
+def extract_part_dirs(wildcards):
+    """Every part of the dataset, in plan order: the gather's inputs."""
+    return [f"{RESULTS}/{wildcards.ds}/extract_parts/{name}" for name in extract_plan(wildcards.ds)]
 
 
 # ---------------------------------------------------------------- baselines stage

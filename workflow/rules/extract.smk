@@ -1,9 +1,33 @@
 # Extraction: captures (+ label CSVs) -> flow store results/{study}/{ds}/store/ (see docs/design.md).
+# One extract_part job per capture or group of small captures (extract_plan in common.smk), then one
+# gather (rule extract) that concatenates the parts into the store.
+
+
+rule extract_part:
+    input:
+        files=extract_part_inputs,
+    output:
+        part=directory("results/{study}/{ds}/extract_parts/{part}"),
+    log:
+        "logs/{study}/extract/{ds}/{part}.log",
+    benchmark:
+        "benchmarks/{study}/extract/{ds}/{part}.tsv"
+    wildcard_constraints:
+        part=r"p\d+",
+    params:
+        dataset=extract_dataset_params,
+        extract=extract_job_params(),
+        part=extract_part_params,
+    threads: 1
+    conda:
+        "../envs/capture.yaml"
+    script:
+        "../scripts/extract_part.py"
 
 
 rule extract:
     input:
-        files=dataset_inputs,
+        parts=extract_part_dirs,
     output:
         flows="results/{study}/{ds}/store/flows.parquet",
         features="results/{study}/{ds}/store/flow_features.parquet",
@@ -15,7 +39,7 @@ rule extract:
         "benchmarks/{study}/extract/{ds}.tsv"
     params:
         dataset=extract_dataset_params,
-        extract=config["extract"],
+        extract=extract_job_params(),
     threads: 1
     conda:
         "../envs/capture.yaml"

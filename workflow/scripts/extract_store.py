@@ -4,7 +4,8 @@ setup_snakemake_logging(snakemake)
 
 from pathlib import Path
 
-from nidsflow.capture.extract import extract_dataset
+from nidsflow.capture.extract import gather_store
 
 store_dir = Path(snakemake.output.flows).parent
-extract_dataset(snakemake.wildcards.ds, snakemake.params.dataset, snakemake.params.extract, store_dir)
+gather_store(snakemake.wildcards.ds, snakemake.params.dataset, snakemake.params.extract, snakemake.input.parts,
+             store_dir)

@@ -1,30 +1,39 @@
-"""Extraction of one dataset: captures -> flows -> features -> labels -> flow store.
+"""Extraction of one dataset: captures -> flows -> features -> labels -> flow store, in parts.
 
-``extract_dataset(name, ds_cfg, extract_cfg, out_dir)`` reads each capture in bounded memory
-(reader -> :class:`~nidsflow.capture.flows.FlowMeter`), writes each capture's packet channels to
-temporary shards, joins the labels once all flows are known, then streams the temporary shards
-into the store (dropping the flows of rows the driver drops) and writes ``flows.parquet``,
-``flow_features.parquet`` and ``extract_report.json``. A capture that cannot be parsed is logged,
-counted and listed in the report; the others still go through. All captures failing, or no benign
-flow at all, is an :class:`ExtractError`.
+A dataset's captures are planned into **parts** (:func:`plan_parts`, a deterministic function of the
+config: contiguous runs of captures in config order, one capture per part or several small ones up to
+``extract.part_target_bytes``, never two days of a CSV-labelled dataset in one part). Each part is
+extracted on its own (:func:`extract_part`, one Snakemake job each: rule ``extract_part``) into a part
+directory: ``flows.parquet`` and ``flow_features.parquet`` (no flow_id yet), packet shards and
+``part.json``. Per-file labels are applied chunk by chunk, so a part streams: its memory is one
+reader batch, the live flows of the meter and one shard, whatever the number of flows. A CSV-labelled
+part joins its flows with the CSVs of its own day (the driver's day -> pcap map) and holds the flows
+table of its own captures for that join (not the dataset's). :func:`gather_store` (rule ``extract``)
+then concatenates the parts row group by row group, links their shards in order and writes the store
+with ``flow_id = arange(N)``, byte-for-byte the store one job over every capture would write.
+
+A capture that cannot be parsed is logged, counted and listed in the report; the others still go
+through. All captures failing, or no benign flow at all, is an :class:`ExtractError`.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import json
 import logging
+import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
 from nidsflow.capture.drivers import Driver, get_driver
 from nidsflow.capture.features import FEATURE_NAMES, canonical_feature_name, features_from_state
-from nidsflow.capture.flows import FlowChunk, FlowConfig, FlowMeter, meter_capture
+from nidsflow.capture.flows import FlowChunk, FlowConfig, meter_capture
 from nidsflow.capture.labels import (DROPPED, LabelError, join_labels, read_header, read_label_csv,
                                      resolve_columns)
 from nidsflow.capture.pcap import CaptureError
@@ -33,88 +42,343 @@ from nidsflow.capture.store import BENIGN, UNMATCHED, StoreWriter
 log = logging.getLogger(__name__)
 
 REPORT = "extract_report.json"
+PART_REPORT = "part.json"
+#: Default size of a part: small captures are grouped up to this many bytes per job.
+DEFAULT_PART_TARGET_BYTES = 1 << 30
+#: Rows buffered before a row group is written to a part's parquet files.
+ROW_GROUP_FLOWS = 65536
 
 
 class ExtractError(ValueError):
     """A dataset cannot be extracted (all captures failed, no benign flow, bad configuration)."""
 
 
-def _expand(patterns) -> list[Path]:
+def _expand(patterns, strict: bool = True) -> list[Path]:
     files: list[Path] = []
     for p in patterns:
         p = str(p)
         matches = sorted(glob.glob(p)) if glob.has_magic(p) else [p]
         if not matches:
-            raise ExtractError(f"pattern {p!r} matches no file")
+            if strict:
+                raise ExtractError(f"pattern {p!r} matches no file")
+            matches = [p]
         files += [Path(m) for m in matches]
     return files
 
 
-def capture_files(ds_cfg: dict) -> list[Path]:
+def capture_files(ds_cfg: dict, strict: bool = True) -> list[Path]:
     """The dataset's capture files (config globs expanded, in order)."""
-    return _expand(ds_cfg.get("captures", []))
+    return _expand(ds_cfg.get("captures", []), strict)
 
 
-def label_files(ds_cfg: dict) -> list[Path]:
+def label_files(ds_cfg: dict, strict: bool = True) -> list[Path]:
     labels = ds_cfg.get("labels", [])
     pats = list(labels) if not isinstance(labels, dict) else []
     if ds_cfg.get("label_files_glob"):
         pats.append(ds_cfg["label_files_glob"])
-    return _expand(pats)
+    return _expand(pats, strict)
 
 
-def _shard_sizes(n: int, shard_flows: int) -> list[tuple[int, int]]:
-    return [(i, min(n, i + shard_flows)) for i in range(0, n, shard_flows)] or []
+# ------------------------------------------------------------------------------------- planning
+
+
+@dataclass(frozen=True)
+class ExtractPart:
+    """One extraction job: a contiguous run of the dataset's captures (and the label CSVs it joins)."""
+
+    name: str
+    captures: tuple[str, ...]
+    labels: tuple[str, ...] = ()
+    day: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "captures": list(self.captures), "labels": list(self.labels), "day": self.day}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ExtractPart":
+        return cls(str(d["name"]), tuple(map(str, d.get("captures", ()))), tuple(map(str, d.get("labels", ()))),
+                   d.get("day"))
+
+
+def _day_of_capture(driver: Driver, path: str) -> str | None:
+    base = os.path.basename(path).lower()
+    for day, patterns in driver.day_pcaps.items():
+        if any(fnmatch.fnmatchcase(base, str(p).lower()) for p in patterns):
+            return str(day)
+    return None
+
+
+def _day_of_label_file(driver: Driver, path: str) -> str | None:
+    text = str(path).lower()
+    hits = [str(day) for day in driver.day_pcaps if str(day).lower() in text]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _size(path: str, target: int) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:  # not there yet (a generated demo capture): a part of its own
+        return target
+
+
+def plan_parts(name: str, ds_cfg: dict, extract_cfg: dict, strict: bool = True) -> list[ExtractPart]:
+    """The dataset's extraction jobs, a deterministic function of the config (and the captures' sizes).
+
+    Captures keep their config order; a part is a contiguous run of them, closed when the next capture
+    would bring it above ``extract.part_target_bytes`` (a larger capture is a part alone) or belongs to
+    another day. For a CSV-labelled driver with a day -> pcap map, a capture of day D joins the label
+    files whose path names D (e.g. ``Monday`` in CIC-IDS2017's CSV names, ``01-12`` in CIC-DDoS2019's
+    folders); a capture of no known day, or of a day no label file names, joins every label file (as one
+    job over the whole dataset would). A flow-table dataset is one part over its CSVs. ``strict=False``
+    (the workflow, before generated inputs exist) keeps a pattern that matches nothing as it is.
+    """
+    driver = get_driver(ds_cfg.get("driver", name))
+    target = int(extract_cfg.get("part_target_bytes", DEFAULT_PART_TARGET_BYTES))
+    if target < 1:
+        raise ExtractError(f"extract.part_target_bytes must be >= 1, got {target}")
+    if driver.kind == "flow_table":
+        return [ExtractPart("p0000", (), tuple(map(str, label_files(ds_cfg, strict))))]
+    captures = [str(p) for p in capture_files(ds_cfg, strict)]
+    if not captures:
+        raise ExtractError(f"dataset {name}: no captures configured (datasets.{name}.captures)")
+    csv_mode = driver.kind == "csv" and not isinstance(ds_cfg.get("labels"), dict)
+    all_labels = tuple(map(str, label_files(ds_cfg, strict))) if csv_mode else ()
+    by_day: dict[str, list[str]] = {}
+    if csv_mode:
+        for f in all_labels:
+            day = _day_of_label_file(driver, f)
+            if day is not None:
+                by_day.setdefault(day, []).append(f)
+    groups: list[tuple[str | None, list[str]]] = []
+    held = 0
+    for c in captures:
+        day = _day_of_capture(driver, c) if csv_mode else None
+        if csv_mode and day not in by_day:
+            day = None
+        size = _size(c, target)
+        if not groups or groups[-1][0] != day or held + size > target:
+            groups.append((day, []))
+            held = 0
+        groups[-1][1].append(c)
+        held += size
+    width = max(4, len(str(len(groups) - 1)))
+    return [ExtractPart(f"p{i:0{width}d}", tuple(cs), tuple(by_day[day]) if day is not None else all_labels, day)
+            for i, (day, cs) in enumerate(groups)]
+
+
+# ------------------------------------------------------------------------------------- whole dataset
 
 
 def extract_dataset(name: str, ds_cfg: dict, extract_cfg: dict, out_dir: str | Path) -> dict:
-    """Build the flow store of dataset ``name`` in ``out_dir``; returns (and writes) the report dict."""
+    """Build the flow store of dataset ``name`` in ``out_dir``: every part in turn, then the gather (the
+    same code the workflow runs as one job per part); returns (and writes) the report dict."""
     out_dir = Path(out_dir)
-    driver = get_driver(ds_cfg.get("driver", name))
     t0 = time.time()
-    if driver.kind == "flow_table":
-        report = build_flow_table_store(name, ds_cfg, extract_cfg, out_dir, driver)
-    else:
-        report = _extract_captures(name, ds_cfg, extract_cfg, out_dir, driver)
-    report["seconds"] = round(time.time() - t0, 3)
-    (out_dir / REPORT).write_text(json.dumps(report, indent=1, default=str))
+    parts_root = out_dir / "_parts"
+    if parts_root.exists():
+        shutil.rmtree(parts_root)
+    part_dirs = []
+    for part in plan_parts(name, ds_cfg, extract_cfg):
+        d = parts_root / part.name
+        extract_part(name, ds_cfg, extract_cfg, part, d)
+        part_dirs.append(d)
+    try:
+        report = gather_store(name, ds_cfg, extract_cfg, part_dirs, out_dir, started=t0)
+    finally:
+        shutil.rmtree(parts_root, ignore_errors=True)
     return report
 
 
-def _extract_captures(name, ds_cfg, extract_cfg, out_dir: Path, driver: Driver) -> dict:
+# ------------------------------------------------------------------------------------- one part
+
+
+class _PartWriter:
+    """Streams labelled flow blocks of one part to its parquet files and packet shards.
+
+    Shards hold at most ``shard_flows`` flows and never span two captures (as the store's shards).
+    Parquet row groups are written every ``ROW_GROUP_FLOWS`` rows, so memory is bounded by one shard
+    plus one row group, whatever the part's number of flows.
+    """
+
+    def __init__(self, out_dir: Path, T: int, shard_flows: int):
+        import pyarrow.parquet as pq  # noqa: F401 (fail early)
+
+        self.dir = Path(out_dir)
+        (self.dir / "packets").mkdir(parents=True, exist_ok=True)
+        self.T, self.shard_flows = T, shard_flows
+        self.shards: list[dict] = []
+        self.n = 0
+        self.labels: dict[str, int] = {}
+        self._writers: dict[str, object] = {}
+        self._rows: dict[str, list[pd.DataFrame]] = {"flows": [], "flow_features": []}
+        self._held_rows = 0
+        self._buf: list[np.ndarray] = []
+        self._lens: list[np.ndarray] = []
+        self._held = 0
+        self._capture = None
+
+    def add(self, frame: pd.DataFrame, features: pd.DataFrame, channels: np.ndarray, lengths: np.ndarray,
+            capture: int) -> None:
+        if capture != self._capture:
+            self._emit_all()
+            self._capture = capture
+        n = len(frame)
+        if n == 0:
+            return
+        for lab, c in frame["label"].value_counts().items():
+            self.labels[str(lab)] = self.labels.get(str(lab), 0) + int(c)
+        self._rows["flows"].append(frame.reset_index(drop=True))
+        self._rows["flow_features"].append(features.reset_index(drop=True))
+        self._held_rows += n
+        if self._held_rows >= ROW_GROUP_FLOWS:
+            self._write_rows()
+        self._buf.append(np.asarray(channels, np.float32))
+        self._lens.append(np.asarray(lengths, np.int32))
+        self._held += n
+        self.n += n
+        while self._held >= self.shard_flows:
+            self._shard(self.shard_flows)
+
+    def _write_rows(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        for key, blocks in self._rows.items():
+            if not blocks:
+                continue
+            table = pa.Table.from_pandas(pd.concat(blocks, ignore_index=True), preserve_index=False)
+            table = table.replace_schema_metadata(None)
+            if key not in self._writers:
+                self._writers[key] = pq.ParquetWriter(self.dir / f"{key}.parquet", table.schema)
+            self._writers[key].write_table(table)
+        self._rows = {"flows": [], "flow_features": []}
+        self._held_rows = 0
+
+    def _shard(self, n: int) -> None:
+        """The first n buffered flows as the next shard, written piece by piece (no concatenated copy)."""
+        k = len(self.shards)
+        name, lname = f"shard_{k:04d}.npy", f"shard_{k:04d}.len.npy"
+        self._buf = _write_npy_head(self.dir / "packets" / name, self._buf, n)
+        self._lens = _write_npy_head(self.dir / "packets" / lname, self._lens, n)
+        self._held -= n
+        self.shards.append({"file": name, "lengths_file": lname, "n_flows": int(n)})
+
+    def _emit_all(self) -> None:
+        while self._held:
+            self._shard(min(self._held, self.shard_flows))
+        self._buf, self._lens = [], []
+
+    def close(self) -> None:
+        self._emit_all()
+        self._write_rows()
+        for w in self._writers.values():
+            w.close()
+
+
+def _write_npy_head(path: Path, pieces: list[np.ndarray], n: int) -> list[np.ndarray]:
+    """Write the first n rows of the concatenation of ``pieces`` as one .npy file (the same bytes as
+    ``np.save(np.concatenate(pieces)[:n])``) without building the concatenation; returns the rest."""
+    shape = (n,) + pieces[0].shape[1:]
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(
+            fh, {"descr": np.lib.format.dtype_to_descr(pieces[0].dtype), "fortran_order": False, "shape": shape})
+        left = n
+        while left:
+            p = pieces[0]
+            take = min(left, len(p))
+            fh.write(np.ascontiguousarray(p[:take]).tobytes())
+            left -= take
+            if take == len(p):
+                pieces = pieces[1:]
+            else:
+                pieces = [p[take:]] + pieces[1:]
+    return pieces
+
+
+def extract_part(name: str, ds_cfg: dict, extract_cfg: dict, part: ExtractPart | dict,
+                 out_dir: str | Path) -> dict:
+    """Extract one part of dataset ``name`` into ``out_dir`` (parquet parts, shards, ``part.json``)."""
+    part = ExtractPart.from_dict(part) if isinstance(part, dict) else part
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    driver = get_driver(ds_cfg.get("driver", name))
+    t0 = time.time()
+    if driver.kind == "flow_table":
+        report = _flow_table_part(name, ds_cfg, extract_cfg, part, out_dir, driver)
+    else:
+        report = _captures_part(name, ds_cfg, extract_cfg, part, out_dir, driver)
+    report["part"] = part.as_dict()
+    report["seconds"] = round(time.time() - t0, 3)
+    (out_dir / PART_REPORT).write_text(json.dumps(report, indent=1, default=str))  # last: the part is done
+    return report
+
+
+def _per_file_table(name: str, ds_cfg: dict, driver: Driver, captures) -> dict[str, str]:
+    mapping = ds_cfg.get("labels")
+    if not isinstance(mapping, dict):
+        raise ExtractError(f"dataset {name}: driver {driver.name} needs labels as a mapping capture file -> label")
+    table = {}
+    for pattern, lab in mapping.items():
+        for p in _expand([pattern]):
+            table[str(p)] = str(lab)
+    missing = [str(c) for c in captures if str(c) not in table]
+    if missing:
+        raise ExtractError(f"dataset {name}: captures without a label in datasets.{name}.labels: {sorted(missing)}")
+    return {k: (BENIGN if v in driver.benign_labels else v) for k, v in table.items()}
+
+
+def _slices(chunks, n: int | None = None):
+    """Chunks of at most ``n`` flows (the flush at the end of a capture may hand over every live flow at
+    once): the frame and feature temporaries stay the size of a row group, whatever the flood."""
+    n = n or ROW_GROUP_FLOWS
+    for c in chunks:
+        if len(c) <= n:
+            yield c
+            continue
+        for lo in range(0, len(c), n):
+            yield FlowChunk(c.keys[lo:lo + n], c.state[lo:lo + n], c.channels[lo:lo + n])
+
+
+def _captures_part(name, ds_cfg, extract_cfg, part: ExtractPart, out_dir: Path, driver: Driver) -> dict:
     from tqdm import tqdm
 
     cfg = FlowConfig.from_extract_config(extract_cfg)
     shard_flows = int(extract_cfg.get("shard_flows", 200000))
-    captures = capture_files(ds_cfg)
-    if not captures:
-        raise ExtractError(f"dataset {name}: no captures configured (datasets.{name}.captures)")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / "packets" / "_tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    captures = [Path(c) for c in part.captures]
+    per_file = driver.kind == "per_file" or isinstance(ds_cfg.get("labels"), dict)
+    file_labels = _per_file_table(name, ds_cfg, driver, captures) if per_file else None
+    writer = _PartWriter(out_dir, cfg.T, shard_flows)
+    tmp = out_dir / "_tmp"
+    tmp.mkdir()
     frames, tmp_shards, failed, per_capture = [], [], [], []
     totals = {"packets": 0, "records": 0, "non_ip": 0, "truncated": 0, "malformed": 0,
               "skipped_nonfirst_fragments": 0}
     skipped_by_reason: dict[str, int] = {}
     total_bytes = sum(p.stat().st_size for p in captures if p.exists())
-    with tqdm(total=total_bytes, unit="B", unit_scale=True, desc=f"extract {name}", mininterval=5,
+    with tqdm(total=total_bytes, unit="B", unit_scale=True, desc=f"extract {name} {part.name}", mininterval=5,
               disable=None) as bar:
         for ci, path in enumerate(captures):
             info: dict = {}
             n_cap = 0
             error = None
             try:
-                for chunk in meter_capture(path, cfg, extract_cfg, info, bar):
-                    # statistics now, channels spilled to disk: only the flows table stays in memory
-                    f = tmp / f"tmp_{len(tmp_shards):06d}.npy"
-                    np.save(f, chunk.channels)
-                    np.save(f.with_suffix(".feat.npy"), features_from_state(chunk.state).to_numpy(np.float64))
-                    tmp_shards.append((f, len(chunk), ci))
+                for chunk in _slices(meter_capture(path, cfg, extract_cfg, info, bar)):
                     fr = chunk.frame()
                     fr["source_file"] = str(path)
-                    frames.append(fr)
+                    feats = features_from_state(chunk.state)
+                    if per_file:  # label known now: stream the chunk out
+                        fr["label"] = file_labels[str(path)]
+                        _finish_labels(fr, driver)
+                        writer.add(fr.drop(columns=["end_reason"]), feats, chunk.channels,
+                                   fr["n_packets"].to_numpy().astype(np.int32), ci)
+                    else:  # the join needs every flow of the part: spill channels and features
+                        f = tmp / f"tmp_{len(tmp_shards):06d}.npy"
+                        np.save(f, chunk.channels)
+                        np.save(f.with_suffix(".feat.npy"), feats.to_numpy(np.float64))
+                        tmp_shards.append((f, len(chunk), ci))
+                        frames.append(fr)
                     n_cap += len(chunk)
             except CaptureError as exc:
                 error = str(exc)
@@ -135,91 +399,43 @@ def _extract_captures(name, ds_cfg, extract_cfg, out_dir: Path, driver: Driver) 
                                 "max_alive_flows": ms.max_alive_flows if ms else 0})
             log.info("%s: %d packets -> %d flows%s", path, ms.packets if ms else 0, n_cap,
                      f" (FAILED: {error})" if error else "")
-    if len(failed) == len(captures):
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ExtractError(f"dataset {name}: every capture failed: " + "; ".join(f"{f['file']}: {f['error']}"
-                                                                              for f in failed))
-    if skipped_by_reason:
-        log.warning("dataset %s: skipped records by reason: %s", name, skipped_by_reason)
-    if totals["skipped_nonfirst_fragments"]:
-        log.warning("dataset %s: %d non-first IP fragments of TCP/UDP/SCTP skipped (no ports)", name,
-                    totals["skipped_nonfirst_fragments"])
-    if not frames:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ExtractError(f"dataset {name}: the captures hold no IP flow at all ({totals})")
-    flows = pd.concat(frames, ignore_index=True)
-    label_report = _label(name, ds_cfg, extract_cfg, driver, flows)
-    keep = flows["label"].to_numpy() != DROPPED
-    n_dropped = int((~keep).sum())
-    if n_dropped:
-        log.info("dataset %s: %d flows dropped (they match label rows the driver drops)", name, n_dropped)
-    n_packets = flows["n_packets"].to_numpy()
-    flows = flows[keep].drop(columns=["end_reason"]).reset_index(drop=True) if n_dropped else \
-        flows.drop(columns=["end_reason"])
-    flows.insert(0, "flow_id", np.arange(len(flows), dtype=np.int64))
-    _check_benign(name, flows)
-    writer = StoreWriter(out_dir, cfg.T)
-    _assemble_shards(writer, tmp_shards, keep, n_packets, shard_flows)
-    writer.finish_parts(flows, _feature_parts(tmp_shards, keep), has_packets=True)
+    n_dropped = 0
+    if per_file:
+        per = dict(writer.labels)
+        for k, v in sorted(per.items()):
+            log.info("dataset %s %s: label %s: %d flows (per-file labels)", name, part.name, k, v)
+        label_report = {"label_mode": "per_file", "matched_per_label": per, "unmatched_flows": 0,
+                        "unmatched_rows": 0}
+    elif frames:
+        flows = pd.concat(frames, ignore_index=True)
+        label_report = _label_csv(name, part, ds_cfg, extract_cfg, driver, flows, out_dir)
+        keep = flows["label"].to_numpy() != DROPPED
+        n_dropped = int((~keep).sum())
+        if n_dropped:
+            log.info("dataset %s %s: %d flows dropped (they match label rows the driver drops)", name, part.name,
+                     n_dropped)
+        flows = flows.drop(columns=["end_reason"])
+        offset = 0
+        for f, n, ci in tmp_shards:
+            k = keep[offset:offset + n]
+            ff = f.with_suffix(".feat.npy")
+            if k.any():
+                block = flows.iloc[offset:offset + n][k]
+                writer.add(block, pd.DataFrame(np.load(ff)[k], columns=list(FEATURE_NAMES)), np.load(f)[k],
+                           block["n_packets"].to_numpy().astype(np.int32), ci)
+            f.unlink()
+            ff.unlink()
+            offset += n
+        del flows
+    else:
+        label_report = {"label_mode": "csv_join", "matched_per_label": {}, "unmatched_flows": 0,
+                        "label_files": {}, "label_rows": 0, "unmatched_rows": None}
+    writer.close()
     shutil.rmtree(tmp, ignore_errors=True)
-    report = {
-        "dataset": name, "driver": driver.name, "captures": len(captures), "failed_captures": failed,
-        **totals, "skipped_by_reason": skipped_by_reason,
-        "flows": int(len(flows)), "dropped_flows": n_dropped, **label_report,
-        "flow_config": cfg.__dict__, "per_capture": per_capture,
-    }
-    log.info("dataset %s: %d flows written to %s", name, len(flows), out_dir)
-    return report
-
-
-def _feature_parts(pieces, keep: np.ndarray):
-    """The spilled per-chunk feature blocks, rows not kept left out, in flow order."""
-    offset = 0
-    for f, n, _ in pieces:
-        ff = f.with_suffix(".feat.npy")
-        block = np.load(ff)[keep[offset:offset + n]]
-        ff.unlink()
-        offset += n
-        yield pd.DataFrame(block, columns=list(FEATURE_NAMES))
-
-
-def _assemble_shards(writer: StoreWriter, pieces, keep: np.ndarray, n_packets: np.ndarray, shard_flows: int) -> None:
-    """Temporary per-chunk channel files -> store shards of at most shard_flows flows, never spanning
-    two captures; flows not kept are left out. Holds at most one shard in memory."""
-    buf, lens, held, offset, current = [], [], 0, 0, None
-
-    def emit():
-        nonlocal buf, lens, held
-        if held:
-            x, n = np.concatenate(buf), np.concatenate(lens)
-            for lo in range(0, len(x), shard_flows):
-                writer.add_shard(x[lo:lo + shard_flows], n[lo:lo + shard_flows])
-        buf, lens, held = [], [], 0
-
-    for f, n, capture in pieces:
-        if capture != current:
-            emit()
-            current = capture
-        k = keep[offset:offset + n]
-        if k.any():
-            buf.append(np.load(f)[k])
-            lens.append(n_packets[offset:offset + n][k].astype(np.int32))
-            held += int(k.sum())
-        f.unlink()
-        offset += n
-        while held >= shard_flows:
-            x, ln = np.concatenate(buf), np.concatenate(lens)
-            writer.add_shard(x[:shard_flows], ln[:shard_flows])
-            buf, lens, held = [x[shard_flows:]], [ln[shard_flows:]], len(x) - shard_flows
-    emit()
-
-
-def _check_benign(name: str, flows: pd.DataFrame) -> None:
-    if not (flows["label"] == BENIGN).any():
-        counts = flows["label"].value_counts().to_dict()
-        raise ExtractError(f"dataset {name}: no benign flow after labelling (labels: {counts}); the models "
-                           "are trained on benign traffic only: check the label files, the benign "
-                           "aliases of the driver and time_offset_s")
+    return {"dataset": name, "driver": driver.name, "has_packets": True, "captures": len(captures),
+            "failed_captures": failed, **totals, "skipped_by_reason": skipped_by_reason, "flows": writer.n,
+            "dropped_flows": n_dropped, "labels": writer.labels, **label_report, "flow_config": cfg.__dict__,
+            "per_capture": per_capture, "shards": writer.shards}
 
 
 def _finish_labels(flows: pd.DataFrame, driver: Driver) -> None:
@@ -231,28 +447,10 @@ def _finish_labels(flows: pd.DataFrame, driver: Driver) -> None:
     flows["is_attack"] = ~labels.isin([BENIGN, UNMATCHED, DROPPED])
 
 
-def _label(name, ds_cfg, extract_cfg, driver: Driver, flows: pd.DataFrame) -> dict:
-    if driver.kind == "per_file" or isinstance(ds_cfg.get("labels"), dict):
-        mapping = ds_cfg.get("labels")
-        if not isinstance(mapping, dict):
-            raise ExtractError(f"dataset {name}: driver {driver.name} needs labels as a mapping capture file -> label")
-        table = {}
-        for pattern, lab in mapping.items():
-            for p in _expand([pattern]):
-                table[str(p)] = str(lab)
-        labs = flows["source_file"].map(table)
-        missing = sorted(set(flows.loc[labs.isna(), "source_file"]))
-        if missing:
-            raise ExtractError(f"dataset {name}: captures without a label in datasets.{name}.labels: {missing}")
-        labs = labs.where(~labs.isin(driver.benign_labels), BENIGN)
-        flows["label"] = labs.to_numpy()
-        _finish_labels(flows, driver)
-        per = flows["label"].value_counts().to_dict()
-        for k, v in sorted(per.items()):
-            log.info("dataset %s: label %s: %d flows (per-file labels)", name, k, v)
-        return {"label_mode": "per_file", "matched_per_label": {str(k): int(v) for k, v in per.items()},
-                "unmatched_flows": 0, "unmatched_rows": 0}
-    files = label_files(ds_cfg)
+def _label_csv(name, part: ExtractPart, ds_cfg, extract_cfg, driver: Driver, flows: pd.DataFrame, out_dir: Path) -> dict:
+    """Join the part's flows with its day's label CSVs; the rows used go to ``label_rows_used/`` so the
+    gather can count the dataset's unmatched rows exactly when parts share a CSV."""
+    files = [Path(f) for f in part.labels]
     if not files:
         raise ExtractError(f"dataset {name}: no label files configured (datasets.{name}.labels)")
     rows, read_stats = [], {}
@@ -260,23 +458,178 @@ def _label(name, ds_cfg, extract_cfg, driver: Driver, flows: pd.DataFrame) -> di
         r, st = read_label_csv(f, driver)
         rows.append(r)
         read_stats[str(f)] = st.__dict__
+    sizes = [len(r) for r in rows]
     rows = pd.concat(rows, ignore_index=True)
     res = join_labels(flows, rows, driver, float(extract_cfg.get("label_tolerance_s", 2.0)),
                       ds_cfg.get("time_offset_s", extract_cfg.get("time_offset_s", "auto")),
                       seed=int(extract_cfg.get("seed", 0)), source=f"dataset {name}")
     flows["label"] = res.label
     _finish_labels(flows, driver)
+    used_dir = out_dir / "label_rows_used"
+    used_dir.mkdir()
+    used_files = {}
+    for i, (f, lo) in enumerate(zip(files, np.cumsum([0] + sizes[:-1]))):
+        np.save(used_dir / f"{i:04d}.npy", np.packbits(res.used[lo:lo + sizes[i]]))
+        used_files[str(f)] = {"file": f"{i:04d}.npy", "rows": sizes[i]}
     return {"label_mode": "csv_join", "time_offset_s": res.offset_s, "offset_measurement": res.measured,
             "matched_per_label": res.matched_per_label, "unmatched_flows": res.unmatched_flows,
-            "label_rows": res.rows, "unmatched_rows": res.unmatched_rows, "label_files": read_stats}
+            "label_rows": res.rows, "unmatched_rows": res.unmatched_rows, "label_files": read_stats,
+            "label_rows_used": used_files}
+
+
+# ------------------------------------------------------------------------------------- gather
+
+
+def _check_benign(name: str, counts: dict) -> None:
+    if not counts.get(BENIGN):
+        raise ExtractError(f"dataset {name}: no benign flow after labelling (labels: {counts}); the models "
+                           "are trained on benign traffic only: check the label files, the benign "
+                           "aliases of the driver and time_offset_s")
+
+
+def _sum_into(acc: dict, d: dict) -> None:
+    for k, v in d.items():
+        acc[str(k)] = acc.get(str(k), 0) + int(v)
+
+
+def _concat_parquet(parts: list[Path], out: Path, n_expected: int) -> None:
+    """The parts' tables one after the other, a flow_id = arange(N) column first, batch by batch."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer, written = None, 0
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        for p in parts:
+            if not p.exists():
+                continue
+            f = pq.ParquetFile(p)
+            for batch in f.iter_batches(batch_size=ROW_GROUP_FLOWS):
+                table = pa.Table.from_batches([batch]).replace_schema_metadata(None)
+                table = table.add_column(0, "flow_id", pa.array(np.arange(written, written + len(table),
+                                                                          dtype=np.int64)))
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+                written += len(table)
+    finally:
+        if writer is not None:
+            writer.close()
+    if written != n_expected:
+        raise ExtractError(f"{out}: the parts hold {written} rows, their reports {n_expected}")
+    tmp.replace(out)
+
+
+def gather_store(name: str, ds_cfg: dict, extract_cfg: dict, part_dirs, out_dir: str | Path,
+                 started: float | None = None) -> dict:
+    """Concatenate the extracted parts (in plan order) into the dataset's store; returns (and writes) the report."""
+    t0 = time.time() if started is None else started
+    out_dir = Path(out_dir)
+    part_dirs = [Path(d) for d in part_dirs]
+    reports = []
+    for d in part_dirs:
+        f = d / PART_REPORT
+        if not f.exists():
+            raise ExtractError(f"{d}: not an extracted part (no {PART_REPORT}); run rule extract_part for it")
+        reports.append(json.loads(f.read_text()))
+    if not reports:
+        raise ExtractError(f"dataset {name}: no parts to gather")
+    driver = get_driver(ds_cfg.get("driver", name))
+    n = sum(int(r["flows"]) for r in reports)
+    labels: dict[str, int] = {}
+    for r in reports:
+        _sum_into(labels, r["labels"])
+    if reports[0].get("has_packets", True):
+        report = _gather_capture_reports(name, driver, reports, part_dirs)
+    else:
+        report = {k: v for k, v in reports[0].items() if k not in ("labels", "part", "seconds")}
+    _check_benign(name, labels)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    T = int(reports[0].get("flow_config", {}).get("T", extract_cfg.get("T", 16)))
+    writer = StoreWriter(out_dir, T)
+    _concat_parquet([d / "flow_features.parquet" for d in part_dirs], out_dir / "flow_features.parquet", n)
+    _concat_parquet([d / "flows.parquet" for d in part_dirs], out_dir / "flows.parquet", n)
+    has_packets = bool(reports[0].get("has_packets", True))
+    if has_packets:
+        for d, r in zip(part_dirs, reports):
+            for s in r["shards"]:
+                writer.link_shard(d / "packets" / s["file"], d / "packets" / s["lengths_file"], int(s["n_flows"]))
+    writer.write_manifest(n, has_packets)
+    report["seconds"] = round(time.time() - t0, 3)
+    (out_dir / REPORT).write_text(json.dumps(report, indent=1, default=str))
+    log.info("dataset %s: %d flows from %d parts written to %s", name, n, len(reports), out_dir)
+    return report
+
+
+def _gather_capture_reports(name: str, driver: Driver, reports: list[dict], part_dirs: list[Path]) -> dict:
+    n_captures = sum(int(r["captures"]) for r in reports)
+    failed = [f for r in reports for f in r["failed_captures"]]
+    if len(failed) == n_captures:
+        raise ExtractError(f"dataset {name}: every capture failed: " + "; ".join(f"{f['file']}: {f['error']}"
+                                                                              for f in failed))
+    totals = {k: sum(int(r[k]) for r in reports) for k in
+              ("packets", "records", "non_ip", "truncated", "malformed", "skipped_nonfirst_fragments")}
+    skipped: dict[str, int] = {}
+    for r in reports:
+        _sum_into(skipped, r["skipped_by_reason"])
+    if skipped:
+        log.warning("dataset %s: skipped records by reason: %s", name, skipped)
+    if totals["skipped_nonfirst_fragments"]:
+        log.warning("dataset %s: %d non-first IP fragments of TCP/UDP/SCTP skipped (no ports)", name,
+                    totals["skipped_nonfirst_fragments"])
+    n = sum(int(r["flows"]) for r in reports)
+    dropped = sum(int(r["dropped_flows"]) for r in reports)
+    if n + dropped == 0:
+        raise ExtractError(f"dataset {name}: the captures hold no IP flow at all ({totals})")
+    matched: dict[str, int] = {}
+    for r in reports:
+        _sum_into(matched, r["matched_per_label"])
+    report = {"dataset": name, "driver": driver.name, "captures": n_captures, "failed_captures": failed, **totals,
+              "skipped_by_reason": skipped, "flows": n, "dropped_flows": dropped,
+              "label_mode": reports[0]["label_mode"], "matched_per_label": matched,
+              "unmatched_flows": sum(int(r["unmatched_flows"]) for r in reports), "unmatched_rows": 0}
+    if reports[0]["label_mode"] == "csv_join":
+        report.update(_gather_csv_labels(reports, part_dirs))
+    report["flow_config"] = reports[0]["flow_config"]
+    report["per_capture"] = [c for r in reports for c in r["per_capture"]]
+    report["parts"] = [{**r["part"], "flows": r["flows"], "seconds": r.get("seconds")} for r in reports]
+    return report
+
+
+def _gather_csv_labels(reports: list[dict], part_dirs: list[Path]) -> dict:
+    """Offsets, label-file stats and unmatched CSV rows over parts; a row is unmatched when no part's
+    flows matched it (the parts that read one CSV OR their used-row masks)."""
+    with_rows = [(r, d) for r, d in zip(reports, part_dirs) if r.get("label_rows_used")]
+    offsets = {r["part"]["name"]: r.get("time_offset_s") for r, _ in with_rows}
+    measured = {r["part"]["name"]: r.get("offset_measurement") for r, _ in with_rows}
+    single = len(set(map(str, offsets.values()))) == 1
+    if with_rows and not single:
+        log.warning("the parts measured different clock offsets: %s", offsets)
+    files: dict[str, dict] = {}
+    used: dict[str, np.ndarray] = {}
+    for r, d in with_rows:
+        files.update(r["label_files"])
+        for f, info in r["label_rows_used"].items():
+            mask = np.unpackbits(np.load(d / "label_rows_used" / info["file"]), count=int(info["rows"])).astype(bool)
+            used[f] = mask if f not in used else used[f] | mask
+    rows = sum(len(m) for m in used.values())
+    unmatched_rows = int(sum((~m).sum() for m in used.values()))
+    if with_rows:
+        log.info("%d of %d CSV rows matched no flow", unmatched_rows, rows)
+    return {"time_offset_s": next(iter(offsets.values())) if single else offsets,
+            "offset_measurement": next(iter(measured.values())) if single else measured,
+            "label_rows": rows, "unmatched_rows": unmatched_rows, "label_files": files}
 
 
 # ------------------------------------------------------------------------------------- flow table
 
 
-def build_flow_table_store(name, ds_cfg, extract_cfg, out_dir: Path, driver: Driver) -> dict:
-    """A store from CIC-format flow CSVs alone: flows + flow_features (the CSV's own features), no packets."""
-    files = label_files(ds_cfg)
+def _flow_table_part(name, ds_cfg, extract_cfg, part: ExtractPart, out_dir: Path, driver: Driver) -> dict:
+    """A part from CIC-format flow CSVs alone: flows + flow_features (the CSV's own features), no packets."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = [Path(f) for f in part.labels]
     if not files:
         raise ExtractError(f"dataset {name}: no flow-table CSVs configured (datasets.{name}.labels)")
     flows_parts, feat_parts, per_file = [], [], {}
@@ -319,18 +672,17 @@ def build_flow_table_store(name, ds_cfg, extract_cfg, out_dir: Path, driver: Dri
     feats = feats[[c for c in FEATURE_NAMES if c in feats.columns]]
     flows["label"] = np.where(flows["label"].isin(driver.benign_labels), BENIGN, flows["label"])
     _finish_labels(flows, driver)
-    flows.insert(0, "flow_id", np.arange(len(flows)))
-    _check_benign(name, flows)
-    writer = StoreWriter(out_dir, int(extract_cfg.get("T", 16)))
-    writer.finish(flows, feats, has_packets=False)
-    per = flows["label"].value_counts().to_dict()
+    for table, fname in ((flows, "flows.parquet"), (feats, "flow_features.parquet")):
+        pq.write_table(pa.Table.from_pandas(table, preserve_index=False).replace_schema_metadata(None),
+                       out_dir / fname)
+    per = {str(k): int(v) for k, v in flows["label"].value_counts().items()}
     for k, v in sorted(per.items()):
         log.info("dataset %s: label %s: %d flows (flow table)", name, k, v)
     return {"dataset": name, "driver": driver.name, "label_mode": "flow_table", "has_packets": False,
-            "flows": int(len(flows)), "packets": 0, "matched_per_label": {str(k): int(v) for k, v in per.items()},
+            "flows": int(len(flows)), "packets": 0, "matched_per_label": per, "labels": per,
             "unmatched_flows": 0, "missing_features": missing, "label_files": per_file,
             "dropped_flows": int(sum(v["dropped_nan_inf_features"] + v["dropped_by_label"] for v in per_file.values()))}
 
 
-__all__ = ["extract_dataset", "build_flow_table_store", "capture_files", "label_files", "ExtractError",
-           "LabelError"]
+__all__ = ["extract_dataset", "extract_part", "gather_store", "plan_parts", "ExtractPart", "capture_files",
+           "label_files", "ExtractError", "LabelError"]

@@ -229,6 +229,7 @@ class JoinResult:
     unmatched_flows: int
     unmatched_rows: int
     rows: int
+    used: np.ndarray | None = None   # per CSV row: did some flow match it
 
 
 def join_labels(flows: pd.DataFrame, rows: pd.DataFrame, driver: Driver, tolerance_s: float,
@@ -265,7 +266,8 @@ def join_labels(flows: pd.DataFrame, rows: pd.DataFrame, driver: Driver, toleran
     per_label = pd.Series(label).value_counts().to_dict()
     res = JoinResult(label=label, offset_s=offset, measured=measured,
                      matched_per_label={str(k): int(v) for k, v in per_label.items() if k != UNMATCHED},
-                     unmatched_flows=int((~hit).sum()), unmatched_rows=int((~used).sum()), rows=len(rows))
+                     unmatched_flows=int((~hit).sum()), unmatched_rows=int((~used).sum()), rows=len(rows),
+                     used=used)
     for k, v in sorted(res.matched_per_label.items()):
         log.info("%s: label %s: %d flows", source, k, v)
     log.info("%s: %d of %d flows matched a CSV row (offset %g s, tolerance %g s); %d flows UNMATCHED; "

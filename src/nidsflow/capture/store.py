@@ -91,6 +91,21 @@ class Store:
             self._features = df.set_index("flow_id")
         return self._features
 
+    def read_flows(self, columns=None, rows=None) -> pd.DataFrame:
+        """Chosen columns (None: all) of the chosen flows (flow_ids, None: all) of flows.parquet, reading
+        only those columns and the row groups that hold the rows; index = flow_id of each row."""
+        return read_rows(self.root / "flows.parquet", columns, rows)
+
+    def read_features(self, columns=None, rows=None) -> pd.DataFrame:
+        """Like :meth:`read_flows` for flow_features.parquet (index = flow_id, the column itself left out)."""
+        return read_rows(self.root / "flow_features.parquet", columns, rows)
+
+    @property
+    def n_flows(self) -> int:
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(self.root / "flows.parquet").metadata.num_rows)
+
     @property
     def has_packets(self) -> bool:
         return bool(self.shards)
@@ -145,6 +160,36 @@ class StoreWriter:
         self.shards.append(Shard(name, f"shard_{k:04d}.len.npy", self.n_flows, len(channels)))
         self.n_flows += len(channels)
 
+    def link_shard(self, channels_file: str | Path, lengths_file: str | Path, n_flows: int) -> None:
+        """Add an already written shard (a part's) as the next one: hard-linked when the file system
+        allows it (no copy, no memory), else copied in blocks."""
+        import os
+        import shutil
+
+        k = len(self.shards)
+        name, lname = f"shard_{k:04d}.npy", f"shard_{k:04d}.len.npy"
+        for src, dst in ((channels_file, name), (lengths_file, lname)):
+            dst = self.root / "packets" / dst
+            if dst.exists():
+                dst.unlink()
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copyfile(src, dst)
+        x = np.load(self.root / "packets" / name, mmap_mode="r")
+        if x.shape != (n_flows, self.T, len(CHANNELS)):
+            raise StoreError(f"{channels_file}: shard of shape {x.shape}, expected ({n_flows}, {self.T}, {len(CHANNELS)})")
+        self.shards.append(Shard(name, lname, self.n_flows, int(n_flows)))
+        self.n_flows += int(n_flows)
+
+    def write_manifest(self, n: int, has_packets: bool = True) -> None:
+        """The manifest, written last (a store without one is not taken as done)."""
+        if has_packets and self.n_flows != n:
+            raise StoreError(f"packet shards hold {self.n_flows} flows but the flows table has {n}")
+        manifest = {"T": self.T, "channels": list(CHANNELS), "n_flows": n,
+                    "shards": [s.__dict__ for s in self.shards] if has_packets else []}
+        (self.root / "packets" / MANIFEST).write_text(json.dumps(manifest, indent=1))
+
     def finish(self, flows: pd.DataFrame, flow_features: pd.DataFrame, has_packets: bool = True) -> None:
         """Write flows/flow_features (row-aligned) and the manifest last, so a partial store is never taken as done."""
         self.finish_parts(flows, [flow_features], has_packets)
@@ -180,9 +225,53 @@ class StoreWriter:
         if written != n:
             raise StoreError(f"flow_features has {written} rows, flows {n}")
         flows.to_parquet(self.root / "flows.parquet", index=False)
-        manifest = {"T": self.T, "channels": list(CHANNELS), "n_flows": n,
-                    "shards": [s.__dict__ for s in self.shards] if has_packets else []}
-        (self.root / "packets" / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        self.write_manifest(n, has_packets)
+
+
+def read_rows(path: str | Path, columns=None, rows=None) -> pd.DataFrame:
+    """Column- and row-pruned read of a store table (rows = flow_ids = row positions, any order, may repeat).
+
+    Only the requested columns are decoded, and only the row groups holding a requested row are read,
+    so a loader of 10 000 flows out of 50 M reads a few row groups, not the table. The result is in the
+    order of ``rows`` and indexed by flow_id.
+    """
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"{path}: missing; run the extract rule first")
+    f = pq.ParquetFile(path)
+    names = f.schema_arrow.names
+    cols = [c for c in names if c != "flow_id"] if columns is None else list(columns)
+    unknown = [c for c in cols if c not in names]
+    if unknown:
+        raise StoreError(f"{path}: no column(s) {unknown}; it has {names}")
+    cols = [c for c in cols if c != "flow_id"]
+    n = f.metadata.num_rows
+    if rows is None:
+        df = f.read(columns=cols).to_pandas()
+        df.index = pd.RangeIndex(n, name="flow_id")
+        return df
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    if len(rows) and (rows.min() < 0 or rows.max() >= n):
+        raise StoreError(f"{path}: flow_id out of range [0, {n}) in the rows asked for")
+    sizes = [f.metadata.row_group(i).num_rows for i in range(f.metadata.num_row_groups)]
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    groups = np.unique(np.searchsorted(starts, rows, side="right") - 1) if len(rows) else np.zeros(0, np.int64)
+    import pyarrow as pa
+
+    if len(groups):
+        table = f.read_row_groups([int(g) for g in groups], columns=cols)
+    else:
+        table = pa.table({c: pa.array([], type=f.schema_arrow.field(c).type) for c in cols})
+    # position of each wanted row inside the concatenation of the groups read
+    local_start = np.full(len(starts), -1, np.int64)
+    local_start[groups] = np.concatenate([[0], np.cumsum([sizes[g] for g in groups])[:-1]]).astype(np.int64) \
+        if len(groups) else np.zeros(0, np.int64)
+    g_of = np.searchsorted(starts, rows, side="right") - 1
+    df = table.take(pa.array(local_start[g_of] + rows - starts[g_of])).to_pandas()
+    df.index = pd.Index(rows, name="flow_id")
+    return df
 
 
 def open_store(root: str | Path) -> Store:
