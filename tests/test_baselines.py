@@ -110,8 +110,8 @@ def test_flow_preprocessing_handles_heavy_tails_inf_and_constants():
     X[4, 2] = np.nan
     pre = FlowPreprocessor(clip=20).fit(X, ("bytes", "const", "z"))
     Z = pre.transform(X)
-    assert Z.shape == (500, 2) and np.isfinite(Z).all()
-    assert pre.names_ == ("bytes", "z")
+    assert Z.shape == (500, 3) and np.isfinite(Z).all()
+    assert pre.names_ == ("bytes", "const", "z") and (Z[:, 1] == 0).all()  # constant on train: kept, scale 1
     assert np.abs(np.median(Z, axis=0)).max() < 0.05  # robust centring
     assert np.abs(Z).max() <= 20
 

@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.ensemble import IsolationForest
 from sklearn.svm import OneClassSVM
 
-from nidsflow.evaluate.baselines.common import Baseline, BaselineInput, FlowPreprocessor
+from nidsflow.evaluate.baselines.common import Baseline, BaselineInput, SignedLogRobustScaler
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class IsolationForestBaseline(Baseline):
 
     def _fit(self, train, val):
         p = self.params
-        self.pre = FlowPreprocessor(p.get("clip", 20.0)).fit(train.flow, train.feature_names)
+        self.pre = SignedLogRobustScaler(p.get("clip", 20.0)).fit(train.flow, train.feature_names)
         Xt, Xv = self.pre.transform(train.flow), self.pre.transform(val.flow)
         q = float(p.get("calibration_q", 0.05))
         best = None
@@ -73,7 +73,7 @@ class OCSVMBaseline(Baseline):
 
     def _fit(self, train, val):
         p = self.params
-        self.pre = FlowPreprocessor(p.get("clip", 20.0)).fit(train.flow, train.feature_names)
+        self.pre = SignedLogRobustScaler(p.get("clip", 20.0)).fit(train.flow, train.feature_names)
         Xt, Xv = self.pre.transform(train.flow), self.pre.transform(val.flow)
         max_train = int(p.get("max_train", 5000))
         if len(Xt) > max_train:

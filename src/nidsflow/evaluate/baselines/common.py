@@ -1,4 +1,4 @@
-"""What every baseline shares: the input views, preprocessing for heavy-tailed traffic statistics and
+"""What every baseline shares: the input views, preprocessing (flow statistics: ``nidsflow.scaling``) and
 the Baseline interface (torch helpers are in ``nn_utils``, so the classical baselines load without torch).
 
 A baseline sees benign train (to fit) and benign val (to choose hyper-parameters and stop early,
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from nidsflow.scaling import SignedLogRobustScaler, signed_log1p  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -92,48 +94,9 @@ class Baseline:
 
 # ---------------------------------------------------------------- preprocessing
 
-def signed_log1p(x: np.ndarray) -> np.ndarray:
-    """sign(x) log(1 + |x|): compresses the heavy tails of byte/packet counts, rates and durations."""
-    return np.sign(x) * np.log1p(np.abs(x))
-
-
-class FlowPreprocessor:
-    """Flow statistics -> signed log1p -> robust scaling (median / IQR of benign train) -> clip.
-
-    Non-finite values become the benign-train median of their column (counted in the log);
-    columns constant on benign train are dropped (they carry no information for a one-class model).
-    """
-
-    def __init__(self, clip: float = 20.0):
-        self.clip = float(clip)
-
-    def fit(self, X: np.ndarray, feature_names=()) -> "FlowPreprocessor":
-        X = signed_log1p(np.where(np.isfinite(X), X, np.nan).astype(np.float64))
-        n_bad = int(np.isnan(X).sum())
-        if n_bad:
-            log.info("flow preprocessing: %d non-finite values in benign train replaced by the column median", n_bad)
-        med = np.nanmedian(X, axis=0)
-        med = np.where(np.isfinite(med), med, 0.0)
-        Xf = np.where(np.isnan(X), med, X)
-        q1, q3 = np.percentile(Xf, [25, 75], axis=0)
-        scale = q3 - q1
-        std = Xf.std(axis=0)
-        scale = np.where(scale > 1e-9, scale, std)  # IQR 0 (mostly one value): fall back to the std
-        self.keep_ = scale > 1e-9
-        if (~self.keep_).any():
-            names = [feature_names[i] for i in np.nonzero(~self.keep_)[0]] if len(feature_names) else []
-            log.info("flow preprocessing: %d constant columns dropped %s", int((~self.keep_).sum()), names[:20])
-        if not self.keep_.any():
-            raise BaselineError("flow preprocessing: every flow feature is constant on benign train")
-        self.median_, self.scale_ = med, np.where(self.keep_, scale, 1.0)
-        self.names_ = tuple(np.asarray(feature_names)[self.keep_]) if len(feature_names) else ()
-        return self
-
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        X = signed_log1p(np.where(np.isfinite(X), X, np.nan).astype(np.float64))
-        X = np.where(np.isnan(X), self.median_, X)
-        Z = (X - self.median_) / self.scale_
-        return np.clip(Z[:, self.keep_], -self.clip, self.clip).astype(np.float32)
+#: The one flow-feature preprocessing (signed log1p -> median/IQR of benign train -> clip), shared by
+#: every flow-feature baseline; the old name is kept for code that imports it from here.
+FlowPreprocessor = SignedLogRobustScaler
 
 
 class PacketPreprocessor:

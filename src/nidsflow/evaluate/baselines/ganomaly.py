@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nidsflow.evaluate.baselines.common import Baseline, FlowPreprocessor
+from nidsflow.evaluate.baselines.common import Baseline, SignedLogRobustScaler
 from nidsflow.evaluate.baselines.nn_utils import batches, seed_torch
 
 
@@ -103,7 +103,7 @@ class GANomalyBaseline(Baseline):
         return net, best
 
     def _fit(self, train, val):
-        self.pre = FlowPreprocessor(self.params.get("clip", 20.0)).fit(train.flow, train.feature_names)
+        self.pre = SignedLogRobustScaler(self.params.get("clip", 20.0)).fit(train.flow, train.feature_names)
         Xt = torch.from_numpy(self.pre.transform(train.flow))
         Xv = torch.from_numpy(self.pre.transform(val.flow))
         best = None

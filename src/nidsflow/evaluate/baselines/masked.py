@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nidsflow.evaluate.baselines.common import Baseline, FlowPreprocessor, PacketPreprocessor
+from nidsflow.evaluate.baselines.common import Baseline, SignedLogRobustScaler, PacketPreprocessor
 from nidsflow.evaluate.baselines.nn_utils import seed_torch, train_early_stopping
 
 
@@ -131,7 +131,7 @@ class MMRBaseline(Baseline):
 
     def _fit(self, train, val):
         p = self.params
-        self.pre = FlowPreprocessor(p.get("clip", 20.0)).fit(train.flow, train.feature_names)
+        self.pre = SignedLogRobustScaler(p.get("clip", 20.0)).fit(train.flow, train.feature_names)
         Xt = torch.from_numpy(self.pre.transform(train.flow))
         Xv = torch.from_numpy(self.pre.transform(val.flow))
         d = Xt.shape[1]

@@ -30,7 +30,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.inspection import permutation_importance
 from torch import nn
 
-from nidsflow.evaluate.baselines.common import Baseline, BaselineError, FlowPreprocessor
+from nidsflow.evaluate.baselines.common import Baseline, BaselineError, SignedLogRobustScaler
 from nidsflow.evaluate.baselines.nn_utils import seed_torch, train_early_stopping
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class ShafirNFBaseline(Baseline):
 
     def _fit(self, train, val):
         p = self.params
-        self.pre = FlowPreprocessor(p.get("clip", 20.0)).fit(train.flow, train.feature_names)
+        self.pre = SignedLogRobustScaler(p.get("clip", 20.0)).fit(train.flow, train.feature_names)
         Xt, Xv = self.pre.transform(train.flow), self.pre.transform(val.flow)
         names = [str(n) for n in self.pre.names_] or [f"f{i}" for i in range(Xt.shape[1])]
         fixed = p.get("features")
