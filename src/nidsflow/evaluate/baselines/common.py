@@ -85,11 +85,40 @@ class Baseline:
         if what == "train" and len(x) < 10:
             raise BaselineError(f"{self.name}: needs at least 10 benign training flows, got {len(x)}")
 
+    def parameter_count(self) -> tuple[int | None, str]:
+        """(count, what is counted) of the fitted model; see :func:`parameter_record`. The default counts
+        every parameter of the torch modules the fitted baseline holds as attributes (``count_parameters``);
+        classical detectors override it with the values they store to score."""
+        modules = [v for v in vars(self).values() if callable(getattr(v, "named_parameters", None))]
+        if not modules:
+            return None, "n/a"
+        return count_parameters(*modules), "network parameters (every weight of the fitted networks)"
+
     def _fit(self, train: BaselineInput, val: BaselineInput) -> None:
         raise NotImplementedError
 
     def _score(self, x: BaselineInput) -> np.ndarray:
         raise NotImplementedError
+
+
+def count_parameters(*modules, trainable_only: bool = False) -> int:
+    """Number of scalar parameters of torch modules, each tensor counted once even when shared
+    (``trainable_only``: only those with requires_grad)."""
+    seen: dict[int, int] = {}
+    for m in modules:
+        for p in m.parameters():
+            if not trainable_only or p.requires_grad:
+                seen[id(p)] = int(p.numel())
+    return sum(seen.values())
+
+
+def parameter_record(model: Baseline) -> dict:
+    """What a run records of a fitted baseline's size (auroc.json; the within table's "params" column):
+    {"n_parameters": int or None, "parameter_count": what is counted}. Deep baselines: every weight of
+    their fitted networks (``Baseline.parameter_count``'s default); classical ones: the values they
+    store to score (their ``parameter_count``), e.g. support vectors x dims."""
+    n, what = model.parameter_count()
+    return {"n_parameters": None if n is None else int(n), "parameter_count": str(what)}
 
 
 # ---------------------------------------------------------------- preprocessing
