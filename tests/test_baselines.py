@@ -196,6 +196,10 @@ def test_shafir_ranking_falls_back_to_impurity_not_column_order():
     # a clear one (mean > 2 std) comes first; one within its noise (0.01 +- 0.02) counts as none
     perm, std = np.array([0.0, 0.0, 0.02, 0.0, 0.01]), np.array([0.0, 0.0, 0.001, 0.0, 0.02])
     assert importance_order(perm, std, mdi).tolist() == [2, 4, 1, 3, 0]
+    # a permutation importance of a few flipped pairs (both repeats alike, std 0) is noise, not clear;
+    # and impurity values equal up to float noise keep column order
+    assert importance_order(np.array([0, 0, 2e-6, 0, 0]), np.zeros(5), mdi).tolist() == [4, 1, 3, 0, 2]
+    assert importance_order(np.zeros(3), np.zeros(3), np.array([0.2, 0.2 + 1e-12, 0.1])).tolist() == [0, 1, 2]
     # on data: two independent noise columns first, then a structured (correlated) group, which ranks first
     rng = np.random.default_rng(0)
     z = rng.normal(size=(600, 1))

@@ -22,13 +22,20 @@ def test_signed_log1p_is_odd():
     np.testing.assert_allclose(signed_log1p(np.array([-np.e + 1, 0.0, np.e - 1])), [-1.0, 0.0, 1.0])
 
 
-def test_agrees_with_sklearn_robust_scaler_on_signed_log():
+def test_agrees_with_sklearn_robust_scaler_on_signed_log_where_the_iqr_is_positive():
     rng = np.random.default_rng(0)
     X = np.column_stack([rng.lognormal(8, 3, 400), -rng.lognormal(2, 1, 400), rng.integers(0, 3, 400),
-                         np.zeros(400)])
+                         np.zeros(400)])  # constant: scale 1, as sklearn
     ours = SignedLogRobustScaler(clip=1e9).fit(X[:300])
     ref = RobustScaler().fit(signed_log1p(X[:300]))
     np.testing.assert_allclose(ours.transform(X[300:]), ref.transform(signed_log1p(X[300:])), rtol=1e-5, atol=1e-5)
+
+
+def test_zero_iqr_column_is_scaled_by_its_std():
+    x = np.r_[np.zeros(90), np.expm1(np.full(10, 3.0))][:, None]  # mostly 0: IQR 0, s(x) std 0.9
+    sc = SignedLogRobustScaler().fit(x)
+    assert sc.scale_[0] == pytest.approx(0.9)
+    assert sc.transform(np.expm1(np.array([[3.0]])))[0, 0] == pytest.approx(3.0 / 0.9, rel=1e-6)
 
 
 def test_constant_column_is_kept_with_unit_scale_and_non_finite_become_the_median():

@@ -3,14 +3,16 @@ scaling fitted on benign train only, then clipping.
 
 For a column j with benign-train values y_j = s(x_j), where s(x) = sign(x) log(1 + |x|),
 
-    z_j = clip( (s(x_j) - med_j) / iqr_j , -c, c ),      iqr_j = Q3_j - Q1_j   (iqr_j := 1 when 0)
+    z_j = clip( (s(x_j) - med_j) / r_j , -c, c ),   r_j = Q3_j - Q1_j, else sd_j where that is 0, else 1 (sd_j <= 1e-9: constant)
 
 med, Q1 and Q3 are the benign-train median and quartiles of s(x_j) (linear interpolation, numpy's
-default, as sklearn's ``RobustScaler(quantile_range=(25, 75))``). A zero IQR (a column constant, or
-nearly so, on benign train) gets scale 1, again as sklearn does: one unit is then a factor e in
-the raw value, so a packet count or flag count that benign train never varies still shows the
-deviation of an attack flow instead of being dropped or blown up by a tiny std. Non-finite values
-(inf, NaN) become the column's benign-train median, and are counted in the log.
+default, as sklearn's ``RobustScaler(quantile_range=(25, 75))``). Where the IQR is 0 (a column that
+takes one value on more than half of benign train, e.g. a flag count that is mostly 0) the scale is
+its benign-train standard deviation sd_j, so its rare values are measured against its own spread;
+sklearn would use 1, which on this project's splits let such sparse columns dominate distances
+(kNN on cic17_flows seeds 42/43: 93.3/93.4 AUROC with 1, 95.9/96.5 with sd). A column constant on
+benign train keeps scale 1 and stays in: an attack's deviation from that constant is the signal.
+Non-finite values (inf, NaN) become the column's benign-train median, and are counted in the log.
 
 The output is float32: the last-ulp (float64) differences that CPUs' vectorised ``log1p`` can
 give (numpy dispatches it to different SIMD code per instruction set) vanish in the cast, so the
@@ -40,7 +42,7 @@ class SignedLogRobustScaler:
     """z = clip((s(x) - median) / IQR, -clip, clip) per column, fitted on benign train (module docstring).
 
     ``fit(X, feature_names)`` -> self; ``transform(X)`` -> float32 [n, F] (every column kept, in order).
-    Attributes after fit: ``median_``, ``scale_`` (IQR, 1 where the IQR is 0), ``names_``.
+    Attributes after fit: ``median_``, ``scale_`` (IQR; std where the IQR is 0; 1 if constant), ``names_``.
     """
 
     def __init__(self, clip: float = 20.0):
@@ -67,11 +69,12 @@ class SignedLogRobustScaler:
         med = np.where(np.isfinite(med), med, 0.0)  # an all-NaN column
         Y = np.where(np.isnan(Y), med, Y)
         q1, q3 = np.percentile(Y, [25, 75], axis=0)
-        iqr = q3 - q1
-        n_zero = int((iqr <= 0).sum())
+        iqr, sd = q3 - q1, Y.std(axis=0)
+        n_zero, n_const = int((iqr <= 0).sum()), int((sd <= 1e-9).sum())
         if n_zero:
-            log.info("flow scaling: %d of %d columns have zero IQR on benign train (scale 1)", n_zero, len(iqr))
-        self.median_, self.scale_ = med, np.where(iqr > 0, iqr, 1.0)
+            log.info("flow scaling: %d of %d columns have zero IQR on benign train (scaled by their std; %d constant, "
+                     "scale 1)", n_zero, len(iqr), n_const)
+        self.median_, self.scale_ = med, np.where(iqr > 0, iqr, np.where(sd > 1e-9, sd, 1.0))
         self.names_ = tuple(str(n) for n in feature_names)
         if self.names_ and len(self.names_) != Y.shape[1]:
             raise ScalingError(f"SignedLogRobustScaler.fit: {len(self.names_)} feature names for {Y.shape[1]} columns")

@@ -106,8 +106,9 @@ def run_baseline(store, split, method: str, params: dict | None, seed: int,
         log.warning("%s: not run (%s)", method, reason)
         return None, {"method": method, "seed": seed, "status": "not run", "reason": reason}
     model = make_baseline(method, seed, params)
-    if threads is not None and "torch" in __import__("sys").modules:  # only the deep baselines load torch
-        __import__("torch").set_num_threads(int(threads))
+    if "torch" in __import__("sys").modules:  # only the deep baselines load torch
+        from nidsflow.reproducible import pin_torch
+        pin_torch(threads)
     t0 = time.perf_counter()
     model.fit(load_inputs(store, split.train, model.view), load_inputs(store, split.val, model.view))
     fit_s = time.perf_counter() - t0

@@ -101,6 +101,23 @@ class Baseline:
         raise NotImplementedError
 
 
+#: Relative margins under which two benign-val criteria (lower = better) count as equal: a later grid
+#: point must beat the kept one by GRID_RTOL, a later epoch the best so far by EPOCH_RTOL (``improves``).
+GRID_RTOL = 1e-2
+EPOCH_RTOL = 1e-4
+
+
+def improves(new: float, best: float, rtol: float) -> bool:
+    """True when ``new`` beats ``best`` (lower = better) by more than rtol * max(|best|, 1).
+
+    Near-ties decided by the last digits are what turns a float difference between two CPUs (another
+    SIMD path in a matrix product) into a different model: with a margin, ties keep the earlier
+    choice (the first grid point, the earlier epoch), deterministically, and a real improvement
+    still wins.
+    """
+    return bool(np.isfinite(new)) and (not np.isfinite(best) or new < best - rtol * max(abs(best), 1.0))
+
+
 def count_parameters(*modules, trainable_only: bool = False) -> int:
     """Number of scalar parameters of torch modules, each tensor counted once even when shared
     (``trainable_only``: only those with requires_grad)."""
