@@ -19,7 +19,11 @@ torch.set_num_threads(1)
 #: Small settings so each fit takes about a second.
 FAST = {
     "iforest": {"n_estimators": 100, "max_samples_grid": [128, 256]},
-    "ocsvm": {"gamma_scale_grid": [0.3, 1.0]},
+    "ocsvm": {"gamma_scale_grid": [1.0, 0.3]},
+    "knn": {"n_neighbors_grid": [5, 10]},
+    "lof": {"n_neighbors_grid": [20, 10]},
+    "ecod": {},
+    "copod": {},
     "ganomaly": {"epochs": 8, "latent_grid": [8]},
     "anoformer": {"epochs": 4, "mask_ratio_grid": [0.3], "d_model": 16, "n_heads": 2, "n_layers": 1},
     "mmr": {"epochs": 10, "mask_ratio_grid": [0.25]},
@@ -46,7 +50,7 @@ def split(store):
 
 def test_every_seed_baseline_has_a_row():
     assert set(ALL_METHODS) == set(BASELINES) | set(NOT_RUN)
-    for m in ("iforest", "ocsvm", "ganomaly", "anoformer", "mmr", "stfpm", "shafir_nf"):
+    for m in ("iforest", "ocsvm", "knn", "lof", "ecod", "copod", "ganomaly", "anoformer", "mmr", "stfpm", "shafir_nf"):
         assert m in BASELINES
     for m in NOT_RUN:
         with pytest.raises(BaselineError, match="not run"):
@@ -63,8 +67,10 @@ def test_baseline_detects_obvious_anomalies_and_is_deterministic(method, store, 
     assert t1.score_names == ("score",)
     assert set(t1.split) == {"val", "test"} and len(t1.flow_id) == len(split.val) + len(split.test)
     assert np.isfinite(t1.scores).all()
-    t2, _ = run_baseline(store, split, method, FAST[method], seed=7)
+    t2, info2 = run_baseline(store, split, method, FAST[method], seed=7)
     np.testing.assert_array_equal(t1.scores, t2.scores)
+    assert info2["selected"] == info["selected"]
+    assert isinstance(info["n_parameters"], int) and info["n_parameters"] > 0 and info["parameter_count"]
 
 
 @pytest.mark.parametrize("method", ["ganomaly", "shafir_nf"])
@@ -110,8 +116,8 @@ def test_flow_preprocessing_handles_heavy_tails_inf_and_constants():
     X[4, 2] = np.nan
     pre = FlowPreprocessor(clip=20).fit(X, ("bytes", "const", "z"))
     Z = pre.transform(X)
-    assert Z.shape == (500, 2) and np.isfinite(Z).all()
-    assert pre.names_ == ("bytes", "z")
+    assert Z.shape == (500, 3) and np.isfinite(Z).all()
+    assert pre.names_ == ("bytes", "const", "z") and (Z[:, 1] == 0).all()  # constant on train: kept, scale 1
     assert np.abs(np.median(Z, axis=0)).max() < 0.05  # robust centring
     assert np.abs(Z).max() <= 20
 
@@ -190,9 +196,71 @@ def test_shafir_ranking_falls_back_to_impurity_not_column_order():
     # a clear one (mean > 2 std) comes first; one within its noise (0.01 +- 0.02) counts as none
     perm, std = np.array([0.0, 0.0, 0.02, 0.0, 0.01]), np.array([0.0, 0.0, 0.001, 0.0, 0.02])
     assert importance_order(perm, std, mdi).tolist() == [2, 4, 1, 3, 0]
+    # a permutation importance of a few flipped pairs (both repeats alike, std 0) is noise, not clear;
+    # and impurity values equal up to float noise keep column order
+    assert importance_order(np.array([0, 0, 2e-6, 0, 0]), np.zeros(5), mdi).tolist() == [4, 1, 3, 0, 2]
+    assert importance_order(np.zeros(3), np.zeros(3), np.array([0.2, 0.2 + 1e-12, 0.1])).tolist() == [0, 1, 2]
     # on data: two independent noise columns first, then a structured (correlated) group, which ranks first
     rng = np.random.default_rng(0)
     z = rng.normal(size=(600, 1))
     X = np.hstack([rng.normal(size=(600, 2)), z, z + 0.01 * rng.normal(size=(600, 1)),
                    -z, 2 * z + 0.01 * rng.normal(size=(600, 1))])
     assert set(importance_order(*rank_features_label_free(X[:400], X[400:], seed=0, n_estimators=50))[:4]) == {2, 3, 4, 5}
+
+
+@pytest.mark.parametrize("method", ["ecod", "copod"])
+def test_empirical_tail_scores_are_pyods_for_one_new_flow_and_batch_independent(method, store, split):
+    """Each flow gets the score PyOD gives it when it is the only new row (ECDFs of benign train + that
+    row); unlike PyOD's batch scoring, a flow's score does not depend on which other flows are scored."""
+    from pyod.models.copod import COPOD
+    from pyod.models.ecod import ECOD
+
+    from nidsflow.evaluate.baselines import load_inputs
+
+    m = make_baseline(method, 0)
+    m.fit(load_inputs(store, split.train, "flow"), load_inputs(store, split.val, "flow"))
+    test = load_inputs(store, split.test, "flow")
+    ours = m.score(test)
+    ref = (ECOD if method == "ecod" else COPOD)().fit(m.pre.transform(load_inputs(store, split.train, "flow").flow)
+                                                     .astype(np.float64))
+    from scipy.stats import skew
+
+    Z = m.pre.transform(test.flow).astype(np.float64)
+    rows = np.arange(0, len(Z), 7)
+    one_by_one = np.array([ref.decision_function(Z[i:i + 1])[0] for i in rows])
+    # PyOD takes the skewness sign from train + the new row; ours from benign train alone (the model does
+    # not change with the flow it scores): compare where the two signs agree in every dimension
+    same = np.array([(np.sign(np.nan_to_num(skew(np.vstack([ref.X_train, Z[i:i + 1]]), axis=0))) == m.skew_sign_).all()
+                     for i in rows])
+    assert same.mean() > 0.5
+    np.testing.assert_allclose(ours[rows[same]], one_by_one[same], rtol=1e-9)
+    np.testing.assert_array_equal(m.score(test.subset(np.arange(10))), ours[:10])
+    assert not np.allclose(ref.decision_function(Z)[rows], one_by_one)  # PyOD's batch scores are transductive
+
+
+def test_calibration_selection_keeps_the_default_unless_clearly_better():
+    from nidsflow.evaluate.baselines.classical import select_by_calibration
+
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=1000)
+    val_ok, val_off = rng.normal(size=400), rng.normal(0.5, 1.0, size=400)
+    fits = {"default": (None, train, val_ok), "near": (None, train, val_ok + 1e-3), "bad": (None, train, val_off)}
+    i, gaps, _ = select_by_calibration(["default", "near"], fits.get, 0.05, 400)
+    assert i == 0  # a gap within one binomial standard error never moves the choice
+    i, gaps, _ = select_by_calibration(["bad", "default"], fits.get, 0.05, 400)
+    assert i == 1 and gaps[1] < gaps[0] - np.sqrt(0.05 * 0.95 / 400)
+
+
+def test_parameter_record_of_deep_and_classical_baselines(store, split):
+    from nidsflow.evaluate.baselines import load_inputs
+    from nidsflow.evaluate.baselines.common import count_parameters, parameter_record
+
+    g = make_baseline("ganomaly", 0, FAST["ganomaly"]).fit(load_inputs(store, split.train, "flow"),
+                                                             load_inputs(store, split.val, "flow"))
+    rec = parameter_record(g)
+    assert rec["n_parameters"] == sum(p.numel() for p in g.net.parameters()) == count_parameters(g.net)
+    o = make_baseline("ocsvm", 0, FAST["ocsvm"]).fit(load_inputs(store, split.train, "flow"),
+                                                     load_inputs(store, split.val, "flow"))
+    sv = o.model.detector_.support_vectors_
+    assert parameter_record(o) == {"n_parameters": sv.shape[0] * (sv.shape[1] + 1),
+                                   "parameter_count": "stored values: support vectors x dims + one dual coefficient each"}

@@ -69,6 +69,9 @@ def results(tmp_path_factory):
     for i, ((src, tgt, variant, seed), shift) in enumerate(ABLATION_CROSS.items()):
         cr.append(_save(make_janus_like_table(seed=40 + i, shift=shift), _cross_path(r, src, tgt, variant, seed)))
     (r / "da/baselines/ocsvm/seed1/auroc.json").write_text(json.dumps({"status": "not run", "reason": "test reason"}))
+    for seed, n in ((1, 1000), (2, 3000)):  # what run_baseline records (common.parameter_record)
+        (r / f"da/baselines/iforest/seed{seed}/auroc.json").write_text(json.dumps(
+            {"status": "ok", "n_parameters": n, "parameter_count": "stored values: 2 per tree node"}))
     out = tmp_path / "tables"
     write_tables([str(p) for p in p1], [str(p) for p in cr], [str(p) for p in bl], out, CONFIG, fpr_target=0.01)
     return r, out
@@ -317,3 +320,15 @@ def test_new_capture_is_scored_end_to_end(tmp_path):
     with pytest.raises(ValueError, match="not found"):
         score_capture(tmp_path / "nope.pcap", model, tmp_path / "aggregator.json", tmp_path / "x.csv", extract, janus)
     assert not (tmp_path / "x.csv").exists() and not (tmp_path / "x.csv.tmp").exists()
+
+
+def test_within_has_a_parameter_column(results):
+    _, out = results
+    md = (out / "within.md").read_text()
+    assert "| method | params | overall |" in md
+    da = md.split("## da")[1].split("## db")[0]
+    assert "| Isolation Forest | 2.0k † |" in da  # mean over the seeds, marked as stored values
+    assert "| JANUS (full, A1) | - |" in da  # no model.pt beside these synthetic scores
+    df = pd.read_csv(out / "within.csv", comment="#")
+    row = df[(df.dataset == "da") & (df.method == "Isolation Forest") & (df.column == "overall")].iloc[0]
+    assert row.n_parameters == 2000

@@ -183,6 +183,37 @@ def per_class_median(metrics: dict) -> float | None:
     return float(np.median(vals)) if vals else None
 
 
+def janus_parameter_count(phase1_scores: Path) -> int | None:
+    """Parameters of the JANUS model beside a phase1_scores.npz (its model.pt); None when absent."""
+    model = Path(phase1_scores).with_name("model.pt")
+    if not model.exists():
+        return None
+    from nidsflow.evaluate.baselines.common import count_parameters
+    from nidsflow.janus.train import load_model
+
+    return count_parameters(load_model(model, device="cpu")[0])
+
+
+def baseline_parameter_count(scores: Path) -> tuple[int | None, str]:
+    """(n_parameters, what is counted) from the auroc.json beside a baseline's scores.npz."""
+    info = Path(scores).with_name("auroc.json")
+    try:
+        d = json.loads(info.read_text())
+    except (OSError, ValueError):
+        return None, ""
+    return d.get("n_parameters"), d.get("parameter_count", "")
+
+
+def format_parameters(counts: list, stored: bool = False) -> str:
+    """Mean parameter count over seeds as 12.3k / 1.2M ("-" when unknown); "†" marks stored values."""
+    counts = [c for c in counts if c is not None]
+    if not counts:
+        return "-"
+    n = float(np.mean(counts))
+    text = f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else f"{n:.0f}"
+    return text + (" †" if stored else "")
+
+
 def _collect(per_seed: dict[int, dict | None], key: str | None):
     """Values over seeds of overall AUROC (key None), of the per-class median (MEDIAN_COLUMN) or of one class's
     AUROC; (values, seeds)."""
@@ -256,14 +287,15 @@ class TableWriter:
                                "(Mahalanobis-OAS, aggregator A1, fitted on benign val)."], [], set()
         overview, overview_median = {}, {}
         for ds in self.r.datasets():
-            entries = []  # (display, per_seed metrics, reason)
+            entries = []  # (display, per_seed metrics, reason, parameter counts over seeds, stored values?)
             main = self.r.janus_main_variant(ds)
             for variant, label in (("full", "JANUS (full, A1)"), ("B2", "JANUS B2 flow features only (A1)")):
                 seeds = self._seeds(self.r.janus, ds, variant)
                 if variant == "full" and not seeds and main != "B2":
-                    entries.append((label, {}, "no JANUS run"))
+                    entries.append((label, {}, "no JANUS run", [], False))
                 if seeds:
-                    entries.append((label, {s: self.janus_run(ds, variant, s) for s in seeds}, None))
+                    entries.append((label, {s: self.janus_run(ds, variant, s) for s in seeds}, None,
+                                    [janus_parameter_count(self.r.janus[(ds, variant, s)]) for s in seeds], False))
             for method in ALL_METHODS:
                 seeds = sorted(k[2] for k in self.r.baselines if k[0] == ds and k[1] == method)
                 per = {}
@@ -273,15 +305,19 @@ class TableWriter:
                 reason = NOT_RUN.get(method) if not any(v is not None for v in per.values()) else None
                 if reason is None and not any(v is not None for v in per.values()):
                     reason = self._baseline_reason(ds, method, seeds)
-                entries.append((DISPLAY.get(method, method), per, reason))
-            classes = sorted({c for _, per, _ in entries for m in per.values() if m for c in m["per_class"]})
-            header = ["method", "overall", MEDIAN_COLUMN] + classes
+                counted = [baseline_parameter_count(self.r.baselines[(ds, method, s)]) for s in seeds if per[s]]
+                entries.append((DISPLAY.get(method, method), per, reason, [n for n, _ in counted],
+                                any(what.startswith("stored values") for _, what in counted)))
+            classes = sorted({c for _, per, *_ in entries for m in per.values() if m for c in m["per_class"]})
+            header = ["method", "params", "overall", MEDIAN_COLUMN] + classes
             table_rows = []
-            for label, per, reason in entries:
+            for label, per, reason, counts, stored in entries:
                 vals, seeds = _collect(per, None)
                 all_seeds.update(seeds)
                 cells = [format_mean_std(vals)]
-                rows.append(self._cell_row(ds, label, "overall", vals, reason))
+                known = [c for c in counts if c is not None]
+                rows.append({**self._cell_row(ds, label, "overall", vals, reason),
+                             "n_parameters": float(np.mean(known)) if known else None})
                 mv, _ = _collect(per, MEDIAN_COLUMN)
                 cells.append(format_mean_std(mv))
                 rows.append(self._cell_row(ds, label, MEDIAN_COLUMN, mv, reason))
@@ -289,7 +325,7 @@ class TableWriter:
                     cv, cs = _collect(per, c)
                     cells.append(format_mean_std(cv))
                     rows.append(self._cell_row(ds, label, c, cv, reason))
-                table_rows.append([label] + cells)
+                table_rows.append([label, format_parameters(counts, stored)] + cells)
                 overview.setdefault(label, {})[ds] = cells[0]
                 overview_median.setdefault(label, {})[ds] = cells[1]
             md += ["", f"## {ds}", ""] + markdown_table(header, table_rows)
@@ -301,6 +337,9 @@ class TableWriter:
                 md += ["", f"## Overview ({title})", ""] + markdown_table(
                     ["method"] + dss, [[m] + [table[m].get(d, NOT_RUN_CELL) for d in dss] for m in order])
         notes = [f"{DISPLAY[m]}: {why}" for m, why in NOT_RUN.items()]
+        notes.append("params: mean over seeds of the parameters of the fitted networks (JANUS, deep baselines); "
+                     "† the values a classical detector stores to score (kNN/LOF/ECOD/COPOD: benign train flows x "
+                     "dims; OCSVM: support vectors x dims + dual coefficients; Isolation Forest: 2 per tree node)")
         self._write("within", md, rows, all_seeds, notes)
 
     def _baseline_reason(self, ds, method, seeds):

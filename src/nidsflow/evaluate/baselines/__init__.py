@@ -13,7 +13,8 @@ import time
 
 import numpy as np
 
-from nidsflow.evaluate.baselines.common import Baseline, BaselineError, BaselineInput, flow_matrix
+from nidsflow.evaluate.baselines.common import (Baseline, BaselineError, BaselineInput, flow_matrix,
+                                               parameter_record)
 from nidsflow.scores import ScoreTable
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,10 @@ log = logging.getLogger(__name__)
 _REGISTRY: dict[str, tuple[str, str, str]] = {
     "iforest": ("classical", "IsolationForestBaseline", "flow"),
     "ocsvm": ("classical", "OCSVMBaseline", "flow"),
+    "knn": ("classical", "KNNBaseline", "flow"),
+    "lof": ("classical", "LOFBaseline", "flow"),
+    "ecod": ("classical", "ECODBaseline", "flow"),
+    "copod": ("classical", "COPODBaseline", "flow"),
     "ganomaly": ("ganomaly", "GANomalyBaseline", "flow"),
     "anoformer": ("masked", "AnoFormerBaseline", "packets"),
     "mmr": ("masked", "MMRBaseline", "flow"),
@@ -53,6 +58,7 @@ NOT_RUN: dict[str, str] = {
 #: Display names for tables.
 DISPLAY = {"iforest": "Isolation Forest", "ocsvm": "OCSVM", "ganomaly": "GANomaly", "anoformer": "AnoFormer-style",
            "mmr": "MMR-style", "stfpm": "STFPM/RD4AD-style", "shafir_nf": "Shafir-style NF (label-free SHAP-like)",
+           "knn": "kNN (mean distance)", "lof": "LOF", "ecod": "ECOD", "copod": "COPOD",
            "tslanet": "TSLANet", "arcade": "ARCADE", "mfad": "MFAD", "conmd": "ConMD"}
 
 ALL_METHODS: tuple[str, ...] = tuple(BASELINES) + tuple(NOT_RUN)
@@ -100,8 +106,9 @@ def run_baseline(store, split, method: str, params: dict | None, seed: int,
         log.warning("%s: not run (%s)", method, reason)
         return None, {"method": method, "seed": seed, "status": "not run", "reason": reason}
     model = make_baseline(method, seed, params)
-    if threads is not None and "torch" in __import__("sys").modules:  # only the deep baselines load torch
-        __import__("torch").set_num_threads(int(threads))
+    if "torch" in __import__("sys").modules:  # only the deep baselines load torch
+        from nidsflow.reproducible import pin_torch
+        pin_torch(threads)
     t0 = time.perf_counter()
     model.fit(load_inputs(store, split.train, model.view), load_inputs(store, split.val, model.view))
     fit_s = time.perf_counter() - t0
@@ -113,5 +120,5 @@ def run_baseline(store, split, method: str, params: dict | None, seed: int,
     log.info("%s seed %d: fit %.1fs, selected %s, test AUROC %s", method, seed, fit_s, model.selected,
              metrics["auroc"])
     return table, {"method": method, "seed": seed, "status": "ok", "description": model.description,
-                   "view": model.view, "selected": model.selected, "fit_seconds": fit_s,
+                   "view": model.view, "selected": model.selected, "fit_seconds": fit_s, **parameter_record(model),
                    "n_train": int(len(split.train)), "n_val": int(len(split.val)), **metrics}

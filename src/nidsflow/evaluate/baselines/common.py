@@ -1,4 +1,4 @@
-"""What every baseline shares: the input views, preprocessing for heavy-tailed traffic statistics and
+"""What every baseline shares: the input views, preprocessing (flow statistics: ``nidsflow.scaling``) and
 the Baseline interface (torch helpers are in ``nn_utils``, so the classical baselines load without torch).
 
 A baseline sees benign train (to fit) and benign val (to choose hyper-parameters and stop early,
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from nidsflow.scaling import SignedLogRobustScaler, signed_log1p  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,15 @@ class Baseline:
         if what == "train" and len(x) < 10:
             raise BaselineError(f"{self.name}: needs at least 10 benign training flows, got {len(x)}")
 
+    def parameter_count(self) -> tuple[int | None, str]:
+        """(count, what is counted) of the fitted model; see :func:`parameter_record`. The default counts
+        every parameter of the torch modules the fitted baseline holds as attributes (``count_parameters``);
+        classical detectors override it with the values they store to score."""
+        modules = [v for v in vars(self).values() if callable(getattr(v, "named_parameters", None))]
+        if not modules:
+            return None, "n/a"
+        return count_parameters(*modules), "network parameters (every weight of the fitted networks)"
+
     def _fit(self, train: BaselineInput, val: BaselineInput) -> None:
         raise NotImplementedError
 
@@ -90,50 +101,48 @@ class Baseline:
         raise NotImplementedError
 
 
+#: Relative margins under which two benign-val criteria (lower = better) count as equal: a later grid
+#: point must beat the kept one by GRID_RTOL, a later epoch the best so far by EPOCH_RTOL (``improves``).
+GRID_RTOL = 1e-2
+EPOCH_RTOL = 1e-4
+
+
+def improves(new: float, best: float, rtol: float) -> bool:
+    """True when ``new`` beats ``best`` (lower = better) by more than rtol * max(|best|, 1).
+
+    Near-ties decided by the last digits are what turns a float difference between two CPUs (another
+    SIMD path in a matrix product) into a different model: with a margin, ties keep the earlier
+    choice (the first grid point, the earlier epoch), deterministically, and a real improvement
+    still wins.
+    """
+    return bool(np.isfinite(new)) and (not np.isfinite(best) or new < best - rtol * max(abs(best), 1.0))
+
+
+def count_parameters(*modules, trainable_only: bool = False) -> int:
+    """Number of scalar parameters of torch modules, each tensor counted once even when shared
+    (``trainable_only``: only those with requires_grad)."""
+    seen: dict[int, int] = {}
+    for m in modules:
+        for p in m.parameters():
+            if not trainable_only or p.requires_grad:
+                seen[id(p)] = int(p.numel())
+    return sum(seen.values())
+
+
+def parameter_record(model: Baseline) -> dict:
+    """What a run records of a fitted baseline's size (auroc.json; the within table's "params" column):
+    {"n_parameters": int or None, "parameter_count": what is counted}. Deep baselines: every weight of
+    their fitted networks (``Baseline.parameter_count``'s default); classical ones: the values they
+    store to score (their ``parameter_count``), e.g. support vectors x dims."""
+    n, what = model.parameter_count()
+    return {"n_parameters": None if n is None else int(n), "parameter_count": str(what)}
+
+
 # ---------------------------------------------------------------- preprocessing
 
-def signed_log1p(x: np.ndarray) -> np.ndarray:
-    """sign(x) log(1 + |x|): compresses the heavy tails of byte/packet counts, rates and durations."""
-    return np.sign(x) * np.log1p(np.abs(x))
-
-
-class FlowPreprocessor:
-    """Flow statistics -> signed log1p -> robust scaling (median / IQR of benign train) -> clip.
-
-    Non-finite values become the benign-train median of their column (counted in the log);
-    columns constant on benign train are dropped (they carry no information for a one-class model).
-    """
-
-    def __init__(self, clip: float = 20.0):
-        self.clip = float(clip)
-
-    def fit(self, X: np.ndarray, feature_names=()) -> "FlowPreprocessor":
-        X = signed_log1p(np.where(np.isfinite(X), X, np.nan).astype(np.float64))
-        n_bad = int(np.isnan(X).sum())
-        if n_bad:
-            log.info("flow preprocessing: %d non-finite values in benign train replaced by the column median", n_bad)
-        med = np.nanmedian(X, axis=0)
-        med = np.where(np.isfinite(med), med, 0.0)
-        Xf = np.where(np.isnan(X), med, X)
-        q1, q3 = np.percentile(Xf, [25, 75], axis=0)
-        scale = q3 - q1
-        std = Xf.std(axis=0)
-        scale = np.where(scale > 1e-9, scale, std)  # IQR 0 (mostly one value): fall back to the std
-        self.keep_ = scale > 1e-9
-        if (~self.keep_).any():
-            names = [feature_names[i] for i in np.nonzero(~self.keep_)[0]] if len(feature_names) else []
-            log.info("flow preprocessing: %d constant columns dropped %s", int((~self.keep_).sum()), names[:20])
-        if not self.keep_.any():
-            raise BaselineError("flow preprocessing: every flow feature is constant on benign train")
-        self.median_, self.scale_ = med, np.where(self.keep_, scale, 1.0)
-        self.names_ = tuple(np.asarray(feature_names)[self.keep_]) if len(feature_names) else ()
-        return self
-
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        X = signed_log1p(np.where(np.isfinite(X), X, np.nan).astype(np.float64))
-        X = np.where(np.isnan(X), self.median_, X)
-        Z = (X - self.median_) / self.scale_
-        return np.clip(Z[:, self.keep_], -self.clip, self.clip).astype(np.float32)
+#: The one flow-feature preprocessing (signed log1p -> median/IQR of benign train -> clip), shared by
+#: every flow-feature baseline; the old name is kept for code that imports it from here.
+FlowPreprocessor = SignedLogRobustScaler
 
 
 class PacketPreprocessor:

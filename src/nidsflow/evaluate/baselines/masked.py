@@ -19,7 +19,8 @@ score = mean squared error over the valid positions (Eq.: A(x) = 1/|V| sum_{i in
 
 Label-free choices on benign val: the epoch with the lowest mean val score (early stopping) and the
 training mask ratio from ``mask_ratio_grid`` with the lowest mean val score; K is fixed by
-``n_score_masks`` for every grid point, so the criterion is comparable across ratios.
+``n_score_masks`` for every grid point, so the criterion is comparable across ratios; a later
+ratio must be better by 1 % (common.improves), so near-ties keep the first.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nidsflow.evaluate.baselines.common import Baseline, FlowPreprocessor, PacketPreprocessor
+from nidsflow.evaluate.baselines.common import GRID_RTOL, Baseline, PacketPreprocessor, SignedLogRobustScaler, improves
 from nidsflow.evaluate.baselines.nn_utils import seed_torch, train_early_stopping
 
 
@@ -93,7 +94,7 @@ class AnoFormerBaseline(Baseline):
                                                float(p.get("lr", 1e-3)), self.seed, int(p.get("patience", 5)))
             self.selected.setdefault("grid", []).append({"mask_ratio": float(ratio), "val_score_mean": crit,
                                                          "best_epoch": epoch})
-            if best is None or crit < best[0]:
+            if best is None or improves(crit, best[0], GRID_RTOL):
                 best = (crit, float(ratio), net)
         self.net = best[2]
         self.selected.update({"mask_ratio": best[1], "criterion": "mean benign val masked reconstruction error"})
@@ -131,7 +132,7 @@ class MMRBaseline(Baseline):
 
     def _fit(self, train, val):
         p = self.params
-        self.pre = FlowPreprocessor(p.get("clip", 20.0)).fit(train.flow, train.feature_names)
+        self.pre = SignedLogRobustScaler(p.get("clip", 20.0)).fit(train.flow, train.feature_names)
         Xt = torch.from_numpy(self.pre.transform(train.flow))
         Xv = torch.from_numpy(self.pre.transform(val.flow))
         d = Xt.shape[1]
@@ -154,7 +155,7 @@ class MMRBaseline(Baseline):
                                                float(p.get("lr", 1e-3)), self.seed, int(p.get("patience", 5)))
             self.selected.setdefault("grid", []).append({"mask_ratio": float(ratio), "val_score_mean": crit,
                                                          "best_epoch": epoch})
-            if best is None or crit < best[0]:
+            if best is None or improves(crit, best[0], GRID_RTOL):
                 best = (crit, float(ratio), net)
         self.net = best[2]
         self.selected.update({"mask_ratio": best[1], "criterion": "mean benign val masked reconstruction error"})

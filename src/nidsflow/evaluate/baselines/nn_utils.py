@@ -6,7 +6,7 @@ import copy
 
 import torch
 
-from nidsflow.evaluate.baselines.common import BaselineError
+from nidsflow.evaluate.baselines.common import EPOCH_RTOL, BaselineError, improves
 
 
 def seed_torch(seed: int) -> torch.Generator:
@@ -25,8 +25,9 @@ def batches(n: int, batch_size: int, gen: torch.Generator | None):
 
 def train_early_stopping(module: torch.nn.Module, step, val_loss, n_train: int, epochs: int, batch_size: int,
                          lr: float, seed: int, patience: int, weight_decay: float = 0.0,
-                         cosine: bool = False) -> tuple[float, int]:
-    """Adam on ``step(idx) -> loss`` over shuffled batches; keep the epoch with the lowest ``val_loss()``.
+                         cosine: bool = False, min_rel_improvement: float = EPOCH_RTOL) -> tuple[float, int]:
+    """Adam on ``step(idx) -> loss`` over shuffled batches; keep the epoch with the lowest ``val_loss()``
+    (an epoch counts as better only by a relative margin ``min_rel_improvement``, common.improves).
 
     ``cosine``: the learning rate decays from ``lr`` to 0 along a half cosine over the ``epochs``
     (constant otherwise). Returns (best val loss, best epoch). The module is left holding the best
@@ -51,7 +52,7 @@ def train_early_stopping(module: torch.nn.Module, step, val_loss, n_train: int, 
         module.eval()
         with torch.no_grad():
             v = float(val_loss())
-        if v < best - 1e-7:
+        if improves(v, best, min_rel_improvement):
             best, best_epoch, best_state, bad = v, epoch, copy.deepcopy(module.state_dict()), 0
         else:
             bad += 1

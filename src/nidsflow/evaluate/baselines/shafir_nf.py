@@ -16,7 +16,8 @@ of the paper); s uses tanh for stability; inputs standardised on benign train; s
 dequantisation noise during training (flow statistics have many ties). Score = -log p(x).
 
 Label-free choices on benign val: the epoch with the lowest val NLL (early stopping) and the
-number of coupling layers from ``n_layers_grid`` with the lowest val NLL (likelihoods are comparable).
+number of coupling layers from ``n_layers_grid`` with the lowest val NLL (likelihoods are comparable;
+a later grid point must be better by a 1 % margin, common.improves, so near-ties keep the first).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.inspection import permutation_importance
 from torch import nn
 
-from nidsflow.evaluate.baselines.common import Baseline, BaselineError, FlowPreprocessor
+from nidsflow.evaluate.baselines.common import GRID_RTOL, Baseline, BaselineError, SignedLogRobustScaler, improves
 from nidsflow.evaluate.baselines.nn_utils import seed_torch, train_early_stopping
 
 log = logging.getLogger(__name__)
@@ -56,17 +57,22 @@ def rank_features_label_free(Xt: np.ndarray, Xv: np.ndarray, seed: int, n_estima
     return r.importances_mean, r.importances_std, clf.feature_importances_
 
 
-def importance_order(perm_mean: np.ndarray, perm_std: np.ndarray, mdi: np.ndarray) -> np.ndarray:
-    """Features with a clear permutation importance (mean > 2 std over the repeats) first, by that
-    importance; the rest by impurity importance.
+def importance_order(perm_mean: np.ndarray, perm_std: np.ndarray, mdi: np.ndarray,
+                     min_importance: float = 1e-3) -> np.ndarray:
+    """Features with a clear permutation importance (mean > max(2 std over the repeats, ``min_importance``))
+    first, by that importance; the rest by impurity importance; remaining ties by column order.
 
     When the forest separates benign from the product of marginals through several redundant features,
     shuffling any single one costs no AUC: the permutation importances are ~0 and the ranking would fall
     back to column order. The impurity importance shares the credit among redundant features, as
-    Shapley values would.
+    Shapley values would. ``min_importance`` (in ROC AUC) keeps a permutation importance of the size of a
+    few flipped pairs (1e-6 on cic17_flows, where both repeats gave the same flip, std 0) from counting
+    as clear: such values, and the ranking with them, change with the last digits of the inputs. Keys
+    are rounded (AUC to 1e-4, impurity to 1e-6) before sorting, so float noise cannot reorder them.
     """
-    clear = (perm_mean > 0) & (perm_mean > 2 * perm_std)
-    return np.lexsort((-mdi, -np.where(clear, perm_mean, 0.0)))
+    clear = (perm_mean > 2 * perm_std) & (perm_mean > min_importance)
+    cols = np.arange(len(mdi))
+    return np.lexsort((cols, -np.round(mdi, 6), -np.round(np.where(clear, perm_mean, 0.0), 4)))
 
 
 class _Coupling(nn.Module):
@@ -110,7 +116,7 @@ class ShafirNFBaseline(Baseline):
 
     def _fit(self, train, val):
         p = self.params
-        self.pre = FlowPreprocessor(p.get("clip", 20.0)).fit(train.flow, train.feature_names)
+        self.pre = SignedLogRobustScaler(p.get("clip", 20.0)).fit(train.flow, train.feature_names)
         Xt, Xv = self.pre.transform(train.flow), self.pre.transform(val.flow)
         names = [str(n) for n in self.pre.names_] or [f"f{i}" for i in range(Xt.shape[1])]
         fixed = p.get("features")
@@ -123,10 +129,11 @@ class ShafirNFBaseline(Baseline):
         else:
             imp, imp_std, mdi = rank_features_label_free(Xt, Xv, self.seed, int(p.get("rf_trees", 50)),
                                                          int(p.get("perm_repeats", 3)))
-            order = importance_order(imp, imp_std, mdi)
+            order = importance_order(imp, imp_std, mdi, float(p.get("min_permutation_importance", 1e-3)))
             self.cols_ = order[:min(int(p.get("top_k", 5)), len(order))]
-            self.selected["ranking"] = ("permutation importance where clear (mean > 2 std), else impurity "
-                                        "importance, benign vs product-of-marginals forest")
+            self.selected["ranking"] = ("permutation importance where clear (mean > 2 std and > "
+                                        "min_permutation_importance), else impurity importance, benign vs "
+                                        "product-of-marginals forest")
             self.selected["importance"] = {names[i]: {"permutation": float(imp[i]), "impurity": float(mdi[i])}
                                            for i in order[:10]}
         if len(self.cols_) < 2:
@@ -151,7 +158,7 @@ class ShafirNFBaseline(Baseline):
                                                float(p.get("lr", 2e-3)), self.seed, int(p.get("patience", 8)))
             self.selected.setdefault("grid", []).append({"n_layers": int(n_layers), "val_nll": crit,
                                                          "best_epoch": epoch})
-            if best is None or crit < best[0]:
+            if best is None or improves(crit, best[0], GRID_RTOL):
                 best = (crit, int(n_layers), flow)
         self.flow = best[2]
         self.selected.update({"n_layers": best[1], "criterion": "benign val negative log-likelihood"})
