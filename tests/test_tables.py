@@ -141,7 +141,7 @@ def test_within_has_the_per_class_median_for_every_method(results):
             assert row.auroc_std == pytest.approx(np.std(vals, ddof=1))
     assert (med[(med.dataset == "da") & (med.method == "OCSVM")].cell == "not run").all()
     md = (out / "within.md").read_text()
-    assert "| method | overall | per-class median | dos | scan |" in md
+    assert "| method | params | overall | per-class median | dos | scan |" in md
     assert "## Overview (per-class median AUROC)" in md
     b3 = med[(med.dataset == "da") & (med.method == "JANUS (full, A1)")].iloc[0]
     assert f"{100 * b3.auroc_mean:.2f} ± {100 * b3.auroc_std:.2f}" in md.split("## Overview (per-class median")[1]
