@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 
 from nidsflow.evaluate.baselines.common import BaselineError
@@ -62,3 +63,27 @@ def train_early_stopping(module: torch.nn.Module, step, val_loss, n_train: int, 
     module.load_state_dict(best_state)
     module.eval()
     return best, best_epoch
+
+
+def count_parameters(*modules: torch.nn.Module) -> int:
+    """Number of parameters (trainable or frozen) of the given modules, each counted once."""
+    seen = {id(p): p for m in modules for p in m.parameters()}
+    return int(sum(p.numel() for p in seen.values()))
+
+
+def packet_tokens(pre, x) -> tuple[torch.Tensor, torch.Tensor]:
+    """Packet view -> (tokens [n, T, 10]: the 9 ``PacketPreprocessor`` channels and a valid flag;
+    valid mask bool [n, T]). The flag tells padding from an average packet (both are 0 after
+    standardisation); a flow has at least one packet, so position 0 is always valid."""
+    tok, valid = pre.transform(x.packets, x.lengths)
+    valid[:, 0] = True
+    tok = np.concatenate([tok, valid[..., None].astype(np.float32)], axis=-1)
+    return torch.from_numpy(tok), torch.from_numpy(valid)
+
+
+@torch.no_grad()
+def in_chunks(fn, *tensors: torch.Tensor, size: int = 4096) -> torch.Tensor:
+    """fn applied to row chunks of the tensors (bounded memory at scoring time), concatenated."""
+    n = len(tensors[0])
+    out = [fn(*(t[i:i + size] for t in tensors)) for i in range(0, n, size)]
+    return torch.cat(out) if out else torch.zeros(0)
