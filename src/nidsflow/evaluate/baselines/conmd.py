@@ -136,9 +136,10 @@ class ConMDBaseline(Baseline):
             n += len(u)
         return sum(losses) / max(n, 1), hits / max(2 * n, 1)
 
-    def _embed(self, enc, P, Fv):
+    def _embed(self, enc, P, Fv, standardise: bool = True):
+        """Joint embedding [u; w] of the flows, standardised with the benign-train statistics (or raw)."""
         y = in_chunks(lambda a, b: torch.cat(enc(a, b), dim=1), P, Fv)
-        return (y - self.y_mu_) / self.y_sd_ if hasattr(self, "y_mu_") else y
+        return (y - self.y_mu_) / self.y_sd_ if standardise else y
 
     def _schedule(self):
         S = int(self._get("diffusion_steps"))
@@ -158,7 +159,7 @@ class ConMDBaseline(Baseline):
                 enc, lambda idx, enc=enc, tau=float(tau): info_nce(*enc(Pt[idx], Ft[idx]), tau),
                 lambda enc=enc, tau=float(tau): self._val_contrast(enc, Pv, Fv, tau)[0], len(Pt),
                 int(self._get("epochs")), int(self._get("batch_size")), float(self._get("lr")), self.seed,
-                int(self._get("patience")))
+                int(self._get("patience")), min_batch=2)
             acc = self._val_contrast(enc, Pv, Fv, float(tau))[1]
             self.selected.setdefault("grid", []).append({"temperature": float(tau), "val_info_nce": crit,
                                                          "val_retrieval_top1": acc, "best_epoch": epoch})
@@ -175,7 +176,7 @@ class ConMDBaseline(Baseline):
         Pt, Ft = self._tensors(train)
         Pv, Fv = self._tensors(val)
         self.enc = self._fit_contrastive(Pt, Ft, Pv, Fv).eval()
-        Yt = self._embed(self.enc, Pt, Ft)
+        Yt = self._embed(self.enc, Pt, Ft, standardise=False)
         self.y_mu_, self.y_sd_ = Yt.mean(0), Yt.std(0).clamp(min=1e-4)
         Yt, Yv = (Yt - self.y_mu_) / self.y_sd_, self._embed(self.enc, Pv, Fv)
         self.abar_ = self._schedule()

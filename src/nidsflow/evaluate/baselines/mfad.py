@@ -101,7 +101,7 @@ class MFADBaseline(Baseline):
             crit, epoch = train_early_stopping(
                 net, lambda idx, net=net: net(Pt[idx], Ft[idx]).mean(),
                 lambda net=net: in_chunks(net, Pv, Fv).mean(), len(Pt), int(self._get("epochs")),
-                int(self._get("batch_size")), float(lr), self.seed, int(self._get("patience")))
+                int(self._get("batch_size")), float(lr), self.seed, int(self._get("patience")), min_batch=2)
             self.selected.setdefault("grid", []).append({"lr": float(lr), "val_loss": crit, "best_epoch": epoch})
             if best is None or crit < best[0]:
                 best = (crit, float(lr), net)

@@ -26,12 +26,13 @@ def batches(n: int, batch_size: int, gen: torch.Generator | None):
 
 def train_early_stopping(module: torch.nn.Module, step, val_loss, n_train: int, epochs: int, batch_size: int,
                          lr: float, seed: int, patience: int, weight_decay: float = 0.0,
-                         cosine: bool = False) -> tuple[float, int]:
+                         cosine: bool = False, min_batch: int = 1) -> tuple[float, int]:
     """Adam on ``step(idx) -> loss`` over shuffled batches; keep the epoch with the lowest ``val_loss()``.
 
     ``cosine``: the learning rate decays from ``lr`` to 0 along a half cosine over the ``epochs``
-    (constant otherwise). Returns (best val loss, best epoch). The module is left holding the best
-    epoch's weights.
+    (constant otherwise). Batches smaller than ``min_batch`` are skipped (2 where BatchNorm or a
+    contrastive loss cannot use a single row). Returns (best val loss, best epoch). The module is left
+    holding the best epoch's weights.
     """
     gen = seed_torch(seed)
     params = [p for p in module.parameters() if p.requires_grad]
@@ -42,6 +43,8 @@ def train_early_stopping(module: torch.nn.Module, step, val_loss, n_train: int, 
     for epoch in range(epochs):
         module.train()
         for idx in batches(n_train, batch_size, gen):
+            if len(idx) < min_batch:
+                continue
             loss = step(idx)
             opt.zero_grad()
             loss.backward()

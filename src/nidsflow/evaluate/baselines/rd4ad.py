@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nidsflow.evaluate.baselines.common import PacketPreprocessor
-from nidsflow.evaluate.baselines.nn_utils import count_parameters, seed_torch
+from nidsflow.evaluate.baselines.nn_utils import count_parameters, seed_torch, train_early_stopping
 from nidsflow.evaluate.baselines.student_teacher import ACT, N_CHANNELS, STFPMBaseline, _PyramidCNN, _scale_masks
 
 _CHUNK = 4096
@@ -111,6 +111,12 @@ class RD4ADBaseline(STFPMBaseline):
     def __init__(self, seed: int = 0, **params):
         # the inherited teacher / epoch helpers read these keys: RD4AD's own defaults apply to them
         super().__init__(seed, **{**DEFAULTS, **params})
+
+    def _train(self, module, step, val_loss, n, epochs, seed):
+        """STFPM's training schedule, skipping single-flow batches (the bottleneck and decoder use BatchNorm)."""
+        g = self._get
+        return train_early_stopping(module, step, val_loss, n, epochs, int(g("batch_size")), float(g("lr")), seed,
+                                    int(g("patience")), cosine=True, min_batch=2)
 
     def build(self, widths: list[int]) -> tuple[OneClassBottleneck, ReverseDecoder]:
         return OneClassBottleneck(widths), ReverseDecoder(widths)

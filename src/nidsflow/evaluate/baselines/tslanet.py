@@ -30,9 +30,9 @@ Adaptation to packet sequences, and where it departs ("TSLANet-style"):
   compares embeddings), and the *score* is a masked reconstruction error too: every valid packet is
   hidden once (K complementary masks, patch j in group j mod K) and reconstructed from the others,
       A(x) = 1/|V| sum_{i in V} 1/9 ||x_i - x_hat_i||^2.
-  An unmasked reconstruction (the TimesNet protocol) lets this residual network, whose embedding is
-  wider than a packet, approach the identity map, and its error then says little about novelty;
-  the masked task is TSLANet's own training objective;
+  An unmasked reconstruction (the TimesNet protocol) is not used: this residual network's embedding
+  is wider than a packet, so nothing keeps it from learning the identity map, whose error says
+  nothing about novelty; the masked task is TSLANet's own training objective;
 - no dropout / stochastic depth (small benign training sets, early stopping instead).
 
 Label-free choices on benign val: the epoch with the lowest mean val score (early stopping) and the
@@ -40,10 +40,9 @@ training mask ratio from ``mask_ratio_grid`` with the lowest mean val score (K i
 grid point, so the criterion is comparable).
 
 Config keys (``baselines.tslanet``; defaults in brackets): ``d_model`` [64]; ``depth`` [2] layers;
-``mlp_ratio`` [3] (ICB hidden width = mlp_ratio * d_model, as in TSLANet); ``patch`` [2] packets per token;
-``mask_ratio_grid``
-[[0.25, 0.4]] (TSLANet's default ratio is 0.4); ``n_score_masks`` [4]; ``epochs`` [20];
-``batch_size`` [128]; ``lr`` [0.001]; ``patience`` [4].
+``mlp_ratio`` [3] (ICB hidden width = mlp_ratio * d_model, as in TSLANet); ``patch`` [2] packets
+per token; ``mask_ratio_grid`` [[0.25, 0.4]] (TSLANet's default ratio is 0.4); ``n_score_masks`` [4];
+``epochs`` [20]; ``batch_size`` [128]; ``lr`` [0.001]; ``patience`` [4].
 """
 
 from __future__ import annotations
