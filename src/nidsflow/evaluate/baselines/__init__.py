@@ -33,8 +33,13 @@ _REGISTRY: dict[str, tuple[str, str, str]] = {
     "mmr": ("masked", "MMRBaseline", "flow"),
     "stfpm": ("student_teacher", "STFPMBaseline", "packets"),
     "shafir_nf": ("shafir_nf", "ShafirNFBaseline", "flow"),
+    "tslanet": ("tslanet", "TSLANetBaseline", "packets"),
+    "arcade": ("arcade", "ARCADEBaseline", "packets"),
+    "mfad": ("mfad", "MFADBaseline", "packets+flow"),
+    "conmd": ("conmd", "ConMDBaseline", "packets+flow"),
+    "rd4ad": ("rd4ad", "RD4ADBaseline", "packets"),
 }
-#: The built baselines: method -> the view it needs ("flow" statistics or "packets" sequences).
+#: The built baselines: method -> the view it needs ("flow" statistics, "packets" sequences, or both: "packets+flow").
 BASELINES: dict[str, str] = {m: v[2] for m, v in _REGISTRY.items()}
 
 
@@ -46,20 +51,14 @@ def baseline_class(method: str) -> type[Baseline]:
 
 
 #: Baselines of the seed's table that are not built, and why (rows say "not run").
-NOT_RUN: dict[str, str] = {
-    "tslanet": "not built: TSLANet's adaptive spectral block and interactive conv block need its reference "
-               "configuration for packet sequences, which we could not reproduce faithfully",
-    "arcade": "not built: ARCADE's exact architecture and adversarial regulariser are not specified "
-              "precisely enough in its description to reproduce",
-    "mfad": "not built: MFAD's multi-feature fusion views are not described precisely enough to reproduce",
-    "conmd": "not built: ConMD's contrastive/diffusion multimodal design is not described precisely enough to reproduce",
-}
+NOT_RUN: dict[str, str] = {}
 
 #: Display names for tables.
 DISPLAY = {"iforest": "Isolation Forest", "ocsvm": "OCSVM", "ganomaly": "GANomaly", "anoformer": "AnoFormer-style",
-           "mmr": "MMR-style", "stfpm": "STFPM/RD4AD-style", "shafir_nf": "Shafir-style NF (label-free SHAP-like)",
+           "mmr": "MMR-style", "stfpm": "STFPM-style", "shafir_nf": "Shafir-style NF (label-free SHAP-like)",
            "knn": "kNN (mean distance)", "lof": "LOF", "ecod": "ECOD", "copod": "COPOD",
-           "tslanet": "TSLANet", "arcade": "ARCADE", "mfad": "MFAD", "conmd": "ConMD"}
+           "tslanet": "TSLANet-style", "arcade": "ARCADE-style", "mfad": "MFAD-style", "conmd": "ConMD-style",
+           "rd4ad": "RD4AD"}
 
 ALL_METHODS: tuple[str, ...] = tuple(BASELINES) + tuple(NOT_RUN)
 
@@ -78,18 +77,20 @@ def why_not_runnable(method: str, has_packets: bool) -> str | None:
         return NOT_RUN[method]
     if method not in BASELINES:
         return f"unknown baseline {method!r}"
-    if BASELINES[method] == "packets" and not has_packets:
+    if "packets" in BASELINES[method].split("+") and not has_packets:
         return "needs packet sequences; this store was built from a flow table"
     return None
 
 
 def load_inputs(store, flow_ids: np.ndarray, view: str) -> BaselineInput:
     """The view a baseline needs of the given flows (flow statistics, or packet channels + lengths)."""
-    if view == "flow":
-        X, names = flow_matrix(store.flow_features.loc[np.asarray(flow_ids)])
-        return BaselineInput(flow=X, feature_names=names)
-    x, n = store.packets(flow_ids)
-    return BaselineInput(packets=x, lengths=n)
+    parts = view.split("+")
+    out = BaselineInput()
+    if "flow" in parts:
+        out.flow, out.feature_names = flow_matrix(store.flow_features.loc[np.asarray(flow_ids)])
+    if "packets" in parts:
+        out.packets, out.lengths = store.packets(flow_ids)
+    return out
 
 
 def run_baseline(store, split, method: str, params: dict | None, seed: int,

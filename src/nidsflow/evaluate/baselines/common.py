@@ -48,8 +48,8 @@ class BaselineInput:
 class Baseline:
     """fit(train, val) on benign flows only; score(x) -> higher = more anomalous.
 
-    ``view`` is "flow" (flow statistics) or "packets" (packet sequences); ``selected`` records the
-    hyper-parameters chosen on benign val and the criterion values, for the run's auroc.json.
+    ``view`` is "flow" (flow statistics), "packets" (packet sequences) or "packets+flow" (both);
+    ``selected`` records the hyper-parameters chosen on benign val and the criterion values, for the run's auroc.json.
     """
 
     name = "base"
@@ -78,9 +78,9 @@ class Baseline:
         return np.asarray(self._score(x), dtype=np.float64)
 
     def _check(self, x: BaselineInput, what: str):
-        if self.view == "flow" and x.flow is None:
+        if "flow" in self.view.split("+") and x.flow is None:
             raise BaselineError(f"{self.name}: needs flow features ({what} input has none)")
-        if self.view == "packets" and x.packets is None:
+        if "packets" in self.view.split("+") and x.packets is None:
             raise BaselineError(f"{self.name}: needs packet sequences ({what} input has none)")
         if what == "train" and len(x) < 10:
             raise BaselineError(f"{self.name}: needs at least 10 benign training flows, got {len(x)}")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 
-from nidsflow.evaluate.baselines.common import EPOCH_RTOL, BaselineError, improves
+from nidsflow.evaluate.baselines.common import EPOCH_RTOL, BaselineError, count_parameters, improves  # noqa: F401
 
 
 def seed_torch(seed: int) -> torch.Generator:
@@ -25,13 +26,15 @@ def batches(n: int, batch_size: int, gen: torch.Generator | None):
 
 def train_early_stopping(module: torch.nn.Module, step, val_loss, n_train: int, epochs: int, batch_size: int,
                          lr: float, seed: int, patience: int, weight_decay: float = 0.0,
-                         cosine: bool = False, min_rel_improvement: float = EPOCH_RTOL) -> tuple[float, int]:
+                         cosine: bool = False, min_rel_improvement: float = EPOCH_RTOL,
+                         min_batch: int = 1) -> tuple[float, int]:
     """Adam on ``step(idx) -> loss`` over shuffled batches; keep the epoch with the lowest ``val_loss()``
     (an epoch counts as better only by a relative margin ``min_rel_improvement``, common.improves).
 
     ``cosine``: the learning rate decays from ``lr`` to 0 along a half cosine over the ``epochs``
-    (constant otherwise). Returns (best val loss, best epoch). The module is left holding the best
-    epoch's weights.
+    (constant otherwise). Batches smaller than ``min_batch`` are skipped (2 where BatchNorm or a
+    contrastive loss cannot use a single row). Returns (best val loss, best epoch). The module is left
+    holding the best epoch's weights.
     """
     gen = seed_torch(seed)
     params = [p for p in module.parameters() if p.requires_grad]
@@ -42,6 +45,8 @@ def train_early_stopping(module: torch.nn.Module, step, val_loss, n_train: int, 
     for epoch in range(epochs):
         module.train()
         for idx in batches(n_train, batch_size, gen):
+            if len(idx) < min_batch:
+                continue
             loss = step(idx)
             opt.zero_grad()
             loss.backward()
@@ -63,3 +68,21 @@ def train_early_stopping(module: torch.nn.Module, step, val_loss, n_train: int, 
     module.load_state_dict(best_state)
     module.eval()
     return best, best_epoch
+
+
+def packet_tokens(pre, x) -> tuple[torch.Tensor, torch.Tensor]:
+    """Packet view -> (tokens [n, T, 10]: the 9 ``PacketPreprocessor`` channels and a valid flag;
+    valid mask bool [n, T]). The flag tells padding from an average packet (both are 0 after
+    standardisation); a flow has at least one packet, so position 0 is always valid."""
+    tok, valid = pre.transform(x.packets, x.lengths)
+    valid[:, 0] = True
+    tok = np.concatenate([tok, valid[..., None].astype(np.float32)], axis=-1)
+    return torch.from_numpy(tok), torch.from_numpy(valid)
+
+
+@torch.no_grad()
+def in_chunks(fn, *tensors: torch.Tensor, size: int = 4096) -> torch.Tensor:
+    """fn applied to row chunks of the tensors (bounded memory at scoring time), concatenated."""
+    n = len(tensors[0])
+    out = [fn(*(t[i:i + size] for t in tensors)) for i in range(0, n, size)]
+    return torch.cat(out) if out else torch.zeros(0)

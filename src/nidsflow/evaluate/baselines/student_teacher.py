@@ -1,10 +1,11 @@
-"""STFPM / RD4AD-style student-teacher feature mismatch over packet sequences.
+"""STFPM-style student-teacher feature mismatch over packet sequences.
 
-Idea (STFPM, Wang et al., BMVC 2021; the same teacher/feature-mismatch principle as RD4AD, Deng &
-Li, CVPR 2022): a *fixed* teacher network with meaningful features is distilled, on normal data
-only, into a student that learns to reproduce the teacher's multi-scale feature maps; where the
-input is unlike the normal training data the student has never been taught the teacher's response
-and the two disagree. Loss (STFPM Eqs. 1-3): with channel-normalised features f_hat = f / ||f||_2
+Idea (STFPM, Wang et al., BMVC 2021; RD4AD, whose student decodes the teacher's features from a
+one-class embedding instead, is its own row, ``rd4ad``, reusing this module's teacher pretraining):
+a *fixed* teacher network with meaningful features is distilled, on normal data only, into a
+student that learns to reproduce the teacher's multi-scale feature maps; where the input is unlike
+the normal training data the student has never been taught the teacher's response and the two
+disagree. Loss (STFPM Eqs. 1-3): with channel-normalised features f_hat = f / ||f||_2
 at each position i of scale l,
 
     m_l(x) = 1/|V_l| sum_{i in V_l} 1/2 || f_hat_t^l(x)_i - f_hat_s^l(x)_i ||_2^2
@@ -132,7 +133,7 @@ def _layer_mismatch(ft, fs, valid):
 class STFPMBaseline(Baseline):
     name = "stfpm"
     view = "packets"
-    description = ("STFPM/RD4AD-style student-teacher feature mismatch on packet sequences (teacher pretrained "
+    description = ("STFPM-style student-teacher feature mismatch on packet sequences (teacher pretrained "
                    "on benign train by masked-packet reconstruction, then frozen)")
 
     def _tensors(self, x):
