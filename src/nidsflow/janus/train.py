@@ -72,7 +72,8 @@ class JanusObjective:
         self.s = settings
         self.cpath = ConditionalOTPath(settings.sigma)
         self.dpath = MixtureDiscretePath(settings.dfm_source, settings.kappa_power)
-        self.coupler = OTPlanCoupler(settings.ot_method, settings.ot_reg, settings.ot_pairing) if settings.ot else None
+        self.coupler = OTPlanCoupler(settings.ot_method, settings.ot_reg, settings.ot_pairing,
+                                     settings.ot_reg_scale, settings.ot_max_iter) if settings.ot else None
 
     def __call__(self, batch: JanusBatch, gen: torch.Generator, np_rng: np.random.Generator,
                  device: torch.device) -> LossParts:
@@ -273,6 +274,9 @@ def train_janus(store_root: str | Path, split_path: str | Path, out_dir: str | P
     if stopped:
         log.info("stopped after epoch %d on request; rerun to resume", state["epoch"])
         return None
+    if objective.coupler is not None and objective.coupler.n_unconverged:
+        log.info("OT: %d minibatch plans stopped at ot_max_iter=%d with marginals > 1 %% off (paired by %s)",
+                 objective.coupler.n_unconverged, settings.ot_max_iter, settings.ot_pairing)
     if state["bad_epochs"] >= settings.patience:
         log.info("early stop after epoch %d (best val %.5f at epoch %d)", state["epoch"], state["best_val"], state["best_epoch"])
     model_path = out_dir / "model.pt"

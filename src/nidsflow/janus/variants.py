@@ -29,9 +29,11 @@ class TrainSettings:
     sigma: float = 0.1
     lambda_disc: float = 1.0
     ot: bool = True
-    ot_method: str = "sinkhorn"
-    ot_reg: float = 0.05
-    ot_pairing: str = "argmax"
+    ot_method: str = "sinkhorn_log"
+    ot_reg: float = 0.1
+    ot_reg_scale: str = "centred_std"
+    ot_pairing: str = "sample_unique"
+    ot_max_iter: int = 50
     dfm_source: str = "mask"
     kappa_power: float = 1.0
     epochs: int = 50
