@@ -7,6 +7,7 @@ Group A of the specification:
 
 ====  ==========================================================================
 A1    Mahalanobis, covariance from sklearn OAS, on all finite columns (the deployable score)
+A1z   A1 on the columns standardised by their benign-val mean and std (shows what A1's scale costs)
 A2    Mahalanobis, Ledoit-Wolf covariance, on all finite columns
 A3    Mahalanobis, empirical covariance (Moore-Penrose pseudo-inverse when singular)
 A4    Mahalanobis-OAS on the three continuous scores (terminal_norm/flow/packet)
@@ -184,6 +185,43 @@ class MahalanobisOAS(_Mahalanobis):
         return OAS()
 
 
+class MahalanobisOASStandardised(MahalanobisOAS):
+    """A1z: A1 on score columns standardised on benign val, z_j = (s_j - mean_val_j) / std_val_j.
+
+    OAS shrinks towards tr(S)/p I, a target that is not scale invariant: on raw scores a column with a
+    small variance (a disc_nll_* channel) gets the average variance added and is down-weighted, one
+    with a large variance dominates. On z-scores the target is the identity (the correlation
+    matrix's trace / p = 1), so shrinkage only pulls correlations towards 0. The row beside A1 shows
+    what the scale costs; A1 stays the deployable default (SPEC). Constant columns are dropped (their
+    z is undefined).
+    """
+
+    name = "A1z"
+    description = "Mahalanobis, OAS covariance, all finite scores standardised on benign val"
+    drop_constant = True
+
+    def __init__(self):
+        super().__init__()
+        self.mean_: np.ndarray | None = None
+        self.std_: np.ndarray | None = None
+
+    def _fit(self, X):
+        self.mean_ = X.mean(axis=0)
+        self.std_ = np.maximum(X.std(axis=0), _STD_FLOOR)
+        super()._fit((X - self.mean_) / self.std_)
+
+    def _score(self, X):
+        return super()._score((X - self.mean_) / self.std_)
+
+    def params(self):
+        return {**super().params(), "mean": self.mean_.tolist(), "std": self.std_.tolist()}
+
+    def _load(self, p):
+        super()._load(p)
+        self.mean_ = np.asarray(p["mean"], dtype=np.float64)
+        self.std_ = np.asarray(p["std"], dtype=np.float64)
+
+
 class MahalanobisLedoitWolf(_Mahalanobis):
     """A2: Mahalanobis with the Ledoit-Wolf shrunk covariance, on all finite columns."""
 
@@ -294,7 +332,7 @@ class MeanZ(Aggregator):
 
 
 AGGREGATORS: dict[str, type[Aggregator]] = {
-    cls.name: cls for cls in (MahalanobisOAS, MahalanobisLedoitWolf, MahalanobisEmpirical,
+    cls.name: cls for cls in (MahalanobisOAS, MahalanobisOASStandardised, MahalanobisLedoitWolf, MahalanobisEmpirical,
                               MahalanobisOASContinuous, TerminalNorm, DiscNLLTotal, MeanZ)
 }
 #: The deployable aggregator's name.
