@@ -150,3 +150,27 @@ def test_bf16_scoring_changes_scores_by_rounding_only(trained, domain_a):
     for j in range(fp32.scores.shape[1]):
         r = np.corrcoef(fp32.scores[:, j], bf16.scores[:, j])[0, 1]
         assert r > 0.98, (JANUS_SCORE_NAMES[j], r)
+
+
+def test_a_flows_disc_scores_do_not_depend_on_its_batch(trained, domain_a):
+    """Issue 11: corruption was seeded per chunk, so a flow's disc_nll depended on the flows batched with it.
+    Seeded per flow_id: scoring every flow alone equals scoring them in batches of 128 (and of 37)."""
+    store, split = domain_a
+    model = trained[0] / "model.pt"
+    ref = score_split(model, store, split, CFG, progress=False)
+    for bs in (1, 37):
+        other = score_split(model, store, split, {**CFG, "score_batch_size": bs}, progress=False)
+        np.testing.assert_array_equal(other.flow_id, ref.flow_id)
+        np.testing.assert_allclose(other.scores, ref.scores, rtol=2e-4, atol=1e-5)
+
+
+def test_a_channel_without_corruption_is_scored_not_filled_with_zero(trained, domain_a):
+    """At t = 1 (kappa 1) no position is ever drawn corrupted: the seed wrote 0 (the most benign value) into
+    every disc_nll_*. Now the position closest to being drawn is corrupted and the model scores it."""
+    store, split = domain_a
+    table = score_split(trained[0] / "model.pt", store, split, {**CFG, "disc_times": [1.0]}, progress=False)
+    disc = table.scores[:, 3:]
+    assert np.isfinite(disc).all()
+    assert (disc > 0).all()
+    # a benign and an attack flow differ there, as elsewhere: the scores carry the model's evidence
+    assert len(np.unique(np.round(table.column("disc_nll_total"), 6))) > 10

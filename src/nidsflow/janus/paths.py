@@ -231,11 +231,16 @@ class MixtureDiscretePath:
         kappa = _expand(self.kappa(t), bits.float())
         u = torch.rand(bits.shape, generator=generator, device=bits.device)
         corrupted = u >= kappa
-        if self.source == "mask":
-            src = torch.full_like(bits, MASK_STATE)
-        else:
+        src = None
+        if self.source == "uniform":
             src = torch.randint(0, 2, bits.shape, generator=generator, device=bits.device)
-        return torch.where(corrupted, src, bits), corrupted
+        return self.corrupt(bits, corrupted, src), corrupted
+
+    def corrupt(self, bits: torch.Tensor, corrupted: torch.Tensor, src: torch.Tensor | None) -> torch.Tensor:
+        """x_t: the source state where ``corrupted`` (MASK_STATE, or the bits ``src`` for a uniform source)."""
+        if self.source == "mask":
+            return torch.where(corrupted, torch.full_like(bits, MASK_STATE), bits)
+        return torch.where(corrupted, src.to(bits.dtype), bits)
 
 
 def bit_nll(logits: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:

@@ -11,14 +11,18 @@ t_disc = 1 during the integration, i.e. the velocity is conditioned on the true 
 Under the Gaussian source each is ~1 for a benign flow; larger = less typical.
 
 Discrete side (the DFM head, continuous state clean with t_cont = 1): for each t in ``disc_times``
-the bits are corrupted by the mixture path (Eq. D1) with a generator seeded by
-``score_seed + chunk index`` (fixed, so scores are reproducible for a given score_batch_size), and
+the bits are corrupted by the mixture path (Eq. D1), and
 
     disc_nll_<ch>   = sum_{t, i corrupted} -log p_theta(b_i | x_t) / #{t, i corrupted}   (per channel)
     disc_nll_total  = the same pooled over the six channels
 
-A flow with no corrupted position in a channel (a short flow, unlucky draws) gets 0 there: the model
-was never asked, so there is no evidence against it (such flows are counted in the log).
+The corruption draws of a flow come from its own generator, seeded by (``score_seed``, flow_id), and
+cover the model's full T whatever the batch is cut to, so a flow's scores do not depend on which
+flows are batched with it (nor on ``score_batch_size``). A channel in which no valid position was
+drawn corrupted at any t (a short flow, or t near 1) is not filled with 0, the most benign value:
+its position and time closest to being drawn (largest u - kappa_t) is corrupted instead, so every
+channel of every flow is scored by the model (such channels are counted in the log). A flow with no
+valid packet has NaN disc scores (the aggregators then score it +inf, logged).
 
 Variants without a head write NaN in that head's columns, so every score file keeps the 10 columns:
 no CFM head (B4): the three terminal_* are NaN; no DFM head (B2, B3): the seven disc_nll_* are NaN;
@@ -101,7 +105,7 @@ class JanusScorer:
         self.solver = ODESolver(settings.solver, settings.solver_steps)
         self.dpath = MixtureDiscretePath(dfm_source, kappa_power)
         self.progress = progress
-        self.n_no_corruption = 0
+        self.n_forced = self.n_no_packet = 0
 
     def _autocast(self):
         if bf16_enabled(self.s.score_bf16, self.device):
@@ -148,7 +152,7 @@ class JanusScorer:
         return out
 
     @torch.no_grad()
-    def disc_nll(self, b: JanusBatch, seed: int) -> np.ndarray:
+    def disc_nll(self, b: JanusBatch, flow_ids: np.ndarray) -> np.ndarray:
         """[n, 7]: disc_nll_total then one per binary channel (NaN without a DFM head)."""
         cfg = self.model.cfg
         n = len(b)
@@ -156,54 +160,78 @@ class JanusScorer:
         if not cfg.disc_head:
             return out
         times = torch.tensor(self.s.disc_times, dtype=torch.float32)
-        k = len(times)
-        gen = torch.Generator().manual_seed(int(seed))
-        bits = b.bits.cpu().repeat(k, 1, 1)
-        t_rep = times.repeat_interleave(n)
-        xt, corrupted = self.dpath.sample(bits, t_rep, gen)
-        rep = lambda a: a.repeat(k, *([1] * (a.dim() - 1)))  # noqa: E731
-        valid = rep(b.valid)
-        xt, t_rep = xt.to(self.device), t_rep.to(self.device)
+        k, L = len(times), b.valid.shape[1]
+        u, src = self._flow_draws(flow_ids, k, L)                      # [k, n, L, 6] each
+        kappa = self.dpath.kappa(times)[:, None, None, None]
+        valid = b.valid.cpu()[None, :, :, None].expand(k, n, L, N_BIN)
+        corrupted = (u >= kappa) & valid
+        # a (flow, channel) without any corrupted valid position: corrupt its (t, i) closest to being drawn
+        empty = ~corrupted.any(dim=(0, 2)) & b.valid.cpu().any(1)[:, None]  # [n, 6]
+        if empty.any():
+            gap = torch.where(valid, u - kappa, torch.full_like(u, -torch.inf))  # [k, n, L, 6]
+            best = gap.permute(1, 3, 0, 2).reshape(n, N_BIN, k * L).argmax(-1)  # [n, 6] -> flat (t, i)
+            f, c = torch.nonzero(empty, as_tuple=True)
+            corrupted[best[f, c] // L, f, best[f, c] % L, c] = True
+            self.n_forced += int(empty.sum())
+        bits = b.bits.cpu()
+        xt = self.dpath.corrupt(bits[None].expand(k, n, L, N_BIN), corrupted, src).to(self.device)
         ones = torch.ones(n, device=self.device)
-        logits = []
+        nll = []
         with self._autocast():  # one forward per corruption time: a k-times larger batch runs slower per flow
             for j in range(k):
-                rows = slice(j * n, (j + 1) * n)
-                o = self.model(b.flow, b.pkt, xt[rows], b.valid, ones, t_rep[rows], want_cont=False)
-                logits.append(o["bit_logits"].float())
-        nll = bit_nll(torch.cat(logits), rep(b.bits)).double()
-        w = (corrupted.to(self.device) & valid[..., None]).double()
-        s = (nll * w).sum(1).reshape(k, n, N_BIN).sum(0)   # [n, 6]
-        c = w.sum(1).reshape(k, n, N_BIN).sum(0)
-        per = torch.where(c > 0, s / c.clamp_min(1), torch.zeros_like(s))
-        total = torch.where(c.sum(1) > 0, s.sum(1) / c.sum(1).clamp_min(1), torch.zeros_like(s[:, 0]))
-        has_pkt = b.valid.any(1)
-        self.n_no_corruption += int(((c == 0).any(1) & has_pkt).sum())
+                o = self.model(b.flow, b.pkt, xt[j], b.valid, ones, ones * float(times[j]), want_cont=False)
+                nll.append(bit_nll(o["bit_logits"].float(), b.bits).double())
+        w = corrupted.to(self.device).double()                           # [k, n, L, 6]
+        nll = torch.stack(nll)
+        s = (nll * w).sum(dim=(0, 2))                                    # [n, 6]
+        c = w.sum(dim=(0, 2))
+        per = torch.where(c > 0, s / c.clamp_min(1), torch.full_like(s, torch.nan))
+        total = torch.where(c.sum(1) > 0, s.sum(1) / c.sum(1).clamp_min(1), torch.full_like(s[:, 0], torch.nan))
+        self.n_no_packet += int((~b.valid.any(1)).sum())
         out[:, 0] = total.cpu().numpy()
         out[:, 1:] = per.cpu().numpy()
         return out
 
-    def score(self, data: JanusBatch, desc: str = "janus scoring") -> np.ndarray:
-        """[n, 10] scores in JANUS_SCORE_NAMES order.
+    def _flow_draws(self, flow_ids: np.ndarray, k: int, L: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Uniforms u [k, n, L, 6] (and source bits for a uniform source) from one generator per flow,
+        seeded by (score_seed, flow_id); each flow draws the model's full T and keeps its first L."""
+        T = max(int(self.model.cfg.T), L)
+        us, srcs = [], []
+        for fid in np.asarray(flow_ids, dtype=np.int64):
+            g = np.random.default_rng([int(self.s.score_seed) & 0xFFFFFFFF, int(fid)])
+            us.append(g.random((k, T, N_BIN))[:, :L])
+            if self.dpath.source == "uniform":
+                srcs.append(g.integers(0, 2, (k, T, N_BIN))[:, :L])
+        u = torch.from_numpy(np.stack(us, axis=1)).float() if us else torch.zeros((k, 0, L, N_BIN))
+        src = torch.from_numpy(np.stack(srcs, axis=1)) if srcs else None
+        return u, src
+
+    def score(self, data: JanusBatch, desc: str = "janus scoring", flow_ids: np.ndarray | None = None) -> np.ndarray:
+        """[n, 10] scores in JANUS_SCORE_NAMES order; ``flow_ids`` (default 0..n-1) seed each flow's draws.
 
         Flows are batched in order of packet count (stable sort) and each batch is cut after its
         longest flow (:meth:`JanusBatch.trimmed`), so short flows do not pay for T positions.
         """
         n = len(data)
+        flow_ids = np.arange(n) if flow_ids is None else np.asarray(flow_ids, dtype=np.int64)
+        if len(flow_ids) != n:
+            raise ValueError(f"{len(flow_ids)} flow ids for {n} flows")
         bs = self.s.score_batch_size
         out = np.empty((n, len(JANUS_SCORE_NAMES)), dtype=np.float64)
-        self.n_no_corruption = 0
+        self.n_forced = self.n_no_packet = 0
         order = torch.argsort(data.lengths, stable=True) if data.valid.shape[1] else torch.arange(n)
         starts = range(0, n, bs)
-        for k, start in enumerate(tqdm(starts, desc=desc, file=sys.stderr, disable=not self.progress, mininterval=5.0)):
+        for start in tqdm(starts, desc=desc, file=sys.stderr, disable=not self.progress, mininterval=5.0):
             idx = order[start:start + bs]
             b = data.index(idx).trimmed().to(self.device)
             rows = idx.numpy()
             out[rows, :3] = self.terminal(b)
-            out[rows, 3:] = self.disc_nll(b, self.s.score_seed + k)
-        if self.n_no_corruption:
-            log.info("%d of %d flows had a binary channel with no corrupted position at the disc_times (NLL 0 there)",
-                     self.n_no_corruption, n)
+            out[rows, 3:] = self.disc_nll(b, flow_ids[rows])
+        if self.n_forced:
+            log.info("%d (flow, binary channel) pairs of %d flows had no corrupted position at the disc_times; "
+                     "each got its position closest to being drawn corrupted", self.n_forced, n)
+        if self.n_no_packet and self.model.cfg.disc_head:
+            log.warning("%d of %d flows have no valid packet: their disc_nll scores are NaN", self.n_no_packet, n)
         return out
 
 
@@ -242,7 +270,7 @@ def score_split(model_path: str | Path, store_root: str | Path, split_path: str 
     cfg = scorer.model.cfg
     feats, pk, ln = load_raw(store, ids, cfg.flow_token, cfg.use_packets)
     data = norm.transform(feats, pk, ln, len(ids), source=str(store.root))
-    S = scorer.score(data, desc=f"janus {meta['variant']} scoring {store.root}")
+    S = scorer.score(data, desc=f"janus {meta['variant']} scoring {store.root}", flow_ids=ids)
     return ScoreTable.from_flows(store.flows, ids, which, JANUS_SCORE_NAMES, S)
 
 
