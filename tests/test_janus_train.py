@@ -174,3 +174,41 @@ def test_a_channel_without_corruption_is_scored_not_filled_with_zero(trained, do
     assert (disc > 0).all()
     # a benign and an attack flow differ there, as elsewhere: the scores carry the model's evidence
     assert len(np.unique(np.round(table.column("disc_nll_total"), 6))) > 10
+
+
+def _weights(path):
+    return torch.load(path, weights_only=False)["state_dict"]
+
+
+def test_rerun_after_reextraction_retrains_and_no_stale_checkpoint_is_resumed(tmp_path):
+    """Issue 11: the fingerprint covered config + first 50 train ids + store path, and checkpoint.pt survived,
+    so retraining after a re-extraction (same path, same ids, other content) resumed the finished run and
+    saved the old weights beside the new normaliser. Change the store, rerun: the weights change."""
+    import pandas as pd
+
+    cfg = {**CFG, "epochs": 2}
+    store, split = _store(tmp_path, seed=1)
+    ff = store / "flow_features.parquet"
+
+    def reextract(factor):  # flow features regenerated in place: same path, flows and split, other values
+        df = pd.read_parquet(ff)
+        cols = [c for c in df.columns if c != "flow_id" and pd.api.types.is_float_dtype(df[c])]
+        df[cols] = df[cols] * factor
+        df.to_parquet(ff)
+
+    out = tmp_path / "model"
+    w1 = _weights(train_janus(store, split, out, cfg, "full", 42, progress=False))
+    assert not (out / CHECKPOINT_NAME).exists()  # a finished run leaves no checkpoint to resume
+    reextract(3.0)
+    w2 = _weights(train_janus(store, split, out, cfg, "full", 42, progress=False))
+    assert any(not torch.equal(w1[k], w2[k]) for k in w1)
+    fresh = train_janus(store, split, tmp_path / "fresh", cfg, "full", 42, progress=False)
+    assert all(torch.equal(w2[k], _weights(fresh)[k]) for k in w2)
+
+    # an interrupted run's checkpoint is not resumed on other data either: the result is a fresh run's
+    part = tmp_path / "part"
+    assert train_janus(store, split, part, cfg, "full", 42, progress=False, stop_after_epoch=1) is None
+    reextract(0.5)
+    resumed = _weights(train_janus(store, split, part, cfg, "full", 42, progress=False))
+    fresh3 = _weights(train_janus(store, split, tmp_path / "fresh3", cfg, "full", 42, progress=False))
+    assert all(torch.equal(resumed[k], fresh3[k]) for k in resumed)
