@@ -63,6 +63,8 @@ def test_mahalanobis_of_known_gaussian():
 def test_no_aggregator_reads_test_labels_or_test_rows(name):
     """Permuting the test rows' labels, and replacing the test rows' scores, leaves every fitted parameter unchanged."""
     t = make_janus_like_table(seed=5)
+    if name in ("A8", "A9"):  # rows of the cnf_nll score option
+        t = _with_cnf(t)
     ref = make_aggregator(name).fit_table(t).to_dict()
     rng = np.random.default_rng(0)
     test = np.nonzero(t.split == "test")[0]
@@ -195,3 +197,27 @@ def test_oas_on_standardised_scores_matches_closed_form_and_is_scale_free(n, see
     agg2 = make_aggregator("A1z").fit(X, NAMES5)
     from nidsflow.evaluate.aggregators import aggregator_from_dict
     np.testing.assert_allclose(aggregator_from_dict(agg2.to_dict()).score(Y, NAMES5), agg.score(Y, NAMES5))
+
+
+def _with_cnf(t, seed=0):
+    """The table with a cnf_nll column (the score option) correlated with terminal_norm."""
+    rng = np.random.default_rng(seed)
+    cnf = t.column("terminal_norm") + rng.normal(size=len(t.flow_id))
+    return ScoreTable(t.flow_id, t.split, t.label, t.attack_class, t.is_attack, t.score_names + ("cnf_nll",),
+                      np.column_stack([t.scores, cnf]).astype(np.float32))
+
+
+def test_score_options_have_their_own_rows_and_never_change_the_seed_rows():
+    """A cnf_nll column (score option) is read by A8/A9 only: A1-A7 and A1z give the same as without it."""
+    t = make_janus_like_table(seed=6)
+    tc = _with_cnf(t)
+    for name in AGGREGATORS:
+        if name in ("A8", "A9"):
+            with pytest.raises(AggregatorError, match="cnf_nll"):
+                make_aggregator(name).fit_table(t)
+            continue
+        a, b = make_aggregator(name).fit_table(t), make_aggregator(name).fit_table(tc)
+        assert a.columns == b.columns and "cnf_nll" not in b.columns
+        np.testing.assert_allclose(a.score_table(t), b.score_table(tc))
+    assert make_aggregator("A8").fit_table(tc).columns == ("cnf_nll",)
+    assert make_aggregator("A9").fit_table(tc).columns == tuple(JANUS_SCORE_NAMES) + ("cnf_nll",)

@@ -212,3 +212,23 @@ def test_rerun_after_reextraction_retrains_and_no_stale_checkpoint_is_resumed(tm
     resumed = _weights(train_janus(store, split, part, cfg, "full", 42, progress=False))
     fresh3 = _weights(train_janus(store, split, tmp_path / "fresh3", cfg, "full", 42, progress=False))
     assert all(torch.equal(resumed[k], fresh3[k]) for k in resumed)
+
+
+def test_cnf_nll_score_option_adds_a_column_and_leaves_the_10d_vector(trained, domain_a):
+    """janus.cnf_nll: an 11th column, the CNF's exact NLL per dim (Hutchinson, probes per flow_id): finite,
+    independent of the batch, and the 10-d vector and A1 are exactly those without the option."""
+    from nidsflow.evaluate.aggregators import make_aggregator
+
+    store, split = domain_a
+    model = trained[0] / "model.pt"
+    ref = ScoreTable.load(trained[0] / "phase1_scores.npz")
+    on = score_split(model, store, split, {**CFG, "cnf_nll": True}, progress=False)
+    assert on.score_names == JANUS_SCORE_NAMES + ("cnf_nll",)
+    np.testing.assert_allclose(on.scores[:, :10], ref.scores, rtol=1e-5, atol=1e-6)
+    cnf = on.column("cnf_nll")
+    assert np.isfinite(cnf).all() and np.std(cnf) > 0
+    small = score_split(model, store, split, {**CFG, "cnf_nll": True, "score_batch_size": 37}, progress=False)
+    np.testing.assert_allclose(small.column("cnf_nll"), cnf, rtol=2e-4, atol=1e-5)
+    np.testing.assert_allclose(make_aggregator("A1").fit_table(on).score_table(on),
+                               make_aggregator("A1").fit_table(ref).score_table(ref), rtol=1e-4)
+    assert make_aggregator("A8").fit_table(on).columns == ("cnf_nll",)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -48,6 +49,7 @@ from nidsflow.janus.model import JanusModel
 from nidsflow.janus.paths import MixtureDiscretePath, bit_nll
 from nidsflow.janus.train import load_model, pick_device
 from nidsflow.janus.variants import ScoreSettings, score_settings
+from nidsflow.evaluate.aggregators import CNF_SCORE
 from nidsflow.scores import JANUS_SCORE_NAMES, ScoreTable
 from nidsflow.splits import Split
 
@@ -93,6 +95,40 @@ class ODESolver:
         return x
 
 
+def cnf_log_likelihood(velocity, x1: torch.Tensor, mask: torch.Tensor, probes: torch.Tensor, solver: ODESolver,
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x(0), log p_1(x1)) of the continuous normalising flow dx/dt = v(x, t) with source N(0, I) at t = 0.
+
+    Instantaneous change of variables (Chen et al. 2018, Eq. 4; FFJORD, Grathwohl et al. 2019):
+    d log p(x_t)/dt = -tr(dv/dx), so, integrating the augmented state (x, l) with dl/dt = div v from
+    t = 1 (x = x1, l = 0) back to t = 0,
+
+        log p_1(x1) = log N(x(0); 0, I) + l(0),   l(0) = -int_0^1 div v(x_t, t) dt,
+
+    over the dims where ``mask`` is 1 (a padding dim is not part of the flow's state). The divergence
+    is Hutchinson's estimator tr(J) ~ mean_k e_k^T J e_k with the fixed probes e_k [K, n, D]
+    (Rademacher: exact for a diagonal J), one vector-Jacobian product per probe and evaluation.
+    """
+    m = mask.to(x1.dtype)
+    probes = probes.to(x1.dtype) * m
+    D = x1.shape[1]
+
+    def augmented(z, t):
+        with torch.enable_grad():
+            x = z[:, :D].detach().requires_grad_(True)
+            v = velocity(x, t)
+            div = torch.zeros(len(x), dtype=x1.dtype, device=x1.device)
+            for k in range(len(probes)):
+                (g,) = torch.autograd.grad(v, x, probes[k], retain_graph=k + 1 < len(probes))
+                div = div + (g * probes[k]).sum(1)
+        return torch.cat([v.detach().to(x1.dtype), (div / len(probes))[:, None]], 1)
+
+    z0 = solver.integrate(augmented, torch.cat([x1, torch.zeros(len(x1), 1, dtype=x1.dtype, device=x1.device)], 1))
+    x0, l0 = z0[:, :D], z0[:, D]
+    log_n = -0.5 * ((x0 ** 2) * m).sum(1) - 0.5 * m.sum(1) * math.log(2 * math.pi)
+    return x0, log_n + l0
+
+
 class JanusScorer:
     """Computes the 10 scores of normalised flows in batches (see the module docstring)."""
 
@@ -102,6 +138,8 @@ class JanusScorer:
         self.s = settings
         self.device = pick_device(str(device) if device is not None else None)
         self.model.to(self.device)
+        for p in self.model.parameters():  # scoring differentiates w.r.t. the state only (cnf_nll)
+            p.requires_grad_(False)
         self.solver = ODESolver(settings.solver, settings.solver_steps)
         self.dpath = MixtureDiscretePath(dfm_source, kappa_power)
         self.progress = progress
@@ -112,12 +150,23 @@ class JanusScorer:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    @property
+    def score_names(self) -> tuple[str, ...]:
+        """The columns :meth:`score` returns: the 10-d vector, then the enabled score options."""
+        return JANUS_SCORE_NAMES + ((CNF_SCORE,) if self.s.cnf_nll else ())
+
     @torch.no_grad()
-    def terminal(self, b: JanusBatch) -> np.ndarray:
-        """[n, 3]: terminal_norm, terminal_flow, terminal_packet (NaN where not modelled)."""
+    def terminal(self, b: JanusBatch, flow_ids: np.ndarray | None = None, cnf: np.ndarray | None = None) -> np.ndarray:
+        """[n, 3]: terminal_norm, terminal_flow, terminal_packet (NaN where not modelled).
+
+        With ``cnf_nll`` on and ``flow_ids``, the same integration also yields the CNF's exact
+        negative log-likelihood per modelled dim, -log p_1(x) / D (:func:`cnf_log_likelihood`), written
+        into ``cnf`` [n]; the probes are drawn per flow from (score_seed, flow_id)."""
         cfg = self.model.cfg
         n = len(b)
         out = np.full((n, 3), np.nan, dtype=np.float64)
+        if cnf is None:
+            cnf = np.full(n, np.nan)
         if not cfg.cont_head:
             return out
         use_flow, use_pkt = self.model.models_flow, cfg.use_packets
@@ -139,7 +188,12 @@ class JanusScorer:
                 parts.append(o["v_pkt"].float().reshape(n, -1))
             return torch.cat(parts, 1)
 
-        x0 = self.solver.integrate(velocity, x)
+        if flow_ids is not None and self.s.cnf_nll:
+            mask = torch.cat([torch.ones_like(b.flow) if use_flow else b.flow[:, :0], m if use_pkt else m[:, :0]], 1)
+            x0, logp = cnf_log_likelihood(velocity, x, mask, self._probes(flow_ids, x.shape[1], F), self.solver)
+            cnf[:] = (-logp / mask.sum(1).clamp_min(1)).double().cpu().numpy()
+        else:
+            x0 = self.solver.integrate(velocity, x)
         sq = x0.double() ** 2
         flow_sq = sq[:, :F].sum(1) if use_flow else torch.zeros(n, dtype=torch.float64, device=x.device)
         pkt_sq = (sq[:, F:] * m).sum(1) if use_pkt else torch.zeros_like(flow_sq)
@@ -192,6 +246,16 @@ class JanusScorer:
         out[:, 1:] = per.cpu().numpy()
         return out
 
+    def _probes(self, flow_ids: np.ndarray, D: int, F: int) -> torch.Tensor:
+        """Rademacher probes [K, n, D] per flow from (score_seed, flow_id, 1): flow dims, then the model's full
+        T x 3 packet dims cut to this batch's width (so a flow's probes do not depend on its batch)."""
+        K = int(self.s.cnf_probes)
+        full = max(F + 3 * int(self.model.cfg.T), D)
+        rows = [np.random.default_rng([int(self.s.score_seed) & 0xFFFFFFFF, int(fid), 1]).integers(0, 2, (K, full))
+                for fid in np.asarray(flow_ids, dtype=np.int64)]
+        e = np.stack(rows, axis=1)[:, :, :D] * 2.0 - 1.0 if rows else np.zeros((K, 0, D))
+        return torch.from_numpy(e).float().to(self.device)
+
     def _flow_draws(self, flow_ids: np.ndarray, k: int, L: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Uniforms u [k, n, L, 6] (and source bits for a uniform source) from one generator per flow,
         seeded by (score_seed, flow_id); each flow draws the model's full T and keeps its first L."""
@@ -207,7 +271,7 @@ class JanusScorer:
         return u, src
 
     def score(self, data: JanusBatch, desc: str = "janus scoring", flow_ids: np.ndarray | None = None) -> np.ndarray:
-        """[n, 10] scores in JANUS_SCORE_NAMES order; ``flow_ids`` (default 0..n-1) seed each flow's draws.
+        """[n, k] scores in :attr:`score_names` order (the 10-d vector, then options); ``flow_ids`` (default 0..n-1) seed each flow's draws.
 
         Flows are batched in order of packet count (stable sort) and each batch is cut after its
         longest flow (:meth:`JanusBatch.trimmed`), so short flows do not pay for T positions.
@@ -217,7 +281,7 @@ class JanusScorer:
         if len(flow_ids) != n:
             raise ValueError(f"{len(flow_ids)} flow ids for {n} flows")
         bs = self.s.score_batch_size
-        out = np.empty((n, len(JANUS_SCORE_NAMES)), dtype=np.float64)
+        out = np.full((n, len(self.score_names)), np.nan, dtype=np.float64)
         self.n_forced = self.n_no_packet = 0
         order = torch.argsort(data.lengths, stable=True) if data.valid.shape[1] else torch.arange(n)
         starts = range(0, n, bs)
@@ -225,8 +289,11 @@ class JanusScorer:
             idx = order[start:start + bs]
             b = data.index(idx).trimmed().to(self.device)
             rows = idx.numpy()
-            out[rows, :3] = self.terminal(b)
-            out[rows, 3:] = self.disc_nll(b, flow_ids[rows])
+            cnf = np.full(len(rows), np.nan)
+            out[rows, :3] = self.terminal(b, flow_ids[rows], cnf)
+            out[rows, 3:10] = self.disc_nll(b, flow_ids[rows])
+            if self.s.cnf_nll:
+                out[rows, 10] = cnf
         if self.n_forced:
             log.info("%d (flow, binary channel) pairs of %d flows had no corrupted position at the disc_times; "
                      "each got its position closest to being drawn corrupted", self.n_forced, n)
@@ -271,7 +338,7 @@ def score_split(model_path: str | Path, store_root: str | Path, split_path: str 
     feats, pk, ln = load_raw(store, ids, cfg.flow_token, cfg.use_packets)
     data = norm.transform(feats, pk, ln, len(ids), source=str(store.root))
     S = scorer.score(data, desc=f"janus {meta['variant']} scoring {store.root}", flow_ids=ids)
-    return ScoreTable.from_flows(store.flows, ids, which, JANUS_SCORE_NAMES, S)
+    return ScoreTable.from_flows(store.flows, ids, which, scorer.score_names, S)
 
 
 def auroc_report(table: ScoreTable) -> dict:

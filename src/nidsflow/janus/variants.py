@@ -58,6 +58,8 @@ class ScoreSettings:
     score_batch_size: int = 1024
     score_seed: int = 12345
     score_bf16: bool | str = False   # or "auto": on where bfloat16 is native (score.bf16_enabled)
+    cnf_nll: bool = False            # score option: the CNF's exact NLL per dim (score.cnf_log_likelihood)
+    cnf_probes: int = 1              # Hutchinson probes per ODE evaluation
 
     def to_dict(self) -> dict:
         return asdict(self)
