@@ -63,6 +63,8 @@ def test_mahalanobis_of_known_gaussian():
 def test_no_aggregator_reads_test_labels_or_test_rows(name):
     """Permuting the test rows' labels, and replacing the test rows' scores, leaves every fitted parameter unchanged."""
     t = make_janus_like_table(seed=5)
+    if name in ("A8", "A9"):  # rows of the cnf_nll score option
+        t = _with_cnf(t)
     ref = make_aggregator(name).fit_table(t).to_dict()
     rng = np.random.default_rng(0)
     test = np.nonzero(t.split == "test")[0]
@@ -161,3 +163,61 @@ def test_threshold_mean_std_and_formatting():
     assert format_mean_std([]) == "not run"
     assert format_mean_std([0.98]) == "98.00 (1 seed)"
     assert format_mean_std([0.98, 0.99]) == "98.50 ± 0.71"
+
+
+@pytest.mark.parametrize("n,seed", [(200, 11), (2000, 12)])
+def test_oas_on_standardised_scores_matches_closed_form_and_is_scale_free(n, seed):
+    """A1z: z = (s - mean_val) / std_val (ddof 0), then OAS on z: Sigma_z = (1 - rho) R + rho I (tr(R)/p = 1 for
+    the correlation matrix R), d^2 = z^T Sigma_z^-1 z. Rescaling one column changes A1 (its shrinkage target
+    tr(S)/p I depends on the scale) but not A1z."""
+    X, _, _ = _gaussian(n, seed)
+    X[:, 0] *= 1e-3  # a low-variance score column (like a disc_nll_* channel)
+    p = X.shape[1]
+    mean, std = X.mean(0), X.std(0)
+    Z = (X - mean) / std
+    R = Z.T @ Z / n
+    tr_r2, tr_r = np.trace(R @ R), np.trace(R)
+    rho = min((tr_r2 + tr_r ** 2) / ((n + 1) * (tr_r2 - tr_r ** 2 / p)), 1.0)
+    sigma = (1 - rho) * R + rho * tr_r / p * np.eye(p)
+    assert tr_r / p == pytest.approx(1.0)
+    agg = make_aggregator("A1z").fit(X, NAMES5)
+    assert agg.shrinkage_ == pytest.approx(rho, rel=1e-10)
+    np.testing.assert_allclose(agg.covariance_, sigma, rtol=1e-10, atol=1e-12)
+    Y, _, _ = _gaussian(50, seed + 100)
+    Y[:, 0] *= 1e-3
+    Dz = (Y - mean) / std
+    np.testing.assert_allclose(agg.score(Y, NAMES5), np.einsum("ij,jk,ik->i", Dz, np.linalg.inv(sigma), Dz), rtol=1e-8)
+    # scale: A1z is invariant to a column's unit, A1 is not
+    k = np.array([1e3, 1, 1, 1, 1])
+    np.testing.assert_allclose(make_aggregator("A1z").fit(X * k, NAMES5).score(Y * k, NAMES5),
+                               agg.score(Y, NAMES5), rtol=1e-8)
+    a1 = make_aggregator("A1").fit(X, NAMES5).score(Y, NAMES5)
+    assert not np.allclose(make_aggregator("A1").fit(X * k, NAMES5).score(Y * k, NAMES5), a1, rtol=1e-3)
+    # round trip through the artifact
+    agg2 = make_aggregator("A1z").fit(X, NAMES5)
+    from nidsflow.evaluate.aggregators import aggregator_from_dict
+    np.testing.assert_allclose(aggregator_from_dict(agg2.to_dict()).score(Y, NAMES5), agg.score(Y, NAMES5))
+
+
+def _with_cnf(t, seed=0):
+    """The table with a cnf_nll column (the score option) correlated with terminal_norm."""
+    rng = np.random.default_rng(seed)
+    cnf = t.column("terminal_norm") + rng.normal(size=len(t.flow_id))
+    return ScoreTable(t.flow_id, t.split, t.label, t.attack_class, t.is_attack, t.score_names + ("cnf_nll",),
+                      np.column_stack([t.scores, cnf]).astype(np.float32))
+
+
+def test_score_options_have_their_own_rows_and_never_change_the_seed_rows():
+    """A cnf_nll column (score option) is read by A8/A9 only: A1-A7 and A1z give the same as without it."""
+    t = make_janus_like_table(seed=6)
+    tc = _with_cnf(t)
+    for name in AGGREGATORS:
+        if name in ("A8", "A9"):
+            with pytest.raises(AggregatorError, match="cnf_nll"):
+                make_aggregator(name).fit_table(t)
+            continue
+        a, b = make_aggregator(name).fit_table(t), make_aggregator(name).fit_table(tc)
+        assert a.columns == b.columns and "cnf_nll" not in b.columns
+        np.testing.assert_allclose(a.score_table(t), b.score_table(tc))
+    assert make_aggregator("A8").fit_table(tc).columns == ("cnf_nll",)
+    assert make_aggregator("A9").fit_table(tc).columns == tuple(JANUS_SCORE_NAMES) + ("cnf_nll",)

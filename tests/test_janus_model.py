@@ -150,3 +150,32 @@ def test_bf16_setting_auto_follows_the_hardware():
     cpu = torch.device("cpu")
     assert bf16_enabled(True, cpu) and not bf16_enabled(False, cpu)
     assert bf16_enabled("auto", cpu) == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def test_normaliser_resolves_timing_from_microseconds_to_minutes():
+    """Issue 11: IAT in seconds through log1p erased sub-100 ms timing (1 ms vs 10 ms: 0.009 before
+    standardising). Every continuous channel must resolve a factor 10 anywhere in its benign range by a
+    good part of its benign spread: IAT from 10 us to a minute, sizes 40 B .. 1500 B, windows 100 .. 65 535."""
+    rng = np.random.default_rng(1)
+    n, Ts = 400, 8
+    pk = np.zeros((n, Ts, len(CHANNELS)), np.float32)
+    pk[..., 0] = np.exp(rng.uniform(np.log(40), np.log(1500), (n, Ts)))
+    pk[..., 1] = np.exp(rng.uniform(np.log(1e-5), np.log(60.0), (n, Ts)))   # log-uniform 10 us .. 1 min
+    pk[..., 2] = np.exp(rng.uniform(np.log(100), np.log(65535), (n, Ts)))
+    lengths = np.full(n, Ts)
+    norm = Normaliser.fit(None, pk, lengths, T=Ts)
+
+    def z(channel, value):
+        x = np.zeros((1, Ts, len(CHANNELS)), np.float32)
+        x[0, :, 0], x[0, :, 1], x[0, :, 2] = 500, 0.01, 1000
+        x[0, :, channel] = value
+        return float(norm.transform(None, x, np.array([Ts]), 1).pkt[0, 0, channel])
+
+    for channel, pairs in ((1, [(1e-5, 1e-4), (1e-3, 1e-2), (0.1, 1.0), (6.0, 60.0)]),
+                           (0, [(40, 400), (150, 1500)]), (2, [(100, 1000), (6553, 65535)])):
+        for lo, hi in pairs:
+            assert z(channel, hi) - z(channel, lo) > 0.25, (CHANNELS[channel], lo, hi)
+    # a model saved before the unit existed keeps its own transform (iat in seconds)
+    legacy = {k: v for k, v in norm.state_dict().items() if k != "packet_unit_scale"}
+    assert Normaliser.from_state_dict(legacy).packet_unit_scale == [1.0, 1.0, 1.0]
+    assert Normaliser.from_state_dict(norm.state_dict()).packet_unit_scale == [1.0, 1e6, 1.0]

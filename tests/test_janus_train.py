@@ -150,3 +150,85 @@ def test_bf16_scoring_changes_scores_by_rounding_only(trained, domain_a):
     for j in range(fp32.scores.shape[1]):
         r = np.corrcoef(fp32.scores[:, j], bf16.scores[:, j])[0, 1]
         assert r > 0.98, (JANUS_SCORE_NAMES[j], r)
+
+
+def test_a_flows_disc_scores_do_not_depend_on_its_batch(trained, domain_a):
+    """Issue 11: corruption was seeded per chunk, so a flow's disc_nll depended on the flows batched with it.
+    Seeded per flow_id: scoring every flow alone equals scoring them in batches of 128 (and of 37)."""
+    store, split = domain_a
+    model = trained[0] / "model.pt"
+    ref = score_split(model, store, split, CFG, progress=False)
+    for bs in (1, 37):
+        other = score_split(model, store, split, {**CFG, "score_batch_size": bs}, progress=False)
+        np.testing.assert_array_equal(other.flow_id, ref.flow_id)
+        np.testing.assert_allclose(other.scores, ref.scores, rtol=2e-4, atol=1e-5)
+
+
+def test_a_channel_without_corruption_is_scored_not_filled_with_zero(trained, domain_a):
+    """At t = 1 (kappa 1) no position is ever drawn corrupted: the seed wrote 0 (the most benign value) into
+    every disc_nll_*. Now the position closest to being drawn is corrupted and the model scores it."""
+    store, split = domain_a
+    table = score_split(trained[0] / "model.pt", store, split, {**CFG, "disc_times": [1.0]}, progress=False)
+    disc = table.scores[:, 3:]
+    assert np.isfinite(disc).all()
+    assert (disc > 0).all()
+    # a benign and an attack flow differ there, as elsewhere: the scores carry the model's evidence
+    assert len(np.unique(np.round(table.column("disc_nll_total"), 6))) > 10
+
+
+def _weights(path):
+    return torch.load(path, weights_only=False)["state_dict"]
+
+
+def test_rerun_after_reextraction_retrains_and_no_stale_checkpoint_is_resumed(tmp_path):
+    """Issue 11: the fingerprint covered config + first 50 train ids + store path, and checkpoint.pt survived,
+    so retraining after a re-extraction (same path, same ids, other content) resumed the finished run and
+    saved the old weights beside the new normaliser. Change the store, rerun: the weights change."""
+    import pandas as pd
+
+    cfg = {**CFG, "epochs": 2}
+    store, split = _store(tmp_path, seed=1)
+    ff = store / "flow_features.parquet"
+
+    def reextract(factor):  # flow features regenerated in place: same path, flows and split, other values
+        df = pd.read_parquet(ff)
+        cols = [c for c in df.columns if c != "flow_id" and pd.api.types.is_float_dtype(df[c])]
+        df[cols] = df[cols] * factor
+        df.to_parquet(ff)
+
+    out = tmp_path / "model"
+    w1 = _weights(train_janus(store, split, out, cfg, "full", 42, progress=False))
+    assert not (out / CHECKPOINT_NAME).exists()  # a finished run leaves no checkpoint to resume
+    reextract(3.0)
+    w2 = _weights(train_janus(store, split, out, cfg, "full", 42, progress=False))
+    assert any(not torch.equal(w1[k], w2[k]) for k in w1)
+    fresh = train_janus(store, split, tmp_path / "fresh", cfg, "full", 42, progress=False)
+    assert all(torch.equal(w2[k], _weights(fresh)[k]) for k in w2)
+
+    # an interrupted run's checkpoint is not resumed on other data either: the result is a fresh run's
+    part = tmp_path / "part"
+    assert train_janus(store, split, part, cfg, "full", 42, progress=False, stop_after_epoch=1) is None
+    reextract(0.5)
+    resumed = _weights(train_janus(store, split, part, cfg, "full", 42, progress=False))
+    fresh3 = _weights(train_janus(store, split, tmp_path / "fresh3", cfg, "full", 42, progress=False))
+    assert all(torch.equal(resumed[k], fresh3[k]) for k in resumed)
+
+
+def test_cnf_nll_score_option_adds_a_column_and_leaves_the_10d_vector(trained, domain_a):
+    """janus.cnf_nll: an 11th column, the CNF's exact NLL per dim (Hutchinson, probes per flow_id): finite,
+    independent of the batch, and the 10-d vector and A1 are exactly those without the option."""
+    from nidsflow.evaluate.aggregators import make_aggregator
+
+    store, split = domain_a
+    model = trained[0] / "model.pt"
+    ref = ScoreTable.load(trained[0] / "phase1_scores.npz")
+    on = score_split(model, store, split, {**CFG, "cnf_nll": True}, progress=False)
+    assert on.score_names == JANUS_SCORE_NAMES + ("cnf_nll",)
+    np.testing.assert_allclose(on.scores[:, :10], ref.scores, rtol=1e-5, atol=1e-6)
+    cnf = on.column("cnf_nll")
+    assert np.isfinite(cnf).all() and np.std(cnf) > 0
+    small = score_split(model, store, split, {**CFG, "cnf_nll": True, "score_batch_size": 37}, progress=False)
+    np.testing.assert_allclose(small.column("cnf_nll"), cnf, rtol=2e-4, atol=1e-5)
+    np.testing.assert_allclose(make_aggregator("A1").fit_table(on).score_table(on),
+                               make_aggregator("A1").fit_table(ref).score_table(ref), rtol=1e-4)
+    assert make_aggregator("A8").fit_table(on).columns == ("cnf_nll",)

@@ -163,7 +163,8 @@ def test_cross_matrix_diagonal_is_within_and_missing_pair_not_run(results):
 def test_aggregator_and_ablation_tables(results):
     _, out = results
     agg = pd.read_csv(out / "aggregators.csv", comment="#")
-    assert set(agg.aggregator) == {f"A{i}" for i in range(1, 8)}
+    from nidsflow.evaluate.aggregators import AGGREGATORS
+    assert set(agg.aggregator) == set(AGGREGATORS) and {f"A{i}" for i in range(1, 8)} | {"A1z"} <= set(AGGREGATORS)
     a1 = agg[(agg.aggregator == "A1") & (agg.column == "cross worst")].iloc[0]
     assert a1.auroc_mean == pytest.approx(agg[(agg.aggregator == "A1") & (agg.column == "cross mean")].auroc_mean.iloc[0])
     # group A's cross columns use the "cross" model only: one pair, so its mean is its worst

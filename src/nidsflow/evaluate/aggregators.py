@@ -7,13 +7,19 @@ Group A of the specification:
 
 ====  ==========================================================================
 A1    Mahalanobis, covariance from sklearn OAS, on all finite columns (the deployable score)
+A1z   A1 on the columns standardised by their benign-val mean and std (shows what A1's scale costs)
 A2    Mahalanobis, Ledoit-Wolf covariance, on all finite columns
 A3    Mahalanobis, empirical covariance (Moore-Penrose pseudo-inverse when singular)
 A4    Mahalanobis-OAS on the three continuous scores (terminal_norm/flow/packet)
 A5    terminal_norm alone
 A6    disc_nll_total alone
 A7    mean of per-score z-values, z from benign val
+A8    cnf_nll alone (score option ``janus.cnf_nll``: the CNF's exact NLL per dim)
+A9    A1z on the 10-d vector plus cnf_nll
 ====  ==========================================================================
+
+The score options (``OPTION_SCORES``, extra columns after the seed's 10-d vector) are read only by
+the rows made for them (A8, A9): A1-A7 and A1z keep the seed's definition whatever a score file holds.
 
 The Mahalanobis score is ``d^2(s) = (s - mu)^T Sigma^-1 (s - mu)`` (SPEC "Aggregation and
 evaluation"), with ``(mu, Sigma)`` estimated on benign val.
@@ -38,6 +44,9 @@ from nidsflow.scores import ScoreTable
 log = logging.getLogger(__name__)
 
 CONTINUOUS_SCORES: tuple[str, ...] = ("terminal_norm", "terminal_flow", "terminal_packet")
+#: Score options of JANUS: extra columns after the seed's 10-d vector, written when enabled in the config.
+CNF_SCORE = "cnf_nll"
+OPTION_SCORES: tuple[str, ...] = (CNF_SCORE,)
 #: Floor on a standard deviation, relative to the column's scale, so a near-constant column cannot explode.
 _STD_FLOOR = 1e-12
 
@@ -57,6 +66,8 @@ class Aggregator:
     description = ""
     #: None: every finite column; else the only candidate columns (the others are ignored).
     candidate_columns: tuple[str, ...] | None = None
+    #: With ``candidate_columns`` None: columns never used (the score options, for the seed's rows).
+    excluded_columns: tuple[str, ...] = OPTION_SCORES
     drop_constant = False
 
     def __init__(self):
@@ -65,7 +76,8 @@ class Aggregator:
     # ------------------------------------------------------------ column choice (label free)
     def select_columns(self, score_names, S_val: np.ndarray) -> tuple[str, ...]:
         names = list(score_names)
-        wanted = names if self.candidate_columns is None else [c for c in self.candidate_columns if c in names]
+        wanted = ([c for c in names if c not in self.excluded_columns] if self.candidate_columns is None
+                  else [c for c in self.candidate_columns if c in names])
         chosen = []
         for c in wanted:
             col = S_val[:, names.index(c)]
@@ -79,7 +91,8 @@ class Aggregator:
             chosen.append(c)
         if not chosen:
             raise AggregatorError(
-                f"{self.name}: no usable score column among {wanted} (all non-finite or constant on benign val)")
+                f"{self.name}: no usable score column among {wanted or list(self.candidate_columns or ())} "
+                "(absent, all non-finite or constant on benign val)")
         return tuple(chosen)
 
     # ------------------------------------------------------------ public API
@@ -182,6 +195,43 @@ class MahalanobisOAS(_Mahalanobis):
 
     def _estimator(self):
         return OAS()
+
+
+class MahalanobisOASStandardised(MahalanobisOAS):
+    """A1z: A1 on score columns standardised on benign val, z_j = (s_j - mean_val_j) / std_val_j.
+
+    OAS shrinks towards tr(S)/p I, a target that is not scale invariant: on raw scores a column with a
+    small variance (a disc_nll_* channel) gets the average variance added and is down-weighted, one
+    with a large variance dominates. On z-scores the target is the identity (the correlation
+    matrix's trace / p = 1), so shrinkage only pulls correlations towards 0. The row beside A1 shows
+    what the scale costs; A1 stays the deployable default (SPEC). Constant columns are dropped (their
+    z is undefined).
+    """
+
+    name = "A1z"
+    description = "Mahalanobis, OAS covariance, all finite scores standardised on benign val"
+    drop_constant = True
+
+    def __init__(self):
+        super().__init__()
+        self.mean_: np.ndarray | None = None
+        self.std_: np.ndarray | None = None
+
+    def _fit(self, X):
+        self.mean_ = X.mean(axis=0)
+        self.std_ = np.maximum(X.std(axis=0), _STD_FLOOR)
+        super()._fit((X - self.mean_) / self.std_)
+
+    def _score(self, X):
+        return super()._score((X - self.mean_) / self.std_)
+
+    def params(self):
+        return {**super().params(), "mean": self.mean_.tolist(), "std": self.std_.tolist()}
+
+    def _load(self, p):
+        super()._load(p)
+        self.mean_ = np.asarray(p["mean"], dtype=np.float64)
+        self.std_ = np.asarray(p["std"], dtype=np.float64)
 
 
 class MahalanobisLedoitWolf(_Mahalanobis):
@@ -293,9 +343,31 @@ class MeanZ(Aggregator):
         self.std_ = np.asarray(p["std"], dtype=np.float64)
 
 
+class CNFNLL(_SingleScore):
+    """A8: cnf_nll alone, -log p_1(x) / D of the learned CNF (score option ``janus.cnf_nll``)."""
+
+    name = "A8"
+    description = "cnf_nll alone (CNF exact NLL per dim; score option)"
+    candidate_columns = (CNF_SCORE,)
+
+
+class MahalanobisOASStandardisedCNF(MahalanobisOASStandardised):
+    """A9: A1z on every finite column including cnf_nll (needs the score option; otherwise not run)."""
+
+    name = "A9"
+    description = "Mahalanobis, OAS covariance, standardised 10-d scores + cnf_nll (score option)"
+    excluded_columns = ()
+
+    def select_columns(self, score_names, S_val):
+        if CNF_SCORE not in score_names:
+            raise AggregatorError(f"{self.name}: no {CNF_SCORE} column (score option janus.cnf_nll is off)")
+        return super().select_columns(score_names, S_val)
+
+
 AGGREGATORS: dict[str, type[Aggregator]] = {
-    cls.name: cls for cls in (MahalanobisOAS, MahalanobisLedoitWolf, MahalanobisEmpirical,
-                              MahalanobisOASContinuous, TerminalNorm, DiscNLLTotal, MeanZ)
+    cls.name: cls for cls in (MahalanobisOAS, MahalanobisOASStandardised, MahalanobisLedoitWolf, MahalanobisEmpirical,
+                              MahalanobisOASContinuous, TerminalNorm, DiscNLLTotal, MeanZ, CNFNLL,
+                              MahalanobisOASStandardisedCNF)
 }
 #: The deployable aggregator's name.
 DEPLOYABLE = "A1"

@@ -86,8 +86,8 @@ def score_capture(capture: str | Path, model_path: str | Path, aggregator_path: 
             data = norm.transform(feats if cfg.flow_token else None,
                                   channels if cfg.use_packets else None,
                                   lengths if cfg.use_packets else None, n, source=str(capture))
-            S = scorer.score(data, desc=f"scoring {Path(capture).name}")
-            d2 = agg.score(S, JANUS_SCORE_NAMES)
+            S = scorer.score(data, desc=f"scoring {Path(capture).name}", flow_ids=np.arange(n_flows, n_flows + n))
+            d2 = agg.score(S, scorer.score_names)
             alert = d2 > threshold
             n_unscorable += int((~np.isfinite(d2)).sum())
             out = frame[["src_ip", "src_port", "dst_ip", "dst_port", "protocol", "first_ts", "last_ts",

@@ -7,7 +7,7 @@ Tables written to ``out_dir`` (results/{study}/tables/):
                   JANUS (its main variant, deployable aggregator A1) and every baseline.
 ``cross_matrix``  source x target AUROC of JANUS's "cross" model, aggregator fitted on the target's
                   benign val; the diagonal is the within-dataset full model.
-``aggregators``   group A (A1-A7) on the full model's score vectors: within per dataset and their
+``aggregators``   group A (A1-A7, A1z and the score options' rows) on the full model's score vectors: within per dataset and their
                   mean, cross mean and cross worst over the off-diagonal pairs (the "cross" model).
 ``ablation_B``    group B (B1-B5): within / cross-mean / cross-worst AUROC difference to the full
                   model, in AUROC points, on the same datasets, seeds and (source, target) pairs;
@@ -435,7 +435,9 @@ class TableWriter:
               "worst: over the off-diagonal (source, target) pairs of the cross matrix (the source's \"cross\" "
               "model, sigma = janus.cross_sigma), each pair averaged over "
               "seeds; every aggregator is fitted on the (target's) benign val only. \"not run\": the aggregator's "
-              "score columns are absent (e.g. NaN for a model without that head) or no scores exist.", ""]
+              "score columns are absent (e.g. NaN for a model without that head) or no scores exist. "
+              "A1z is A1 on scores standardised on benign val: A1 − A1z is what the scale dependence of OAS's "
+              "shrinkage target costs.", ""]
         md += markdown_table(["aggregator"] + [f"within {d}" for d in dss] + ["within mean", "cross mean",
                                                                               "cross worst"], table_rows)
         self._write("aggregators", md, rows, all_seeds)

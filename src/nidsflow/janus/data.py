@@ -7,8 +7,14 @@ State of one flow (SPEC "JANUS"):
 
 Normalisation (:class:`Normaliser`, saved inside every JANUS checkpoint):
 
-* packet channels c in (size, iat, win):  z = (log1p(max(x, 0)) - mu_c) / sd_c, with mu_c, sd_c the
-  mean / std over the *valid* (non-padding) packets of benign train;
+* packet channels c in (size, iat, win):  z = (log1p(k_c max(x, 0)) - mu_c) / sd_c, with mu_c, sd_c the
+  mean / std over the *valid* (non-padding) packets of benign train and k_c the channel's unit
+  (``PACKET_UNIT_SCALE``): size in bytes (k 1), iat in seconds read as microseconds (k 1e6), TCP window
+  in bytes (k 1). log1p resolves a quantity from about one unit upwards and compresses it above, so
+  the unit is what decides which differences survive: IAT in seconds through log1p made 1 ms and
+  10 ms differ by 0.009 (all sub-100 ms timing erased); in microseconds they differ by log(10) = 2.3,
+  and 1 us .. 1 h spans log1p 0 .. 22. Sizes (1 .. 65 535 bytes) and windows (0 .. 2^30) are integers
+  of one byte already: log1p of them resolves single bytes at the low end;
 * flow feature f:  y = sign(x) log1p(|x|)  (signed log1p), then the robust standardisation
   z = clip((y - median_f) / (1.4826 MAD_f), -clip, clip); a feature whose MAD is 0 uses its std, and a
   constant feature scale 1;
@@ -34,6 +40,10 @@ N_CONT = len(CONTINUOUS_CHANNELS)
 N_BIN = len(BINARY_CHANNELS)
 _MAD_TO_SD = 1.4826
 _MIN_SCALE = 1e-6
+#: Unit multiplier per continuous packet channel before log1p (size bytes, iat s -> us, win bytes).
+PACKET_UNIT_SCALE: tuple[float, ...] = (1.0, 1e6, 1.0)
+#: The scale of models saved before the unit was introduced (iat in seconds): they keep their own.
+_LEGACY_UNIT_SCALE: tuple[float, ...] = (1.0, 1.0, 1.0)
 
 
 class JanusDataError(ValueError):
@@ -98,6 +108,18 @@ class Normaliser:
     packet_mean: list[float]
     packet_std: list[float]
     T: int
+    packet_unit_scale: list[float] = None  # None -> PACKET_UNIT_SCALE (set in __post_init__)
+
+    def __post_init__(self):
+        if self.packet_unit_scale is None:
+            self.packet_unit_scale = list(PACKET_UNIT_SCALE)
+        self.packet_unit_scale = [float(v) for v in self.packet_unit_scale]
+        if len(self.packet_unit_scale) != N_CONT or min(self.packet_unit_scale) <= 0:
+            raise JanusDataError(f"packet_unit_scale must be {N_CONT} positive numbers, got {self.packet_unit_scale}")
+
+    def packet_log(self, x: np.ndarray) -> np.ndarray:
+        """log1p(k_c max(x_c, 0)) of the continuous packet channels (last axis = (size, iat, win))."""
+        return np.log1p(np.maximum(x[..., :N_CONT], 0.0) * np.asarray(self.packet_unit_scale))
 
     # ------------------------------------------------------------------ fit
     @classmethod
@@ -122,13 +144,13 @@ class Normaliser:
         pmean, pstd = [0.0] * N_CONT, [1.0] * N_CONT
         if packets is not None:
             x, valid = _truncate(packets, lengths, T)
-            z = np.log1p(np.maximum(x[..., :N_CONT], 0.0))[valid]
+            z = np.log1p(np.maximum(x[..., :N_CONT], 0.0) * np.asarray(PACKET_UNIT_SCALE))[valid]
             if len(z) == 0:
                 raise JanusDataError(f"{source}: benign train has no valid packets")
             pmean = z.mean(axis=0).tolist()
             pstd = np.maximum(z.std(axis=0), _MIN_SCALE).tolist()
         return cls(names, [float(v) for v in med], [float(v) for v in scale], float(feature_clip),
-                   [float(v) for v in pmean], [float(v) for v in pstd], int(T))
+                   [float(v) for v in pmean], [float(v) for v in pstd], int(T), list(PACKET_UNIT_SCALE))
 
     # ------------------------------------------------------------------ transform
     def transform(self, features: pd.DataFrame | None, packets: np.ndarray | None, lengths: np.ndarray | None,
@@ -146,7 +168,7 @@ class Normaliser:
             flow = torch.zeros((n, len(self.feature_names)), dtype=torch.float32)
         if packets is not None:
             x, valid = _truncate(packets, lengths, self.T)
-            cont = (np.log1p(np.maximum(x[..., :N_CONT], 0.0)) - np.asarray(self.packet_mean)) / np.asarray(self.packet_std)
+            cont = (self.packet_log(x) - np.asarray(self.packet_mean)) / np.asarray(self.packet_std)
             cont = np.where(valid[..., None], cont, 0.0).astype(np.float32)
             bits = ((x[..., N_CONT:] > 0.5) & valid[..., None]).astype(np.int64)
             return JanusBatch(flow, torch.from_numpy(cont), torch.from_numpy(bits), torch.from_numpy(valid))
@@ -158,6 +180,8 @@ class Normaliser:
 
     @classmethod
     def from_state_dict(cls, d: dict) -> "Normaliser":
+        d = dict(d)
+        d.setdefault("packet_unit_scale", list(_LEGACY_UNIT_SCALE))  # saved before units: iat in seconds
         return cls(**d)
 
 

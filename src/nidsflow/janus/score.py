@@ -11,14 +11,18 @@ t_disc = 1 during the integration, i.e. the velocity is conditioned on the true 
 Under the Gaussian source each is ~1 for a benign flow; larger = less typical.
 
 Discrete side (the DFM head, continuous state clean with t_cont = 1): for each t in ``disc_times``
-the bits are corrupted by the mixture path (Eq. D1) with a generator seeded by
-``score_seed + chunk index`` (fixed, so scores are reproducible for a given score_batch_size), and
+the bits are corrupted by the mixture path (Eq. D1), and
 
     disc_nll_<ch>   = sum_{t, i corrupted} -log p_theta(b_i | x_t) / #{t, i corrupted}   (per channel)
     disc_nll_total  = the same pooled over the six channels
 
-A flow with no corrupted position in a channel (a short flow, unlucky draws) gets 0 there: the model
-was never asked, so there is no evidence against it (such flows are counted in the log).
+The corruption draws of a flow come from its own generator, seeded by (``score_seed``, flow_id), and
+cover the model's full T whatever the batch is cut to, so a flow's scores do not depend on which
+flows are batched with it (nor on ``score_batch_size``). A channel in which no valid position was
+drawn corrupted at any t (a short flow, or t near 1) is not filled with 0, the most benign value:
+its position and time closest to being drawn (largest u - kappa_t) is corrupted instead, so every
+channel of every flow is scored by the model (such channels are counted in the log). A flow with no
+valid packet has NaN disc scores (the aggregators then score it +inf, logged).
 
 Variants without a head write NaN in that head's columns, so every score file keeps the 10 columns:
 no CFM head (B4): the three terminal_* are NaN; no DFM head (B2, B3): the seven disc_nll_* are NaN;
@@ -31,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -44,6 +49,7 @@ from nidsflow.janus.model import JanusModel
 from nidsflow.janus.paths import MixtureDiscretePath, bit_nll
 from nidsflow.janus.train import load_model, pick_device
 from nidsflow.janus.variants import ScoreSettings, score_settings
+from nidsflow.evaluate.aggregators import CNF_SCORE
 from nidsflow.scores import JANUS_SCORE_NAMES, ScoreTable
 from nidsflow.splits import Split
 
@@ -89,6 +95,40 @@ class ODESolver:
         return x
 
 
+def cnf_log_likelihood(velocity, x1: torch.Tensor, mask: torch.Tensor, probes: torch.Tensor, solver: ODESolver,
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x(0), log p_1(x1)) of the continuous normalising flow dx/dt = v(x, t) with source N(0, I) at t = 0.
+
+    Instantaneous change of variables (Chen et al. 2018, Eq. 4; FFJORD, Grathwohl et al. 2019):
+    d log p(x_t)/dt = -tr(dv/dx), so, integrating the augmented state (x, l) with dl/dt = div v from
+    t = 1 (x = x1, l = 0) back to t = 0,
+
+        log p_1(x1) = log N(x(0); 0, I) + l(0),   l(0) = -int_0^1 div v(x_t, t) dt,
+
+    over the dims where ``mask`` is 1 (a padding dim is not part of the flow's state). The divergence
+    is Hutchinson's estimator tr(J) ~ mean_k e_k^T J e_k with the fixed probes e_k [K, n, D]
+    (Rademacher: exact for a diagonal J), one vector-Jacobian product per probe and evaluation.
+    """
+    m = mask.to(x1.dtype)
+    probes = probes.to(x1.dtype) * m
+    D = x1.shape[1]
+
+    def augmented(z, t):
+        with torch.enable_grad():
+            x = z[:, :D].detach().requires_grad_(True)
+            v = velocity(x, t)
+            div = torch.zeros(len(x), dtype=x1.dtype, device=x1.device)
+            for k in range(len(probes)):
+                (g,) = torch.autograd.grad(v, x, probes[k], retain_graph=k + 1 < len(probes))
+                div = div + (g * probes[k]).sum(1)
+        return torch.cat([v.detach().to(x1.dtype), (div / len(probes))[:, None]], 1)
+
+    z0 = solver.integrate(augmented, torch.cat([x1, torch.zeros(len(x1), 1, dtype=x1.dtype, device=x1.device)], 1))
+    x0, l0 = z0[:, :D], z0[:, D]
+    log_n = -0.5 * ((x0 ** 2) * m).sum(1) - 0.5 * m.sum(1) * math.log(2 * math.pi)
+    return x0, log_n + l0
+
+
 class JanusScorer:
     """Computes the 10 scores of normalised flows in batches (see the module docstring)."""
 
@@ -98,22 +138,35 @@ class JanusScorer:
         self.s = settings
         self.device = pick_device(str(device) if device is not None else None)
         self.model.to(self.device)
+        for p in self.model.parameters():  # scoring differentiates w.r.t. the state only (cnf_nll)
+            p.requires_grad_(False)
         self.solver = ODESolver(settings.solver, settings.solver_steps)
         self.dpath = MixtureDiscretePath(dfm_source, kappa_power)
         self.progress = progress
-        self.n_no_corruption = 0
+        self.n_forced = self.n_no_packet = 0
 
     def _autocast(self):
         if bf16_enabled(self.s.score_bf16, self.device):
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    @property
+    def score_names(self) -> tuple[str, ...]:
+        """The columns :meth:`score` returns: the 10-d vector, then the enabled score options."""
+        return JANUS_SCORE_NAMES + ((CNF_SCORE,) if self.s.cnf_nll else ())
+
     @torch.no_grad()
-    def terminal(self, b: JanusBatch) -> np.ndarray:
-        """[n, 3]: terminal_norm, terminal_flow, terminal_packet (NaN where not modelled)."""
+    def terminal(self, b: JanusBatch, flow_ids: np.ndarray | None = None, cnf: np.ndarray | None = None) -> np.ndarray:
+        """[n, 3]: terminal_norm, terminal_flow, terminal_packet (NaN where not modelled).
+
+        With ``cnf_nll`` on and ``flow_ids``, the same integration also yields the CNF's exact
+        negative log-likelihood per modelled dim, -log p_1(x) / D (:func:`cnf_log_likelihood`), written
+        into ``cnf`` [n]; the probes are drawn per flow from (score_seed, flow_id)."""
         cfg = self.model.cfg
         n = len(b)
         out = np.full((n, 3), np.nan, dtype=np.float64)
+        if cnf is None:
+            cnf = np.full(n, np.nan)
         if not cfg.cont_head:
             return out
         use_flow, use_pkt = self.model.models_flow, cfg.use_packets
@@ -135,7 +188,12 @@ class JanusScorer:
                 parts.append(o["v_pkt"].float().reshape(n, -1))
             return torch.cat(parts, 1)
 
-        x0 = self.solver.integrate(velocity, x)
+        if flow_ids is not None and self.s.cnf_nll:
+            mask = torch.cat([torch.ones_like(b.flow) if use_flow else b.flow[:, :0], m if use_pkt else m[:, :0]], 1)
+            x0, logp = cnf_log_likelihood(velocity, x, mask, self._probes(flow_ids, x.shape[1], F), self.solver)
+            cnf[:] = (-logp / mask.sum(1).clamp_min(1)).double().cpu().numpy()
+        else:
+            x0 = self.solver.integrate(velocity, x)
         sq = x0.double() ** 2
         flow_sq = sq[:, :F].sum(1) if use_flow else torch.zeros(n, dtype=torch.float64, device=x.device)
         pkt_sq = (sq[:, F:] * m).sum(1) if use_pkt else torch.zeros_like(flow_sq)
@@ -148,7 +206,7 @@ class JanusScorer:
         return out
 
     @torch.no_grad()
-    def disc_nll(self, b: JanusBatch, seed: int) -> np.ndarray:
+    def disc_nll(self, b: JanusBatch, flow_ids: np.ndarray) -> np.ndarray:
         """[n, 7]: disc_nll_total then one per binary channel (NaN without a DFM head)."""
         cfg = self.model.cfg
         n = len(b)
@@ -156,54 +214,91 @@ class JanusScorer:
         if not cfg.disc_head:
             return out
         times = torch.tensor(self.s.disc_times, dtype=torch.float32)
-        k = len(times)
-        gen = torch.Generator().manual_seed(int(seed))
-        bits = b.bits.cpu().repeat(k, 1, 1)
-        t_rep = times.repeat_interleave(n)
-        xt, corrupted = self.dpath.sample(bits, t_rep, gen)
-        rep = lambda a: a.repeat(k, *([1] * (a.dim() - 1)))  # noqa: E731
-        valid = rep(b.valid)
-        xt, t_rep = xt.to(self.device), t_rep.to(self.device)
+        k, L = len(times), b.valid.shape[1]
+        u, src = self._flow_draws(flow_ids, k, L)                      # [k, n, L, 6] each
+        kappa = self.dpath.kappa(times)[:, None, None, None]
+        valid = b.valid.cpu()[None, :, :, None].expand(k, n, L, N_BIN)
+        corrupted = (u >= kappa) & valid
+        # a (flow, channel) without any corrupted valid position: corrupt its (t, i) closest to being drawn
+        empty = ~corrupted.any(dim=(0, 2)) & b.valid.cpu().any(1)[:, None]  # [n, 6]
+        if empty.any():
+            gap = torch.where(valid, u - kappa, torch.full_like(u, -torch.inf))  # [k, n, L, 6]
+            best = gap.permute(1, 3, 0, 2).reshape(n, N_BIN, k * L).argmax(-1)  # [n, 6] -> flat (t, i)
+            f, c = torch.nonzero(empty, as_tuple=True)
+            corrupted[best[f, c] // L, f, best[f, c] % L, c] = True
+            self.n_forced += int(empty.sum())
+        bits = b.bits.cpu()
+        xt = self.dpath.corrupt(bits[None].expand(k, n, L, N_BIN), corrupted, src).to(self.device)
         ones = torch.ones(n, device=self.device)
-        logits = []
+        nll = []
         with self._autocast():  # one forward per corruption time: a k-times larger batch runs slower per flow
             for j in range(k):
-                rows = slice(j * n, (j + 1) * n)
-                o = self.model(b.flow, b.pkt, xt[rows], b.valid, ones, t_rep[rows], want_cont=False)
-                logits.append(o["bit_logits"].float())
-        nll = bit_nll(torch.cat(logits), rep(b.bits)).double()
-        w = (corrupted.to(self.device) & valid[..., None]).double()
-        s = (nll * w).sum(1).reshape(k, n, N_BIN).sum(0)   # [n, 6]
-        c = w.sum(1).reshape(k, n, N_BIN).sum(0)
-        per = torch.where(c > 0, s / c.clamp_min(1), torch.zeros_like(s))
-        total = torch.where(c.sum(1) > 0, s.sum(1) / c.sum(1).clamp_min(1), torch.zeros_like(s[:, 0]))
-        has_pkt = b.valid.any(1)
-        self.n_no_corruption += int(((c == 0).any(1) & has_pkt).sum())
+                o = self.model(b.flow, b.pkt, xt[j], b.valid, ones, ones * float(times[j]), want_cont=False)
+                nll.append(bit_nll(o["bit_logits"].float(), b.bits).double())
+        w = corrupted.to(self.device).double()                           # [k, n, L, 6]
+        nll = torch.stack(nll)
+        s = (nll * w).sum(dim=(0, 2))                                    # [n, 6]
+        c = w.sum(dim=(0, 2))
+        per = torch.where(c > 0, s / c.clamp_min(1), torch.full_like(s, torch.nan))
+        total = torch.where(c.sum(1) > 0, s.sum(1) / c.sum(1).clamp_min(1), torch.full_like(s[:, 0], torch.nan))
+        self.n_no_packet += int((~b.valid.any(1)).sum())
         out[:, 0] = total.cpu().numpy()
         out[:, 1:] = per.cpu().numpy()
         return out
 
-    def score(self, data: JanusBatch, desc: str = "janus scoring") -> np.ndarray:
-        """[n, 10] scores in JANUS_SCORE_NAMES order.
+    def _probes(self, flow_ids: np.ndarray, D: int, F: int) -> torch.Tensor:
+        """Rademacher probes [K, n, D] per flow from (score_seed, flow_id, 1): flow dims, then the model's full
+        T x 3 packet dims cut to this batch's width (so a flow's probes do not depend on its batch)."""
+        K = int(self.s.cnf_probes)
+        full = max(F + 3 * int(self.model.cfg.T), D)
+        rows = [np.random.default_rng([int(self.s.score_seed) & 0xFFFFFFFF, int(fid), 1]).integers(0, 2, (K, full))
+                for fid in np.asarray(flow_ids, dtype=np.int64)]
+        e = np.stack(rows, axis=1)[:, :, :D] * 2.0 - 1.0 if rows else np.zeros((K, 0, D))
+        return torch.from_numpy(e).float().to(self.device)
+
+    def _flow_draws(self, flow_ids: np.ndarray, k: int, L: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Uniforms u [k, n, L, 6] (and source bits for a uniform source) from one generator per flow,
+        seeded by (score_seed, flow_id); each flow draws the model's full T and keeps its first L."""
+        T = max(int(self.model.cfg.T), L)
+        us, srcs = [], []
+        for fid in np.asarray(flow_ids, dtype=np.int64):
+            g = np.random.default_rng([int(self.s.score_seed) & 0xFFFFFFFF, int(fid)])
+            us.append(g.random((k, T, N_BIN))[:, :L])
+            if self.dpath.source == "uniform":
+                srcs.append(g.integers(0, 2, (k, T, N_BIN))[:, :L])
+        u = torch.from_numpy(np.stack(us, axis=1)).float() if us else torch.zeros((k, 0, L, N_BIN))
+        src = torch.from_numpy(np.stack(srcs, axis=1)) if srcs else None
+        return u, src
+
+    def score(self, data: JanusBatch, desc: str = "janus scoring", flow_ids: np.ndarray | None = None) -> np.ndarray:
+        """[n, k] scores in :attr:`score_names` order (the 10-d vector, then options); ``flow_ids`` (default 0..n-1) seed each flow's draws.
 
         Flows are batched in order of packet count (stable sort) and each batch is cut after its
         longest flow (:meth:`JanusBatch.trimmed`), so short flows do not pay for T positions.
         """
         n = len(data)
+        flow_ids = np.arange(n) if flow_ids is None else np.asarray(flow_ids, dtype=np.int64)
+        if len(flow_ids) != n:
+            raise ValueError(f"{len(flow_ids)} flow ids for {n} flows")
         bs = self.s.score_batch_size
-        out = np.empty((n, len(JANUS_SCORE_NAMES)), dtype=np.float64)
-        self.n_no_corruption = 0
+        out = np.full((n, len(self.score_names)), np.nan, dtype=np.float64)
+        self.n_forced = self.n_no_packet = 0
         order = torch.argsort(data.lengths, stable=True) if data.valid.shape[1] else torch.arange(n)
         starts = range(0, n, bs)
-        for k, start in enumerate(tqdm(starts, desc=desc, file=sys.stderr, disable=not self.progress, mininterval=5.0)):
+        for start in tqdm(starts, desc=desc, file=sys.stderr, disable=not self.progress, mininterval=5.0):
             idx = order[start:start + bs]
             b = data.index(idx).trimmed().to(self.device)
             rows = idx.numpy()
-            out[rows, :3] = self.terminal(b)
-            out[rows, 3:] = self.disc_nll(b, self.s.score_seed + k)
-        if self.n_no_corruption:
-            log.info("%d of %d flows had a binary channel with no corrupted position at the disc_times (NLL 0 there)",
-                     self.n_no_corruption, n)
+            cnf = np.full(len(rows), np.nan)
+            out[rows, :3] = self.terminal(b, flow_ids[rows], cnf)
+            out[rows, 3:10] = self.disc_nll(b, flow_ids[rows])
+            if self.s.cnf_nll:
+                out[rows, 10] = cnf
+        if self.n_forced:
+            log.info("%d (flow, binary channel) pairs of %d flows had no corrupted position at the disc_times; "
+                     "each got its position closest to being drawn corrupted", self.n_forced, n)
+        if self.n_no_packet and self.model.cfg.disc_head:
+            log.warning("%d of %d flows have no valid packet: their disc_nll scores are NaN", self.n_no_packet, n)
         return out
 
 
@@ -242,8 +337,8 @@ def score_split(model_path: str | Path, store_root: str | Path, split_path: str 
     cfg = scorer.model.cfg
     feats, pk, ln = load_raw(store, ids, cfg.flow_token, cfg.use_packets)
     data = norm.transform(feats, pk, ln, len(ids), source=str(store.root))
-    S = scorer.score(data, desc=f"janus {meta['variant']} scoring {store.root}")
-    return ScoreTable.from_flows(store.flows, ids, which, JANUS_SCORE_NAMES, S)
+    S = scorer.score(data, desc=f"janus {meta['variant']} scoring {store.root}", flow_ids=ids)
+    return ScoreTable.from_flows(store.flows, ids, which, scorer.score_names, S)
 
 
 def auroc_report(table: ScoreTable) -> dict:

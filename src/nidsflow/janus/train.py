@@ -11,8 +11,10 @@ One step (paths in :mod:`nidsflow.janus.paths`):
 
 Every epoch ends with the benign-val loss (fixed seeded noise, so epochs are comparable) and a
 checkpoint (model, optimiser, scheduler, all RNG states, epoch, best weights, early-stopping
-counter, history). A run finding a checkpoint with the same fingerprint resumes from it and gives
-exactly the result of an uninterrupted run on CPU. Early stopping after ``patience`` epochs without
+counter, history). A run finding a checkpoint with the same fingerprint (variant, seed, settings and
+a hash of the normaliser and of every train/val tensor, :func:`data_fingerprint`) resumes from it and
+gives exactly the result of an uninterrupted run on CPU; the checkpoint is removed once model.pt is
+written, so a finished run is never resumed. Early stopping after ``patience`` epochs without
 a better val loss; the saved model holds the best weights.
 """
 
@@ -72,7 +74,8 @@ class JanusObjective:
         self.s = settings
         self.cpath = ConditionalOTPath(settings.sigma)
         self.dpath = MixtureDiscretePath(settings.dfm_source, settings.kappa_power)
-        self.coupler = OTPlanCoupler(settings.ot_method, settings.ot_reg, settings.ot_pairing) if settings.ot else None
+        self.coupler = OTPlanCoupler(settings.ot_method, settings.ot_reg, settings.ot_pairing,
+                                     settings.ot_reg_scale, settings.ot_max_iter) if settings.ot else None
 
     def __call__(self, batch: JanusBatch, gen: torch.Generator, np_rng: np.random.Generator,
                  device: torch.device) -> LossParts:
@@ -158,6 +161,21 @@ def _fingerprint(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def data_fingerprint(norm: Normaliser, *batches: JanusBatch) -> str:
+    """sha256 of the normaliser's statistics and of every tensor the run trains and validates on.
+
+    A checkpoint resumes only a run on exactly this data: a re-extracted store (same path, same ids,
+    other content) or another split changes it.
+    """
+    h = hashlib.sha256(json.dumps(norm.state_dict(), sort_keys=True).encode())
+    for b in batches:
+        for t in (b.flow, b.pkt, b.bits, b.valid):
+            a = t.detach().cpu().contiguous().numpy()
+            h.update(repr((a.dtype.str, a.shape)).encode())
+            h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
 def _evaluate(objective: JanusObjective, val: JanusBatch, batch_size: int, seed: int, device) -> tuple[float, float, float]:
     """Benign-val loss with noise from a generator re-seeded every call (comparable across epochs)."""
     model = objective.model
@@ -210,8 +228,7 @@ def train_janus(store_root: str | Path, split_path: str | Path, out_dir: str | P
     gen = torch.Generator().manual_seed(seed)
     np_rng = np.random.default_rng(seed)
     state = {"epoch": 0, "best_val": float("inf"), "best_epoch": 0, "best_state": None, "bad_epochs": 0, "history": []}
-    fp = _fingerprint(variant, seed, mcfg.to_dict(), settings.to_dict(), split.train.tolist()[:50], len(split.train),
-                      str(Path(store_root).resolve()))
+    fp = _fingerprint(variant, seed, mcfg.to_dict(), settings.to_dict(), data_fingerprint(norm, train, val))
     ckpt_path = out_dir / CHECKPOINT_NAME
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -273,6 +290,9 @@ def train_janus(store_root: str | Path, split_path: str | Path, out_dir: str | P
     if stopped:
         log.info("stopped after epoch %d on request; rerun to resume", state["epoch"])
         return None
+    if objective.coupler is not None and objective.coupler.n_unconverged:
+        log.info("OT: %d minibatch plans stopped at ot_max_iter=%d with marginals > 1 %% off (paired by %s)",
+                 objective.coupler.n_unconverged, settings.ot_max_iter, settings.ot_pairing)
     if state["bad_epochs"] >= settings.patience:
         log.info("early stop after epoch %d (best val %.5f at epoch %d)", state["epoch"], state["best_val"], state["best_epoch"])
     model_path = out_dir / "model.pt"
@@ -281,6 +301,8 @@ def train_janus(store_root: str | Path, split_path: str | Path, out_dir: str | P
                   "state_dict": state["best_state"], "best_epoch": state["best_epoch"],
                   "history": state["history"], "store": str(store_root)}, model_path)
     write_train_log(state["history"], out_dir / "train_log.tsv", out_dir / "loss.png", f"JANUS {variant} seed {seed}")
+    # the run is finished: its checkpoint must not be resumed by a later run (it would skip training)
+    ckpt_path.unlink(missing_ok=True)
     return model_path
 
 

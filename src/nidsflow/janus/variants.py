@@ -29,9 +29,11 @@ class TrainSettings:
     sigma: float = 0.1
     lambda_disc: float = 1.0
     ot: bool = True
-    ot_method: str = "sinkhorn"
-    ot_reg: float = 0.05
-    ot_pairing: str = "argmax"
+    ot_method: str = "sinkhorn_log"
+    ot_reg: float = 0.1
+    ot_reg_scale: str = "centred_std"
+    ot_pairing: str = "sample_unique"
+    ot_max_iter: int = 50
     dfm_source: str = "mask"
     kappa_power: float = 1.0
     epochs: int = 50
@@ -56,6 +58,8 @@ class ScoreSettings:
     score_batch_size: int = 1024
     score_seed: int = 12345
     score_bf16: bool | str = False   # or "auto": on where bfloat16 is native (score.bf16_enabled)
+    cnf_nll: bool = False            # score option: the CNF's exact NLL per dim (score.cnf_log_likelihood)
+    cnf_probes: int = 1              # Hutchinson probes per ODE evaluation
 
     def to_dict(self) -> dict:
         return asdict(self)
