@@ -378,3 +378,51 @@ def test_workflow_dry_run_of_the_hikari_rules(tmp_path, shared_data):
     for rule in ("hikari_preprocess", "hikari_ae", "hikari_residual", "hikari_base", "hikari_meta", "hikari_evaluate",
                  "hikari_validate"):
         assert rule in proc.stdout, rule
+
+
+def _planned_jobs(dry_run_output: str) -> dict[str, int]:
+    """The `Job stats` table of a dry run as {rule: count} (as tests/test_rebuilds.py reads it)."""
+    import re
+
+    if "Job stats:" not in dry_run_output:
+        return {}
+    table = dry_run_output.split("Job stats:")[1].split("\n\n")[0]
+    return {m.group(1): int(m.group(2)) for line in table.splitlines()
+            if (m := re.match(r"^(\w+)\s+(\d+)$", line.strip())) and m.group(1) != "total"}
+
+
+@pytest.mark.slow
+def test_threshold_policy_change_reruns_only_the_rules_that_read_it(tmp_path):
+    """A real Snakemake run of the HIKARI rules on a tiny table, then hikari.thresholds.policy changes: only
+    hikari_thresholds (its params) and the two rules reading thresholds.json rerun; the AE, OOF refits and the
+    end-to-end permutation test do not (each rule's params hold only the keys it reads)."""
+    import yaml
+
+    work = tmp_path / "repo"
+    work.mkdir()
+    for name in ("workflow", "config"):
+        shutil.copytree(REPO / name, work / name)
+    csv = tmp_path / "tiny_hikari.csv"
+    generate_hikari_like(400, seed=2, attack_overlap=0.2).to_csv(csv, index=False)
+    cfg = yaml.safe_load((REPO / "config" / "hikari_cicids2017.yaml").read_text())
+    cfg["hikari"] = {**resolve(TINY), "datasets": {"tiny": {"csv": str(csv)}}}
+    (work / "config" / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    (work / "workflow" / "Snakefile_hikari").write_text(
+        'configfile: "config/tiny.yaml"\n\n\ninclude: "rules/common.smk"\ninclude: "rules/hikari.smk"\n')
+    targets = ["results/hikari/tiny/comparison.md", "results/hikari/tiny/validation_summary.json"]
+
+    def smk(*args):
+        proc = subprocess.run(["snakemake", "-s", "workflow/Snakefile_hikari", "--cores", "2", *args, *targets],
+                              cwd=work, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout + proc.stderr
+
+    smk()
+    assert "Nothing to be done" in smk("-n")
+    cfg["hikari"]["thresholds"]["policy"] = "target_recall"
+    (work / "config" / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    out = smk("-n")
+    assert _planned_jobs(out) == {"hikari_thresholds": 1, "hikari_evaluate": 1, "hikari_validate": 1}, out
+    assert "Params have changed since last execution" in out
+    smk()
+    assert json.loads((work / "results/hikari/tiny/thresholds.json").read_text())["policy"] == "target_recall"
