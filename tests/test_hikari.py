@@ -286,6 +286,19 @@ def test_a_test_row_scores_the_same_alone_as_in_the_test_set(branch_run):
     assert not np.allclose(prob, old_one)
 
 
+def test_in_memory_ensemble_is_the_staged_branch(branch_run):
+    """The end-to-end permutation test refits ``fit_score_ensemble``; on the real labels it gives the staged
+    rules' test probabilities, so the test permutes the labels of the very pipeline that is deployed."""
+    from nidsflow.hikari import pipeline as P
+    from nidsflow.hikari.stacking import fit_score_ensemble
+
+    out, _ = branch_run
+    prep = P.load_prep(out / "prep.npz")
+    cfg = stage_config(TINY, "permutation")
+    prob = fit_score_ensemble(prep["X_train"], prep["y_train"], prep["X_test"], cfg, int(cfg["seed"]))
+    assert np.allclose(prob, np.load(out / "meta_prob_test.npy"), atol=1e-6)
+
+
 def plant_label_leak(prep: dict) -> dict:
     """A leaky preprocessing step: a feature equal to the label, in train (the labels the pipeline is
     given) and in test (the test labels)."""
