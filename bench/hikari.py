@@ -3,8 +3,8 @@
     python bench/hikari.py --rows 555000 --threads 2 --out /tmp/hikari_bench
 
 Generates the table (nidsflow.hikari.synthetic, HIKARI-2021's exact header and category mix), writes it
-as CSV, then runs every stage (preprocess -> ae -> residual -> base -> meta (OOF + refit) -> evaluate ->
-validate) with the ``hikari:`` section of the config (default config/config.yaml), timing each stage and
+as CSV, then runs every stage (preprocess -> ae -> residual -> base -> meta (OOF + refit) -> thresholds ->
+evaluate -> permutation (end-to-end leakage test) -> validate) with the ``hikari:`` section of the config (default config/config.yaml), timing each stage and
 reading the process' peak RSS after it. Prints and writes ``bench.json`` in --out.
 """
 
@@ -66,13 +66,15 @@ def main() -> None:
     th = args.threads
     stage("preprocess", P.preprocess_stage, {"csv": str(csv)}, cfg, o / "prep.npz", o / "imputer.joblib")
     stage("ae", P.ae_stage, o / "prep.npz", cfg, o / "ae.keras", o / "scalers.joblib", o / "ae_history.json", th)
-    stage("residual", P.residual_stage, o / "prep.npz", o / "ae.keras", o / "scalers.joblib", cfg,
-          o / "residual.joblib", o / "residual_scores.npz", th)
+    stage("residual", P.residual_stage, o / "prep.npz", o / "ae.keras", o / "scalers.joblib", o / "ae_history.json",
+          cfg, o / "residual.joblib", o / "residual_scores.npz", th)
     stage("base", P.base_stage, o / "prep.npz", o / "scalers.joblib", o / "residual_scores.npz", cfg, o / "xgb.json",
           o / "iforest.joblib", o / "latent_lr.joblib", o / "base_scores.npz", th)
     stage("meta", P.meta_stage, o / "prep.npz", o / "residual_scores.npz", o / "base_scores.npz", cfg, o, th)
+    stage("thresholds", P.thresholds_stage, o, cfg, o / "thresholds.json")
     stage("evaluate", P.evaluate_stage, o, o / "residual_scores.npz", o / "base_scores.npz", o / "comparison.md",
           o / "comparison.csv", o / "confusion_matrix.png")
+    stage("permutation", P.permutation_stage, o / "prep.npz", cfg, o / "permutation_e2e.json", th)
     stage("validate", run_validation, o, cfg["validation"], int(cfg["seed"]), o)
     result = {
         "rows": args.rows, "threads": args.threads, "ae_epochs": cfg["ae"]["epochs"], "cpu_count": os.cpu_count(),

@@ -1,5 +1,7 @@
 """HIKARI branch: table loading, preprocessing, thresholds, residual scores, the whole branch on a tiny
-HIKARI-shaped table, the leakage guarantee (test labels reach no fit) and the validation suite."""
+HIKARI-shaped table, the leakage guarantee (test labels reach no fit), test rows scored one at a time,
+the end-to-end permutation test catching a planted leak the seed's test misses, the validation suite,
+and per-rule params (a threshold-policy change reruns only the rules that read it)."""
 
 from __future__ import annotations
 
@@ -16,9 +18,9 @@ import pytest
 
 from conftest import REPO
 from nidsflow.hikari import data as hdata
-from nidsflow.hikari.config import resolve
+from nidsflow.hikari.config import STAGE_KEYS, resolve, stage_config
 from nidsflow.hikari.models import ResidualModel
-from nidsflow.hikari.stacking import meta_inputs, pr_threshold, pr_thresholds
+from nidsflow.hikari.stacking import BlockScaler, meta_inputs, pr_threshold, pr_thresholds
 from nidsflow.hikari.synthetic import HEADER, generate_hikari_like
 
 TINY = {
@@ -28,7 +30,7 @@ TINY = {
     "xgb": {"n_estimators": 15, "max_depth": 3},
     "iforest": {"n_estimators": 20},
     "gate": {"n_clusters": 3, "n_init": 1},
-    "validation": {"n_permutations": 3, "n_bootstrap": 30, "n_perturb": 2},
+    "validation": {"n_permutations": 3, "n_bootstrap": 30, "n_perturb": 2, "e2e_permutations": 2},
 }
 
 
@@ -143,17 +145,36 @@ def test_residual_scores_closed_forms():
     assert s["mse"].tolist() == pytest.approx([3.0, 0.0])
     assert s["md"][0] == pytest.approx(3.0, rel=0.05)     # covariance ~ I: Mahalanobis ~ Euclidean
     h = m.scores(r)["hybrid"]
-    assert abs(h.mean()) < 1e-9                              # z-scored on the same normal residuals
+    assert abs(h.mean()) < 1e-9                              # no validation rows: z-scored on the fit rows
     assert s["gmm"][0] > s["gmm"][1]                         # far point: lower likelihood
+    # with the AE's validation normals the z-statistics are theirs (here: residuals twice as large)
+    val = 2.0 * rng.standard_normal((1000, 3))
+    mv = ResidualModel.fit(r, cfg, seed=0, residual_val=val)
+    assert np.array_equal(mv.precision, m.precision)         # Mahalanobis still from the training residuals
+    assert abs(mv.scores(val)["hybrid"].mean()) < 1e-9 and mv.scores(r)["hybrid"].mean() < -0.5
 
 
-def test_meta_inputs_zscore_per_fold():
+def test_meta_inputs_use_training_statistics():
     F = np.arange(12, dtype=float).reshape(6, 2)
     fold = np.array([0, 0, 0, 1, 1, 1])
-    M = meta_inputs(F, fold, True)
-    for f in (0, 1):
-        assert M[fold == f].mean(axis=0) == pytest.approx([0, 0], abs=1e-9)
-    assert np.array_equal(meta_inputs(F, fold, False), F)
+    sc = [BlockScaler(np.array([0.0, 1.0]), np.array([2.0, 1.0])), BlockScaler.fit(np.ones((4, 2)))]
+    M = meta_inputs(F, fold, sc, True)
+    assert np.array_equal(M[:3], (F[:3] - [0, 1]) / [2, 1])  # each fold by its own training statistics
+    assert np.array_equal(M[3:], F[3:] - 1.0)                # constant on training: std 1, not 1e-9
+    assert np.array_equal(meta_inputs(F, None, sc[0], True), (F - [0, 1]) / [2, 1])   # a batch: not its own stats
+    assert np.array_equal(meta_inputs(F, fold, sc, False), F)
+
+
+def test_stage_config_holds_only_the_stage_keys():
+    cfg = stage_config({"thresholds": {"policy": "target_recall"}, "ae": {"epochs": 2}}, "thresholds")
+    assert cfg == {"thresholds": resolve({"thresholds": {"policy": "target_recall"}})["thresholds"]}
+    ae = stage_config({"ae": {"epochs": 2}}, "ae")
+    assert set(ae) == {"seed", "preprocess", "ae"} and set(ae["preprocess"]) == {"clip"} and ae["ae"]["epochs"] == 2
+    for stage in STAGE_KEYS:          # idempotent: a stage's cut resolves to itself
+        assert stage_config(stage_config(TINY, stage), stage) == stage_config(TINY, stage)
+    assert "thresholds" not in stage_config(TINY, "meta") and "thresholds" not in stage_config(TINY, "permutation")
+    with pytest.raises(ValueError, match="fit_on"):
+        resolve({"iforest": {"fit_on": "attacks"}})
 
 
 # ------------------------------------------------------------------------------------------ branch
@@ -169,7 +190,11 @@ def test_branch_writes_every_artifact(branch_run):
     assert prob.shape == y.shape and np.all((prob >= 0) & (prob <= 1))
     assert np.load(out / "oof_X.npy").shape == (len(np.load(out / "oof_y.npy")), 5)
     comp = pd.read_csv(out / "comparison.csv")
-    assert {"XGBoost", "IsolationForest", "AE per-cluster gate", "Meta ensemble (selected)"} <= set(comp["detector"])
+    assert {"XGBoost", "IsolationForest (fit on all training rows) (meta input)",
+            "IsolationForest (fit on normal training rows)", "AE per-cluster gate (hybrid, q99.5)",
+            "AE per-cluster gate (hybrid, q99, relaxed)", "Meta ensemble (selected)"} <= set(comp["detector"])
+    gate = comp[comp["detector"].str.startswith("AE per-cluster gate")].set_index("threshold_rule")
+    assert gate.loc["per-cluster q99", "recall"] >= gate.loc["per-cluster q99.5", "recall"]   # relaxed flags more
     assert set(comp.columns) >= {"accuracy", "precision", "recall", "f1", "roc_auc", "ap"}
     # the generated attacks are learnable: the ensemble ranks far better than chance
     assert comp.loc[comp["detector"] == "Meta ensemble (selected)", "roc_auc"].iloc[0] > 0.8
@@ -180,10 +205,17 @@ def test_branch_writes_every_artifact(branch_run):
 def test_validation_summary_and_permutation_near_chance(branch_run):
     out, result = branch_run
     s = json.loads((out / "validation_summary.json").read_text())
-    for key in ("separation", "operating_point", "calibration", "permutation_test", "ablation", "bootstrap",
-                "label_noise", "perturbation", "conformal"):
+    for key in ("separation", "operating_point", "calibration", "permutation_test", "permutation_test_end_to_end",
+                "ablation", "bootstrap", "label_noise", "perturbation", "conformal"):
         assert key in s, key
     assert abs(s["permutation_test"]["mean_perm_auc"] - 0.5) < 0.15
+    e2e = s["permutation_test_end_to_end"]
+    assert e2e["n_permutations"] == 2 and abs(e2e["mean_perm_test_auc"] - 0.5) < 0.2
+    # conformal and perturbation on the deployed model, calibrated on normals it never saw
+    meta = joblib.load(out / "meta.joblib")
+    assert s["conformal"]["model"].startswith("meta.joblib") and s["perturbation"]["model"].startswith("meta.joblib")
+    assert s["conformal"]["calibration_normals"] == len(meta.holdout) > 0
+    assert np.all(np.load(out / "oof_y.npy")[meta.holdout] == 0)
     # the real labels carry signal the permuted ones do not
     assert s["permutation_test"]["base_oof_auc"] > max(s["permutation_test"]["perm_aucs"]) + 0.1
     b = s["bootstrap"]["recall"]
@@ -205,11 +237,12 @@ def test_shuffled_test_labels_change_no_fitted_parameter(branch_run, tmp_path):
     prep["labels_test"] = rng.permutation(prep["labels_test"])
     np.savez_compressed(b / "prep.npz", **prep)
     P.ae_stage(b / "prep.npz", TINY, b / "ae.keras", b / "scalers.joblib", b / "ae_history.json")
-    P.residual_stage(b / "prep.npz", b / "ae.keras", b / "scalers.joblib", TINY, b / "residual.joblib",
-                     b / "residual_scores.npz")
+    P.residual_stage(b / "prep.npz", b / "ae.keras", b / "scalers.joblib", b / "ae_history.json", TINY,
+                     b / "residual.joblib", b / "residual_scores.npz")
     P.base_stage(b / "prep.npz", b / "scalers.joblib", b / "residual_scores.npz", TINY, b / "xgb.json",
                  b / "iforest.joblib", b / "latent_lr.joblib", b / "base_scores.npz")
     P.meta_stage(b / "prep.npz", b / "residual_scores.npz", b / "base_scores.npz", TINY, b)
+    P.thresholds_stage(b, TINY, b / "thresholds.json")
 
     wa, wb = P.load_ae(a / "ae.keras").get_weights(), P.load_ae(b / "ae.keras").get_weights()
     assert len(wa) == len(wb) and all(np.array_equal(x, y) for x, y in zip(wa, wb))
@@ -218,6 +251,7 @@ def test_shuffled_test_labels_change_no_fitted_parameter(branch_run, tmp_path):
         assert np.array_equal(getattr(sa, f), getattr(sb, f)), f
     ra, rb = joblib.load(a / "residual.joblib"), joblib.load(b / "residual.joblib")
     assert np.array_equal(ra["residual"].precision, rb["residual"].precision)
+    assert ra["residual"].mse_mean == rb["residual"].mse_mean
     assert np.array_equal(ra["gate"].thresholds, rb["gate"].thresholds)
     assert (a / "xgb.json").read_bytes() == (b / "xgb.json").read_bytes()
     la, lb = joblib.load(a / "latent_lr.joblib"), joblib.load(b / "latent_lr.joblib")
@@ -229,6 +263,73 @@ def test_shuffled_test_labels_change_no_fitted_parameter(branch_run, tmp_path):
     assert np.array_equal(np.load(a / "meta_prob_test.npy"), np.load(b / "meta_prob_test.npy"))
     # ...while the labels really were shuffled
     assert not np.array_equal(np.load(a / "y_test.npy"), np.load(b / "y_test.npy"))
+
+
+def test_a_test_row_scores_the_same_alone_as_in_the_test_set(branch_run):
+    """The meta inputs of test rows use training statistics: no row's probability depends on the others
+    (the seed z-scored the test block by its own mean/std: one row alone became all zeros)."""
+    from nidsflow.hikari import pipeline as P
+
+    out, _ = branch_run
+    meta = joblib.load(out / "meta.joblib")
+    raw = P.test_meta_features(out / "residual_scores.npz", out / "base_scores.npz")
+    prob = np.load(out / "meta_prob_test.npy")
+    assert np.array_equal(meta.predict_raw(raw), prob)
+    y = np.load(out / "y_test.npy")
+    for i in (0, int(np.flatnonzero(y == 1)[0]), int(np.flatnonzero(y == 0)[-1]), len(y) - 1):
+        assert meta.predict_raw(raw[i:i + 1])[0] == pytest.approx(prob[i], abs=1e-12), i
+    # ...and a test set of another class mix (attacks only) leaves every probability as it was
+    att = y == 1
+    assert np.allclose(meta.predict_raw(raw[att]), prob[att], atol=1e-12)
+    # the old per-block z-score fails this: one row alone is mapped to zeros
+    old_one = meta.predict_proba(np.zeros((1, raw.shape[1])))[0]
+    assert not np.allclose(prob, old_one)
+
+
+def test_in_memory_ensemble_is_the_staged_branch(branch_run):
+    """The end-to-end permutation test refits ``fit_score_ensemble``; on the real labels it gives the staged
+    rules' test probabilities, so the test permutes the labels of the very pipeline that is deployed."""
+    from nidsflow.hikari import pipeline as P
+    from nidsflow.hikari.stacking import fit_score_ensemble
+
+    out, _ = branch_run
+    prep = P.load_prep(out / "prep.npz")
+    cfg = stage_config(TINY, "permutation")
+    prob = fit_score_ensemble(prep["X_train"], prep["y_train"], prep["X_test"], cfg, int(cfg["seed"]))
+    assert np.allclose(prob, np.load(out / "meta_prob_test.npy"), atol=1e-6)
+
+
+def plant_label_leak(prep: dict) -> dict:
+    """A leaky preprocessing step: a feature equal to the label, in train (the labels the pipeline is
+    given) and in test (the test labels)."""
+    p = dict(prep)
+    p["X_train"] = np.column_stack([prep["X_train"], prep["y_train"]]).astype(np.float32)
+    p["X_test"] = np.column_stack([prep["X_test"], prep["y_test"]]).astype(np.float32)
+    return p
+
+
+def test_end_to_end_permutation_catches_a_planted_leak_the_seeds_test_misses(branch_run):
+    from nidsflow.hikari import pipeline as P
+    from nidsflow.hikari.stacking import fit_meta, oof_meta_features
+    from nidsflow.hikari.models import BasePipeline
+    from nidsflow.hikari.validation import end_to_end_permutation, oof_permutation_test
+
+    out, _ = branch_run
+    cfg = stage_config(TINY, "permutation")
+    seed = int(cfg["seed"])
+    leaky = plant_label_leak(P.load_prep(out / "prep.npz"))
+    # The seed's test, on the OOF matrix the leaky branch produces: near chance, so "no leakage".
+    oof = oof_meta_features(leaky["X_train"], leaky["y_train"], cfg, seed)
+    full = BasePipeline.fit(leaky["X_train"], leaky["y_train"], cfg, seed)
+    _, oof_X = fit_meta(oof, leaky["y_train"], full.meta_features(leaky["X_train"]), cfg, seed)
+    seed_test = oof_permutation_test(oof_X, leaky["y_train"].astype(int), 3, seed, 3, np.random.default_rng(seed))
+    assert seed_test["base_oof_auc"] > 0.99                  # the leak makes the OOF matrix perfect...
+    assert abs(seed_test["mean_perm_auc"] - 0.5) < 0.15      # ...and the seed's test does not see it
+    # The end-to-end test: permuted training labels still reach the test score through the leak.
+    caught = end_to_end_permutation(P.load_prep(out / "prep.npz"), cfg, seed, 2, transform=plant_label_leak)
+    assert caught["mean_perm_test_auc"] > 0.95, caught
+    clean = json.loads((out / "permutation_e2e.json").read_text())
+    assert abs(clean["mean_perm_test_auc"] - 0.5) < 0.2, clean     # without the leak: chance
 
 
 def test_validation_cli_on_an_artifacts_folder(branch_run, tmp_path):
@@ -291,3 +392,51 @@ def test_workflow_dry_run_of_the_hikari_rules(tmp_path, shared_data):
     for rule in ("hikari_preprocess", "hikari_ae", "hikari_residual", "hikari_base", "hikari_meta", "hikari_evaluate",
                  "hikari_validate"):
         assert rule in proc.stdout, rule
+
+
+def _planned_jobs(dry_run_output: str) -> dict[str, int]:
+    """The `Job stats` table of a dry run as {rule: count} (as tests/test_rebuilds.py reads it)."""
+    import re
+
+    if "Job stats:" not in dry_run_output:
+        return {}
+    table = dry_run_output.split("Job stats:")[1].split("\n\n")[0]
+    return {m.group(1): int(m.group(2)) for line in table.splitlines()
+            if (m := re.match(r"^(\w+)\s+(\d+)$", line.strip())) and m.group(1) != "total"}
+
+
+@pytest.mark.slow
+def test_threshold_policy_change_reruns_only_the_rules_that_read_it(tmp_path):
+    """A real Snakemake run of the HIKARI rules on a tiny table, then hikari.thresholds.policy changes: only
+    hikari_thresholds (its params) and the two rules reading thresholds.json rerun; the AE, OOF refits and the
+    end-to-end permutation test do not (each rule's params hold only the keys it reads)."""
+    import yaml
+
+    work = tmp_path / "repo"
+    work.mkdir()
+    for name in ("workflow", "config"):
+        shutil.copytree(REPO / name, work / name)
+    csv = tmp_path / "tiny_hikari.csv"
+    generate_hikari_like(400, seed=2, attack_overlap=0.2).to_csv(csv, index=False)
+    cfg = yaml.safe_load((REPO / "config" / "hikari_cicids2017.yaml").read_text())
+    cfg["hikari"] = {**resolve(TINY), "datasets": {"tiny": {"csv": str(csv)}}}
+    (work / "config" / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    (work / "workflow" / "Snakefile_hikari").write_text(
+        'configfile: "config/tiny.yaml"\n\n\ninclude: "rules/common.smk"\ninclude: "rules/hikari.smk"\n')
+    targets = ["results/hikari/tiny/comparison.md", "results/hikari/tiny/validation_summary.json"]
+
+    def smk(*args):
+        proc = subprocess.run(["snakemake", "-s", "workflow/Snakefile_hikari", "--cores", "2", *args, *targets],
+                              cwd=work, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout + proc.stderr
+
+    smk()
+    assert "Nothing to be done" in smk("-n")
+    cfg["hikari"]["thresholds"]["policy"] = "target_recall"
+    (work / "config" / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    out = smk("-n")
+    assert _planned_jobs(out) == {"hikari_thresholds": 1, "hikari_evaluate": 1, "hikari_validate": 1}, out
+    assert "Params have changed since last execution" in out
+    smk()
+    assert json.loads((work / "results/hikari/tiny/thresholds.json").read_text())["policy"] == "target_recall"

@@ -369,6 +369,13 @@ def hikari_source(wildcards):
     return dict(config["hikari"]["datasets"][wildcards.hk])
 
 
+def hikari_params(stage):
+    """The hikari keys one stage reads (its rule's params: a change reruns only the rules that read it)."""
+    from nidsflow.hikari.config import stage_config
+
+    return stage_config(config["hikari"], stage)
+
+
 def hikari_table_files(wildcards):
     """Input files of table {hk}: its CSV files (a folder's *.csv, a glob expanded) or the store's tables."""
     source = hikari_source(wildcards)

@@ -1,6 +1,7 @@
 # HIKARI meta-ensemble branch and its validation suite (nidsflow.hikari), one rule per step.
 # Wildcard {hk}: a key of config["hikari"]["datasets"]; every file under results/{study}/hikari/{hk}/.
 # Source of a table: {csv: file | folder | glob} (HIKARI-2021 or CICFlowMeter CSVs) or {store: results/{study}/{ds}/store}.
+# Each rule's params hold only the hikari keys its stage reads (nidsflow.hikari.config.STAGE_KEYS).
 
 
 rule hikari_preprocess:
@@ -15,7 +16,7 @@ rule hikari_preprocess:
         "benchmarks/{study}/hikari/{hk}_preprocess.tsv"
     params:
         source=hikari_source,
-        cfg=config["hikari"],
+        cfg=hikari_params("preprocess"),
     conda:
         "../envs/hikari.yaml"
     script:
@@ -34,7 +35,7 @@ rule hikari_ae:
     benchmark:
         "benchmarks/{study}/hikari/{hk}_ae.tsv"
     params:
-        cfg=config["hikari"],
+        cfg=hikari_params("ae"),
     threads: config["hikari"]["threads"]
     conda:
         "../envs/hikari.yaml"
@@ -47,6 +48,7 @@ rule hikari_residual:
         prep="results/{study}/hikari/{hk}/prep.npz",
         model="results/{study}/hikari/{hk}/ae.keras",
         scalers="results/{study}/hikari/{hk}/scalers.joblib",
+        history="results/{study}/hikari/{hk}/ae_history.json",
     output:
         residual="results/{study}/hikari/{hk}/residual.joblib",
         scores="results/{study}/hikari/{hk}/residual_scores.npz",
@@ -55,7 +57,7 @@ rule hikari_residual:
     benchmark:
         "benchmarks/{study}/hikari/{hk}_residual.tsv"
     params:
-        cfg=config["hikari"],
+        cfg=hikari_params("residual"),
     threads: 1
     conda:
         "../envs/hikari.yaml"
@@ -78,7 +80,7 @@ rule hikari_base:
     benchmark:
         "benchmarks/{study}/hikari/{hk}_base.tsv"
     params:
-        cfg=config["hikari"],
+        cfg=hikari_params("base"),
     threads: config["hikari"]["threads"]
     conda:
         "../envs/hikari.yaml"
@@ -96,9 +98,9 @@ rule hikari_meta:
         oof_X="results/{study}/hikari/{hk}/oof_X.npy",
         oof_y="results/{study}/hikari/{hk}/oof_y.npy",
         oof_raw="results/{study}/hikari/{hk}/oof_raw.npy",
+        oof_iforest="results/{study}/hikari/{hk}/oof_iforest.npz",
         oof_prob="results/{study}/hikari/{hk}/oof_prob.npy",
         feature_names="results/{study}/hikari/{hk}/feature_names.json",
-        thresholds="results/{study}/hikari/{hk}/thresholds.json",
         meta_prob_test="results/{study}/hikari/{hk}/meta_prob_test.npy",
         y_test="results/{study}/hikari/{hk}/y_test.npy",
     log:
@@ -106,12 +108,48 @@ rule hikari_meta:
     benchmark:
         "benchmarks/{study}/hikari/{hk}_meta.tsv"
     params:
-        cfg=config["hikari"],
+        cfg=hikari_params("meta"),
     threads: config["hikari"]["threads"]
     conda:
         "../envs/hikari.yaml"
     script:
         "../scripts/hikari_meta.py"
+
+
+rule hikari_thresholds:
+    input:
+        oof_y="results/{study}/hikari/{hk}/oof_y.npy",
+        oof_prob="results/{study}/hikari/{hk}/oof_prob.npy",
+        oof_raw="results/{study}/hikari/{hk}/oof_raw.npy",
+        oof_iforest="results/{study}/hikari/{hk}/oof_iforest.npz",
+    output:
+        thresholds="results/{study}/hikari/{hk}/thresholds.json",
+    log:
+        "logs/{study}/hikari/{hk}_thresholds.log",
+    params:
+        cfg=hikari_params("thresholds"),
+    conda:
+        "../envs/hikari.yaml"
+    script:
+        "../scripts/hikari_thresholds.py"
+
+
+rule hikari_permutation:
+    input:
+        prep="results/{study}/hikari/{hk}/prep.npz",
+    output:
+        result="results/{study}/hikari/{hk}/permutation_e2e.json",
+    log:
+        "logs/{study}/hikari/{hk}_permutation.log",
+    benchmark:
+        "benchmarks/{study}/hikari/{hk}_permutation.tsv"
+    params:
+        cfg=hikari_params("permutation"),
+    threads: config["hikari"]["threads"]
+    conda:
+        "../envs/hikari.yaml"
+    script:
+        "../scripts/hikari_permutation.py"
 
 
 rule hikari_evaluate:
@@ -146,6 +184,8 @@ rule hikari_validate:
         oof_y="results/{study}/hikari/{hk}/oof_y.npy",
         feature_names="results/{study}/hikari/{hk}/feature_names.json",
         thresholds="results/{study}/hikari/{hk}/thresholds.json",
+        meta="results/{study}/hikari/{hk}/meta.joblib",
+        permutation="results/{study}/hikari/{hk}/permutation_e2e.json",
     output:
         summary="results/{study}/hikari/{hk}/validation_summary.json",
         calibration=report(
@@ -165,8 +205,7 @@ rule hikari_validate:
     benchmark:
         "benchmarks/{study}/hikari/{hk}_validate.tsv"
     params:
-        cfg=config["hikari"]["validation"],
-        seed=config["hikari"]["seed"],
+        cfg=hikari_params("validate"),
     conda:
         "../envs/hikari.yaml"
     script:

@@ -4,5 +4,5 @@ setup_snakemake_logging(snakemake)
 
 from nidsflow.hikari.pipeline import residual_stage
 
-residual_stage(snakemake.input.prep, snakemake.input.model, snakemake.input.scalers, snakemake.params.cfg,
-               snakemake.output.residual, snakemake.output.scores, snakemake.threads)
+residual_stage(snakemake.input.prep, snakemake.input.model, snakemake.input.scalers, snakemake.input.history,
+               snakemake.params.cfg, snakemake.output.residual, snakemake.output.scores, snakemake.threads)

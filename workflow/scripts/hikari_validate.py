@@ -6,5 +6,6 @@ from pathlib import Path
 
 from nidsflow.hikari.validation import run_validation
 
-run_validation(Path(snakemake.input.meta_prob_test).parent, snakemake.params.cfg, snakemake.params.seed,
+cfg = snakemake.params.cfg
+run_validation(Path(snakemake.input.meta_prob_test).parent, cfg["validation"], cfg["seed"],
                Path(snakemake.output.summary).parent)

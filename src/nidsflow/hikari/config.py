@@ -1,7 +1,10 @@
 """Defaults of the ``hikari:`` config section (the same values as config/config.yaml).
 
 ``resolve`` deep-merges a user's section over these, so a config that sets only ``hikari.datasets``
-(e.g. config/paper.yaml) still runs with the SPEC hyper-parameters.
+(e.g. config/paper.yaml) still runs with the SPEC hyper-parameters. ``stage_config`` cuts out the keys
+one stage reads (``STAGE_KEYS``): each Snakemake rule gets only those as params, so changing a key
+reruns only the rules that read it, and each stage reads its config through it (a key missing from
+its list fails loudly instead of being read silently).
 """
 
 from __future__ import annotations
@@ -26,14 +29,31 @@ DEFAULTS: dict = {
     "latent_lr": {"C": 1.0, "max_iter": 1000, "calibration_cv": 3},
     "xgb": {"n_estimators": 400, "max_depth": 8, "learning_rate": 0.05, "subsample": 0.8, "colsample_bytree": 0.8,
             "tree_method": "hist"},
-    "iforest": {"n_estimators": 300, "max_samples": "auto"},
-    "meta": {"n_splits": 3, "zscore": True, "isotonic": False, "C": 1.0, "max_iter": 1000},
+    "iforest": {"n_estimators": 300, "max_samples": "auto", "fit_on": "all"},
+    "meta": {"n_splits": 3, "zscore": True, "isotonic": False, "C": 1.0, "max_iter": 1000,
+             "calibration_holdout": 0.2},
     "thresholds": {"policy": "max_f1", "target_precision": 0.95, "target_recall": 0.95, "alert_recall": 0.99,
                    "confirm_precision": 0.99},
-    "gate": {"n_clusters": 6, "quantile": 99.5, "score": "mse", "n_init": 4},
+    "gate": {"n_clusters": 6, "quantile": 99.5, "relaxed_quantile": 99.0, "score": "hybrid", "n_init": 4},
     "validation": {"n_permutations": 5, "n_bootstrap": 200, "noise_rates": [0.005, 0.01, 0.02, 0.05],
                    "perturb_eps": 0.01, "n_perturb": 5, "conformal_alpha": 0.01, "calibration_bins": 10,
-                   "cv_splits": 3},
+                   "cv_splits": 3, "e2e_permutations": 2},
+}
+
+_MODEL = ("seed", "preprocess.clip", "ae", "residual", "latent_lr", "xgb", "iforest")
+_VALIDATION = tuple(f"validation.{k}" for k in DEFAULTS["validation"] if k != "e2e_permutations")
+#: The config keys each stage (= Snakemake rule) reads; "a.b" is key b of section a.
+STAGE_KEYS: dict[str, tuple[str, ...]] = {
+    "preprocess": ("seed", "test_size", "max_rows", "preprocess.id_tokens", "preprocess.id_names",
+                   "preprocess.drop_columns"),
+    "ae": ("seed", "preprocess.clip", "ae"),
+    "residual": ("seed", "residual", "gate"),
+    "base": ("seed", "latent_lr", "xgb", "iforest"),
+    "meta": (*_MODEL, "meta"),                     # the OOF refits fit every base detector again
+    "thresholds": ("thresholds",),
+    "evaluate": (),
+    "permutation": (*_MODEL, "meta", "validation.e2e_permutations"),
+    "validate": ("seed", *_VALIDATION),
 }
 
 
@@ -50,4 +70,20 @@ def resolve(cfg: dict | None) -> dict:
     out = merge(DEFAULTS, cfg)
     if out["gate"]["score"] not in ("mse", "hybrid"):
         raise ValueError(f"hikari.gate.score must be 'mse' or 'hybrid', not {out['gate']['score']!r}")
+    if out["iforest"]["fit_on"] not in ("all", "normal"):
+        raise ValueError(f"hikari.iforest.fit_on must be 'all' or 'normal', not {out['iforest']['fit_on']!r}")
+    return out
+
+
+def stage_config(cfg: dict | None, stage: str) -> dict:
+    """The keys of ``STAGE_KEYS[stage]`` of the resolved ``cfg`` (idempotent: a stage's own cut resolves
+    to itself)."""
+    full = resolve(cfg)
+    out: dict = {}
+    for path in STAGE_KEYS[stage]:
+        head, _, tail = path.partition(".")
+        if tail:
+            out.setdefault(head, {})[tail] = copy.deepcopy(full[head][tail])
+        else:
+            out[head] = copy.deepcopy(full[head])
     return out

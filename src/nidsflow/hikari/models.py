@@ -9,12 +9,16 @@
   MD(x) = sqrt((r - mu)^T (Sigma + eps I)^-1 (r - mu)) with mu, Sigma from normal training residuals
   (Mahalanobis 1936);
   GMM(x) = -log p(PCA_12(r)), p a K=3 Gaussian mixture fitted on normal training residuals (Bishop 2006);
-  hybrid(x) = w_mse z(MSE) + w_md z(MD), z standardising by the normal training residuals' mean/std.
+  hybrid(x) = w_mse z(MSE) + w_md z(MD), z standardising by the mean/std of MSE and MD on the AE's
+  *validation* normals (rows the AE never trained on; the seed's in-sample training residuals make
+  the z-values, and so the hybrid score, optimistic).
 * ``ClusterGate``: KMeans(K) on normal training latents; per-cluster threshold = q-th percentile of the
-  normal training score (MSE or hybrid) in that cluster; flag when the score exceeds its cluster's one.
-* ``SupervisedModels``: calibrated (sigmoid, Platt 1999) logistic regression on the latent; XGBoost with
+  normal training score (hybrid, as the seed; or MSE) in that cluster; flag when the score exceeds its
+  cluster's one. A second, relaxed quantile (the seed's README suggests 99.0 for 99.5) is kept beside it.
+* ``fit_supervised``: calibrated (sigmoid, Platt 1999) logistic regression on the latent; XGBoost with
   scale_pos_weight = n_normal / n_attack (Chen & Guestrin 2016); IsolationForest, score = -score_samples
-  (Liu et al. 2008).
+  (Liu et al. 2008), fitted both on all training rows (the seed) and on the normal ones; ``iforest.fit_on``
+  says which one is the meta feature.
 * ``BasePipeline``: all of the above fitted on one training set -> the 5 meta features
   [hybrid, gmm, iso, latent_prob, xgb_prob] of any rows.
 """
@@ -117,19 +121,25 @@ def build_autoencoder(n_features: int, cfg: dict):
 
 
 def fit_autoencoder(X_normal_scaled: np.ndarray, cfg: dict, seed: int):
-    """Train on normal rows only; a seeded ``val_fraction`` of them drives EarlyStopping/ReduceLROnPlateau."""
+    """Train on normal rows only; a seeded ``val_fraction`` of them drives EarlyStopping/ReduceLROnPlateau.
+
+    Returns (model, history, val_rows): ``val_rows`` indexes the rows of ``X_normal_scaled`` held out
+    for validation (the AE never trained on them; the hybrid score's z-statistics are fitted there).
+    """
     import keras
 
     keras.utils.set_random_seed(int(seed))
     rng = np.random.default_rng(seed)
-    X = X_normal_scaled
+    rows = np.arange(len(X_normal_scaled))
     max_train = cfg.get("max_train")
-    if max_train and len(X) > int(max_train):
-        X = X[np.sort(rng.choice(len(X), int(max_train), replace=False))]
-        log.info("AE: subsampled %d normal rows (ae.max_train)", len(X))
+    if max_train and len(rows) > int(max_train):
+        rows = np.sort(rng.choice(len(rows), int(max_train), replace=False))
+        log.info("AE: subsampled %d normal rows (ae.max_train)", len(rows))
+    X = X_normal_scaled[rows]
     n_val = int(round(float(cfg["val_fraction"]) * len(X)))
     perm = rng.permutation(len(X))
     val, tr = X[perm[:n_val]], X[perm[n_val:]]
+    val_rows = np.sort(rows[perm[:n_val]])
     model = build_autoencoder(X.shape[1], cfg)
     monitor = "val_loss" if n_val > 0 else "loss"
     callbacks = [
@@ -142,7 +152,7 @@ def fit_autoencoder(X_normal_scaled: np.ndarray, cfg: dict, seed: int):
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     log.info("AE: %d train / %d val normal rows, %d epochs, final loss %.4g", len(tr), n_val,
              len(history.get("loss", [])), history["loss"][-1] if history.get("loss") else float("nan"))
-    return model, history
+    return model, history, val_rows
 
 
 def ae_reconstruct(model, X_scaled: np.ndarray, batch_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
@@ -179,7 +189,10 @@ class ResidualModel:
     w_md: float
 
     @classmethod
-    def fit(cls, residual_normal: np.ndarray, cfg: dict, seed: int) -> ResidualModel:
+    def fit(cls, residual_normal: np.ndarray, cfg: dict, seed: int,
+            residual_val: np.ndarray | None = None) -> ResidualModel:
+        """Mahalanobis and GMM on ``residual_normal``; the hybrid's z-statistics on ``residual_val`` (the
+        AE's validation normals) when it has at least 2 rows, else on ``residual_normal`` (logged)."""
         from sklearn.decomposition import PCA
         from sklearn.mixture import GaussianMixture
 
@@ -188,8 +201,13 @@ class ResidualModel:
         mu = r.mean(axis=0)
         cov = np.cov(r, rowvar=False).reshape(d, d) + float(cfg["eps"]) * np.eye(d)
         precision = np.linalg.inv(cov)
-        mse = np.mean(r ** 2, axis=1)
-        md = _mahalanobis(r, mu, precision)
+        if residual_val is not None and len(residual_val) >= 2:
+            rz = residual_val.astype(np.float64)
+        else:
+            log.warning("hybrid z-statistics on the AE's training normals (no validation normals: ae.val_fraction)")
+            rz = r
+        mse = np.mean(rz ** 2, axis=1)
+        md = _mahalanobis(rz, mu, precision)
         n_comp = max(1, min(int(cfg["pca_dim"]), d, len(r) - 1))
         pca = PCA(n_components=n_comp, random_state=seed).fit(r)
         gmm = GaussianMixture(n_components=int(cfg["gmm_components"]), covariance_type=cfg["gmm_covariance"],
@@ -219,6 +237,8 @@ class ClusterGate:
     thresholds: np.ndarray
     score_name: str
     quantile: float
+    relaxed_thresholds: np.ndarray
+    relaxed_quantile: float
 
     @classmethod
     def fit(cls, latent_normal: np.ndarray, score_normal: np.ndarray, cfg: dict, seed: int) -> ClusterGate:
@@ -226,23 +246,28 @@ class ClusterGate:
 
         k = max(1, min(int(cfg["n_clusters"]), len(latent_normal)))
         km = KMeans(n_clusters=k, n_init=int(cfg.get("n_init", 4)), random_state=seed).fit(latent_normal)
-        q = float(cfg["quantile"])
-        thr = np.array([np.percentile(score_normal[km.labels_ == c], q) if np.any(km.labels_ == c) else np.inf
-                        for c in range(k)])
-        counts = np.bincount(km.labels_, minlength=k)
-        log.info("cluster gate: %d clusters of normal latents, sizes %s, thresholds %s", k, counts.tolist(),
-                 np.round(thr, 4).tolist())
-        return cls(km, thr, str(cfg["score"]), q)
 
-    def ratio(self, latent: np.ndarray, score: np.ndarray) -> np.ndarray:
+        def per_cluster(q):
+            return np.array([np.percentile(score_normal[km.labels_ == c], q) if np.any(km.labels_ == c)
+                             else np.inf for c in range(k)])
+
+        q, qr = float(cfg["quantile"]), float(cfg["relaxed_quantile"])
+        thr, thr_r = per_cluster(q), per_cluster(qr)
+        counts = np.bincount(km.labels_, minlength=k)
+        log.info("cluster gate (%s): %d clusters of normal latents, sizes %s, thresholds q%g %s, q%g %s",
+                 cfg["score"], k, counts.tolist(), q, np.round(thr, 4).tolist(), qr, np.round(thr_r, 4).tolist())
+        return cls(km, thr, str(cfg["score"]), q, thr_r, qr)
+
+    def _thr(self, latent, relaxed):
+        return (self.relaxed_thresholds if relaxed else self.thresholds)[self.kmeans.predict(latent)]
+
+    def ratio(self, latent: np.ndarray, score: np.ndarray, relaxed: bool = False) -> np.ndarray:
         """score / threshold of the row's cluster (> 1 means flagged); a continuous gate score."""
-        c = self.kmeans.predict(latent)
-        t = self.thresholds[c]
+        t = self._thr(latent, relaxed)
         return score / np.where(np.abs(t) > 1e-12, t, 1e-12)
 
-    def flag(self, latent: np.ndarray, score: np.ndarray) -> np.ndarray:
-        c = self.kmeans.predict(latent)
-        return (score > self.thresholds[c]).astype(np.int8)
+    def flag(self, latent: np.ndarray, score: np.ndarray, relaxed: bool = False) -> np.ndarray:
+        return (score > self._thr(latent, relaxed)).astype(np.int8)
 
 
 # ------------------------------------------------------------------------------------------ supervised
@@ -267,11 +292,27 @@ def fit_xgb(X_sup: np.ndarray, y: np.ndarray, cfg: dict, seed: int, threads: int
     return model.fit(X_sup, y)
 
 
+IFOREST_FITS: tuple[str, ...] = ("all", "normal")
+
+
 def fit_iforest(X_sup: np.ndarray, cfg: dict, seed: int, threads: int):
     from sklearn.ensemble import IsolationForest
 
     return IsolationForest(n_estimators=int(cfg["n_estimators"]), max_samples=cfg["max_samples"],
                            random_state=seed, n_jobs=int(threads)).fit(X_sup)
+
+
+def fit_iforests(X_sup: np.ndarray, y: np.ndarray, cfg: dict, seed: int, threads: int) -> dict:
+    """IsolationForest on all training rows (the seed: attacks, when they dominate, become "normal")
+    and on the normal ones; both are kept so the comparison table shows both, ``fit_on`` names the
+    meta feature's one."""
+    return {"all": fit_iforest(X_sup, cfg, seed, threads), "normal": fit_iforest(X_sup[y == 0], cfg, seed, threads),
+            "fit_on": str(cfg["fit_on"])}
+
+
+def iforest_scores(iforests: dict, X_sup: np.ndarray) -> dict[str, np.ndarray]:
+    """-score_samples of both forests: {"iso_all": ..., "iso_normal": ...}."""
+    return {f"iso_{k}": -iforests[k].score_samples(X_sup) for k in IFOREST_FITS}
 
 
 # ------------------------------------------------------------------------------------------ one pipeline
@@ -285,26 +326,30 @@ class BasePipeline:
     ae: object
     ae_history: dict
     residual: ResidualModel
-    gate: ClusterGate
     latent_lr: object
     xgb: object
-    iforest: object
+    iforests: dict
 
     @classmethod
     def fit(cls, X: np.ndarray, y: np.ndarray, cfg: dict, seed: int, threads: int = 1) -> BasePipeline:
         scalers = fit_scalers(X, y, cfg)
-        ae, history = fit_autoencoder(scalers.ae(X[y == 0]), cfg["ae"], seed)
-        residual, gate, ae_out = fit_residual(ae, scalers, X, y, cfg, seed)
-        latent_lr, xgb, iforest = fit_supervised(scalers, ae_out["latent"], X, y, cfg, seed, threads)
-        return cls(scalers, ae, history, residual, gate, latent_lr, xgb, iforest)
+        ae, history, val_rows = fit_autoencoder(scalers.ae(X[y == 0]), cfg["ae"], seed)
+        residual, ae_out = fit_residual(ae, scalers, X, y, val_rows, cfg, seed)
+        latent_lr, xgb, iforests = fit_supervised(scalers, ae_out["latent"], X, y, cfg, seed, threads)
+        return cls(scalers, ae, history, residual, latent_lr, xgb, iforests)
 
     def ae_outputs(self, X: np.ndarray) -> dict[str, np.ndarray]:
         return ae_outputs(self.ae, self.scalers, self.residual, X)
 
     def meta_features(self, X: np.ndarray) -> np.ndarray:
+        return self.scores(X)[0]
+
+    def scores(self, X: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The 5 meta features of rows X and both IsolationForest scores ({"iso_all", "iso_normal"})."""
         out = self.ae_outputs(X)
-        return meta_features_from(out, *supervised_scores(self.latent_lr, self.xgb, self.iforest,
-                                                          self.scalers, out["latent"], X))
+        iso = iforest_scores(self.iforests, self.scalers.sup(X))
+        _, lp, xp = supervised_scores(self.latent_lr, self.xgb, None, self.scalers, out["latent"], X)
+        return meta_features_from(out, iso[f"iso_{self.iforests['fit_on']}"], lp, xp), iso
 
 
 def fit_scalers(X, y, cfg) -> Scalers:
@@ -320,27 +365,29 @@ def ae_outputs(ae, scalers: Scalers, residual: ResidualModel | None, X: np.ndarr
     return out
 
 
-def fit_residual(ae, scalers: Scalers, X, y, cfg, seed):
+def fit_residual(ae, scalers: Scalers, X, y, val_rows, cfg, seed):
+    """ResidualModel on the normal rows of X; ``val_rows`` (indices into X[y == 0], the AE's validation
+    normals) for the hybrid's z-statistics. Returns the model and the AE outputs + scores of every row."""
     out = ae_outputs(ae, scalers, None, X)
-    normal = y == 0
-    residual = ResidualModel.fit(out["residual"][normal], cfg["residual"], seed)
+    r_normal = out["residual"][y == 0]
+    residual = ResidualModel.fit(r_normal, cfg["residual"], seed, r_normal[np.asarray(val_rows, dtype=np.int64)])
     out.update(residual.scores(out["residual"]))
-    gate = ClusterGate.fit(out["latent"][normal], out[cfg["gate"]["score"]][normal], cfg["gate"], seed)
-    return residual, gate, out
+    return residual, out
 
 
 def fit_supervised(scalers: Scalers, latent, X, y, cfg, seed, threads):
     latent_lr = fit_latent_lr(latent, y, cfg["latent_lr"], seed)
     xs = scalers.sup(X)
     xgb = fit_xgb(xs, y, cfg["xgb"], seed, threads)
-    iforest = fit_iforest(xs, cfg["iforest"], seed, threads)
-    return latent_lr, xgb, iforest
+    iforests = fit_iforests(xs, y, cfg["iforest"], seed, threads)
+    return latent_lr, xgb, iforests
 
 
 def supervised_scores(latent_lr, xgb, iforest, scalers: Scalers, latent, X) -> tuple[np.ndarray, ...]:
-    """(iso score = -score_samples, latent LR probability, XGBoost probability)."""
+    """(iso score = -score_samples, or None without ``iforest``; latent LR probability; XGBoost probability)."""
     xs = scalers.sup(X)
-    return (-iforest.score_samples(xs), latent_lr.predict_proba(latent)[:, 1], xgb.predict_proba(xs)[:, 1])
+    iso = None if iforest is None else -iforest.score_samples(xs)
+    return iso, latent_lr.predict_proba(latent)[:, 1], xgb.predict_proba(xs)[:, 1]
 
 
 def meta_features_from(ae_out: dict, iso, lat_prob, xgb_prob) -> np.ndarray:

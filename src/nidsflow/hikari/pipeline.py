@@ -4,9 +4,11 @@
     ae          prep.npz -> ae.keras, scalers.joblib, ae_history.json           (normal training rows)
     residual    + ae -> residual.joblib (residual model + cluster gate), residual_scores.npz
     base        + residual_scores -> xgb.json, iforest.joblib, latent_lr.joblib, base_scores.npz
-    meta        + OOF refits -> meta.joblib, oof_X.npy, oof_y.npy, oof_raw.npy, oof_prob.npy,
-                feature_names.json, thresholds.json, meta_prob_test.npy, y_test.npy
+    meta        + OOF refits -> meta.joblib, oof_X.npy, oof_y.npy, oof_raw.npy, oof_iforest.npz,
+                oof_prob.npy, feature_names.json, meta_prob_test.npy, y_test.npy
+    thresholds  oof_prob -> thresholds.json (PR policies; base detectors' OOF max-F1 points)
     evaluate    -> comparison.md, comparison.csv, confusion_matrix.png
+    permutation prep.npz -> permutation_e2e.json (every supervised step refitted on permuted labels)
     validate    -> validation_summary.json, calibration_curve.png, probability_distributions.png
 
 Only the ``preprocess`` stage reads labels of test rows (to stratify the split and store them);
@@ -23,12 +25,12 @@ import joblib
 import numpy as np
 
 from nidsflow.hikari import data as hdata
-from nidsflow.hikari.config import resolve
+from nidsflow.hikari.config import resolve, stage_config
 from nidsflow.hikari.models import (
-    META_FEATURE_NAMES, ClusterGate, ResidualModel, ae_outputs, configure_runtime, fit_autoencoder,
-    fit_scalers, fit_supervised, meta_features_from, supervised_scores,
+    IFOREST_FITS, META_FEATURE_NAMES, ClusterGate, ae_outputs, configure_runtime, fit_autoencoder, fit_residual,
+    fit_scalers, fit_supervised, iforest_scores, meta_features_from, supervised_scores,
 )
-from nidsflow.hikari.stacking import MetaModel, meta_inputs, oof_meta_features, pr_threshold, pr_thresholds
+from nidsflow.hikari.stacking import fit_meta, oof_meta_features, pr_threshold, pr_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +39,11 @@ STAGE_FILES = {
     "ae": ("ae.keras", "scalers.joblib", "ae_history.json"),
     "residual": ("residual.joblib", "residual_scores.npz"),
     "base": ("xgb.json", "iforest.joblib", "latent_lr.joblib", "base_scores.npz"),
-    "meta": ("meta.joblib", "oof_X.npy", "oof_y.npy", "oof_raw.npy", "oof_prob.npy", "feature_names.json",
-             "thresholds.json", "meta_prob_test.npy", "y_test.npy"),
+    "meta": ("meta.joblib", "oof_X.npy", "oof_y.npy", "oof_raw.npy", "oof_iforest.npz", "oof_prob.npy",
+             "feature_names.json", "meta_prob_test.npy", "y_test.npy"),
+    "thresholds": ("thresholds.json",),
     "evaluate": ("comparison.md", "comparison.csv", "confusion_matrix.png"),
+    "permutation": ("permutation_e2e.json",),
     "validate": ("validation_summary.json", "calibration_curve.png", "probability_distributions.png"),
 }
 
@@ -59,7 +63,7 @@ def load_prep(path) -> dict:
 
 def preprocess_stage(source: dict, cfg: dict, out_prep, out_imputer) -> dict:
     """Load, label, select features, stratified split (test_size, seed), impute (training medians)."""
-    cfg = resolve(cfg)
+    cfg = stage_config(cfg, "preprocess")
     from sklearn.model_selection import train_test_split
 
     pp = cfg["preprocess"]
@@ -90,12 +94,15 @@ def preprocess_stage(source: dict, cfg: dict, out_prep, out_imputer) -> dict:
 
 
 def ae_stage(prep_path, cfg: dict, out_model, out_scalers, out_history, threads: int = 1):
-    cfg = resolve(cfg)
+    """Scalers and the AE on the normal training rows; ae_history.json also lists the AE's validation
+    rows (``val_rows``: indices into the training split)."""
+    cfg = stage_config(cfg, "ae")
     configure_runtime(int(cfg["seed"]), threads)
     p = load_prep(prep_path)
     X, y = p["X_train"], p["y_train"]
     scalers = fit_scalers(X, y, cfg)
-    model, history = fit_autoencoder(scalers.ae(X[y == 0]), cfg["ae"], int(cfg["seed"]))
+    model, history, val_rows = fit_autoencoder(scalers.ae(X[y == 0]), cfg["ae"], int(cfg["seed"]))
+    history["val_rows"] = np.flatnonzero(y == 0)[val_rows].tolist()
     _mkparent(out_model, out_scalers, out_history)
     model.save(out_model)
     joblib.dump(scalers, out_scalers)
@@ -109,25 +116,31 @@ def load_ae(path):
     return keras.models.load_model(path, compile=False)
 
 
-def residual_stage(prep_path, model_path, scalers_path, cfg: dict, out_residual, out_scores, threads: int = 1):
-    """Residual model and cluster gate on normal training rows; scores of train and test rows."""
-    cfg = resolve(cfg)
+def residual_stage(prep_path, model_path, scalers_path, history_path, cfg: dict, out_residual, out_scores,
+                   threads: int = 1):
+    """Residual model (hybrid z-statistics on the AE's validation normals) and cluster gate on normal
+    training rows; scores of train and test rows (the gate at its quantile and at the relaxed one)."""
+    cfg = stage_config(cfg, "residual")
     configure_runtime(int(cfg["seed"]), threads)
     p = load_prep(prep_path)
     ae, scalers = load_ae(model_path), joblib.load(scalers_path)
     X, y, seed = p["X_train"], p["y_train"], int(cfg["seed"])
-    tr = ae_outputs(ae, scalers, None, X)
-    residual = ResidualModel.fit(tr["residual"][y == 0], cfg["residual"], seed)
-    tr.update(residual.scores(tr["residual"]))
+    val_train_rows = np.asarray(json.loads(Path(history_path).read_text()).get("val_rows", []), np.int64)
+    if np.any(y[val_train_rows] != 0):
+        raise ValueError(f"{history_path}: val_rows are not all normal training rows of {prep_path}")
+    val_rows = np.searchsorted(np.flatnonzero(y == 0), val_train_rows)     # -> indices into the normals
+    residual, tr = fit_residual(ae, scalers, X, y, val_rows, cfg, seed)
     gname = cfg["gate"]["score"]
     gate = ClusterGate.fit(tr["latent"][y == 0], tr[gname][y == 0], cfg["gate"], seed)
     te = ae_outputs(ae, scalers, residual, p["X_test"])
-    scores = {}
+    scores = {"gate_quantile": np.float64(gate.quantile), "gate_relaxed_quantile": np.float64(gate.relaxed_quantile),
+              "gate_score": np.array(gname)}
     for split, out in (("train", tr), ("test", te)):
         for k in ("mse", "md", "hybrid", "gmm", "latent"):
             scores[f"{k}_{split}"] = out[k]
-        scores[f"gate_ratio_{split}"] = gate.ratio(out["latent"], out[gname])
-        scores[f"gate_flag_{split}"] = gate.flag(out["latent"], out[gname])
+        for tag, relaxed in (("gate", False), ("gate_relaxed", True)):
+            scores[f"{tag}_ratio_{split}"] = gate.ratio(out["latent"], out[gname], relaxed)
+            scores[f"{tag}_flag_{split}"] = gate.flag(out["latent"], out[gname], relaxed)
     _mkparent(out_residual, out_scores)
     joblib.dump({"residual": residual, "gate": gate}, out_residual)
     np.savez_compressed(out_scores, **scores)
@@ -136,63 +149,95 @@ def residual_stage(prep_path, model_path, scalers_path, cfg: dict, out_residual,
 
 def base_stage(prep_path, scalers_path, residual_scores_path, cfg: dict, out_xgb, out_iforest, out_latent_lr,
                out_scores, threads: int = 1):
-    """Latent LR, XGBoost and IsolationForest on the whole training split; their train/test scores."""
-    cfg = resolve(cfg)
+    """Latent LR, XGBoost and both IsolationForests on the whole training split; their train/test scores
+    (``iso_*`` is the ``iforest.fit_on`` one, ``iso_all_*`` / ``iso_normal_*`` both)."""
+    cfg = stage_config(cfg, "base")
     configure_runtime(int(cfg["seed"]), threads)
     p = load_prep(prep_path)
     scalers = joblib.load(scalers_path)
     with np.load(residual_scores_path) as z:
         lat_tr, lat_te = z["latent_train"], z["latent_test"]
-    latent_lr, xgb, iforest = fit_supervised(scalers, lat_tr, p["X_train"], p["y_train"], cfg,
-                                             int(cfg["seed"]), threads)
-    scores = {}
+    latent_lr, xgb, iforests = fit_supervised(scalers, lat_tr, p["X_train"], p["y_train"], cfg,
+                                              int(cfg["seed"]), threads)
+    scores = {"iso_fit_on": np.array(iforests["fit_on"])}
     for split, lat, X in (("train", lat_tr, p["X_train"]), ("test", lat_te, p["X_test"])):
-        iso, lp, xp = supervised_scores(latent_lr, xgb, iforest, scalers, lat, X)
-        scores.update({f"iso_{split}": iso, f"latent_prob_{split}": lp, f"xgb_prob_{split}": xp})
+        _, lp, xp = supervised_scores(latent_lr, xgb, None, scalers, lat, X)
+        iso = iforest_scores(iforests, scalers.sup(X))
+        scores.update({f"iso_{split}": iso[f"iso_{iforests['fit_on']}"], f"latent_prob_{split}": lp,
+                       f"xgb_prob_{split}": xp, **{f"{k}_{split}": v for k, v in iso.items()}})
     _mkparent(out_xgb, out_iforest, out_latent_lr, out_scores)
     xgb.save_model(out_xgb)
-    joblib.dump(iforest, out_iforest)
+    joblib.dump(iforests, out_iforest)
     joblib.dump(latent_lr, out_latent_lr)
     np.savez_compressed(out_scores, **scores)
-    return latent_lr, xgb, iforest
+    return latent_lr, xgb, iforests
+
+
+def split_meta_features(residual_scores_path, base_scores_path, split: str = "test") -> np.ndarray:
+    """Raw meta features of the full-training-split models on ``split`` (train | test)."""
+    with np.load(residual_scores_path) as r, np.load(base_scores_path) as b:
+        return meta_features_from({"hybrid": r[f"hybrid_{split}"], "gmm": r[f"gmm_{split}"]}, b[f"iso_{split}"],
+                                  b[f"latent_prob_{split}"], b[f"xgb_prob_{split}"])
 
 
 def test_meta_features(residual_scores_path, base_scores_path) -> np.ndarray:
-    with np.load(residual_scores_path) as r, np.load(base_scores_path) as b:
-        return meta_features_from({"hybrid": r["hybrid_test"], "gmm": r["gmm_test"]}, b["iso_test"],
-                                  b["latent_prob_test"], b["xgb_prob_test"])
+    return split_meta_features(residual_scores_path, base_scores_path, "test")
 
 
 def meta_stage(prep_path, residual_scores_path, base_scores_path, cfg: dict, out_dir, threads: int = 1) -> dict:
-    """OOF meta features (K refits), meta LR (+ isotonic), OOF PR thresholds, test meta probabilities."""
-    cfg = resolve(cfg)
+    """OOF meta features (K refits), meta LR (+ isotonic; holdout normals out), test meta probabilities
+    (inputs scaled with the training split's statistics)."""
+    cfg = stage_config(cfg, "meta")
     configure_runtime(int(cfg["seed"]), threads)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     p = load_prep(prep_path)
     X, y, seed = p["X_train"], p["y_train"], int(cfg["seed"])
-    oof_raw, fold = oof_meta_features(X, y, cfg, seed, threads)
-    zs = bool(cfg["meta"]["zscore"])
-    oof_X = meta_inputs(oof_raw, fold, zs)
-    meta = MetaModel.fit(oof_X, y, cfg["meta"], seed)
+    oof = oof_meta_features(X, y, cfg, seed, threads)
+    meta, oof_X = fit_meta(oof, y, split_meta_features(residual_scores_path, base_scores_path, "train"), cfg, seed)
     oof_prob = meta.predict_proba(oof_X)
-    thresholds = pr_thresholds(y, oof_prob, cfg["thresholds"])
-    # Base detectors' own operating points (max-F1 on their raw OOF scores), for the comparison table.
-    thresholds["base_max_f1"] = {n: pr_threshold(y, oof_raw[:, j]) for j, n in enumerate(META_FEATURE_NAMES)}
-    test_raw = test_meta_features(residual_scores_path, base_scores_path)
-    meta_prob_test = meta.predict_proba(meta_inputs(test_raw, None, zs))
+    meta_prob_test = meta.predict_raw(test_meta_features(residual_scores_path, base_scores_path))
     joblib.dump(meta, out_dir / "meta.joblib")
     np.save(out_dir / "oof_X.npy", oof_X)
     np.save(out_dir / "oof_y.npy", y.astype(np.int8))
-    np.save(out_dir / "oof_raw.npy", oof_raw)
+    np.save(out_dir / "oof_raw.npy", oof.raw)
+    np.savez_compressed(out_dir / "oof_iforest.npz", **oof.iso)
     np.save(out_dir / "oof_prob.npy", oof_prob)
     np.save(out_dir / "meta_prob_test.npy", meta_prob_test)
     np.save(out_dir / "y_test.npy", p["y_test"].astype(np.int8))
     (out_dir / "feature_names.json").write_text(json.dumps(list(META_FEATURE_NAMES)))
-    (out_dir / "thresholds.json").write_text(json.dumps(thresholds, indent=1))
-    log.info("meta: LR coef %s intercept %s; selected threshold (%s) %.6g", np.round(meta.lr.coef_, 4).tolist(),
-             np.round(meta.lr.intercept_, 4).tolist(), thresholds["policy"], thresholds["selected"])
-    return {"meta": meta, "thresholds": thresholds, "meta_prob_test": meta_prob_test}
+    log.info("meta: LR coef %s intercept %s; %d normal rows held out for conformal calibration",
+             np.round(meta.lr.coef_, 4).tolist(), np.round(meta.lr.intercept_, 4).tolist(), len(meta.holdout))
+    return {"meta": meta, "meta_prob_test": meta_prob_test}
+
+
+def thresholds_stage(artifacts_dir, cfg: dict, out_thresholds) -> dict:
+    """Every PR-threshold policy on the OOF meta probabilities, the ``selected`` one, and each base
+    detector's own OOF max-F1 point (both IsolationForests included), for the comparison table."""
+    cfg = stage_config(cfg, "thresholds")
+    a = Path(artifacts_dir)
+    y, oof_prob, oof_raw = np.load(a / "oof_y.npy"), np.load(a / "oof_prob.npy"), np.load(a / "oof_raw.npy")
+    thresholds = pr_thresholds(y, oof_prob, cfg["thresholds"])
+    thresholds["base_max_f1"] = {n: pr_threshold(y, oof_raw[:, j]) for j, n in enumerate(META_FEATURE_NAMES)}
+    with np.load(a / "oof_iforest.npz") as z:
+        thresholds["base_max_f1"].update({k: pr_threshold(y, z[k]) for k in z.files})
+    _mkparent(out_thresholds)
+    Path(out_thresholds).write_text(json.dumps(thresholds, indent=1))
+    log.info("selected threshold (%s) %.6g", thresholds["policy"], thresholds["selected"])
+    return thresholds
+
+
+def permutation_stage(prep_path, cfg: dict, out_json, threads: int = 1) -> dict:
+    """The end-to-end label-permutation leakage test (``validation.end_to_end_permutation``)."""
+    from nidsflow.hikari.validation import end_to_end_permutation
+
+    cfg = stage_config(cfg, "permutation")
+    configure_runtime(int(cfg["seed"]), threads)
+    result = end_to_end_permutation(load_prep(prep_path), cfg, int(cfg["seed"]),
+                                    int(cfg["validation"]["e2e_permutations"]), threads)
+    _mkparent(out_json)
+    Path(out_json).write_text(json.dumps(result, indent=1))
+    return result
 
 
 def binary_metrics(y: np.ndarray, pred: np.ndarray, score: np.ndarray) -> dict:
@@ -213,11 +258,14 @@ def binary_metrics(y: np.ndarray, pred: np.ndarray, score: np.ndarray) -> dict:
 DETECTOR_LABELS = {"ae_hybrid": "AE hybrid (0.6 z(MSE) + 0.4 z(MD))", "gmm_score": "GMM(3) on PCA of residuals",
                    "iso_score": "IsolationForest", "latent_prob": "Latent LR (calibrated)",
                    "xgb_prob": "XGBoost"}
+IFOREST_LABELS = {"all": "IsolationForest (fit on all training rows)",
+                  "normal": "IsolationForest (fit on normal training rows)"}
 
 
 def evaluate_stage(artifacts_dir, residual_scores_path, base_scores_path, out_md, out_csv, out_png):
-    """Comparison table (each base detector at its OOF max-F1 threshold, the AE cluster gate, the meta
-    ensemble at the selected threshold) and the meta ensemble's confusion matrix."""
+    """Comparison table (each base detector at its OOF max-F1 threshold, both IsolationForests, the AE
+    cluster gate at its quantile and at the relaxed one, the meta ensemble at the selected threshold)
+    and the meta ensemble's confusion matrix."""
     import pandas as pd
 
     from nidsflow.hikari.plots import confusion_matrix_plot
@@ -227,15 +275,27 @@ def evaluate_stage(artifacts_dir, residual_scores_path, base_scores_path, out_md
     prob = np.load(a / "meta_prob_test.npy")
     thr = json.loads((a / "thresholds.json").read_text())
     test_raw = test_meta_features(residual_scores_path, base_scores_path)
-    with np.load(residual_scores_path) as r:
-        gate_ratio, gate_flag = r["gate_ratio_test"], r["gate_flag_test"]
+    with np.load(residual_scores_path) as r, np.load(base_scores_path) as b:
+        gate = {tag: (r[f"{tag}_ratio_test"], r[f"{tag}_flag_test"]) for tag in ("gate", "gate_relaxed")}
+        gq, gqr, gscore = float(r["gate_quantile"]), float(r["gate_relaxed_quantile"]), str(r["gate_score"])
+        iso = {k: b[f"iso_{k}_test"] for k in IFOREST_FITS}
+        fit_on = str(b["iso_fit_on"])
     rows = []
     for j, name in enumerate(META_FEATURE_NAMES):
+        if name == "iso_score":      # both forests, the meta's input marked
+            for k in IFOREST_FITS:
+                t = thr["base_max_f1"][f"iso_{k}"]["threshold"]
+                label = IFOREST_LABELS[k] + (" (meta input)" if k == fit_on else "")
+                rows.append({"detector": label, "threshold": t, "threshold_rule": "OOF max-F1",
+                             **binary_metrics(y, (iso[k] >= t).astype(int), iso[k])})
+            continue
         t = thr["base_max_f1"][name]["threshold"]
         rows.append({"detector": DETECTOR_LABELS[name], "threshold": t, "threshold_rule": "OOF max-F1",
                      **binary_metrics(y, (test_raw[:, j] >= t).astype(int), test_raw[:, j])})
-    rows.append({"detector": "AE per-cluster gate", "threshold": float("nan"), "threshold_rule": "per-cluster q",
-                 **binary_metrics(y, gate_flag, gate_ratio)})
+    for tag, q, extra in (("gate", gq, ""), ("gate_relaxed", gqr, ", relaxed")):
+        ratio, flag = gate[tag]
+        rows.append({"detector": f"AE per-cluster gate ({gscore}, q{q:g}{extra})", "threshold": float("nan"),
+                     "threshold_rule": f"per-cluster q{q:g}", **binary_metrics(y, flag, ratio)})
     for policy in ("max_f1", "target_precision", "target_recall"):
         t = thr[policy]["threshold"]
         sel = " (selected)" if policy == thr["policy"] else ""
@@ -259,18 +319,20 @@ def run_branch(source: dict, cfg: dict, out_dir, threads: int = 1, validate: boo
     o = Path(out_dir)
     preprocess_stage(source, cfg, o / "prep.npz", o / "imputer.joblib")
     ae_stage(o / "prep.npz", cfg, o / "ae.keras", o / "scalers.joblib", o / "ae_history.json", threads)
-    residual_stage(o / "prep.npz", o / "ae.keras", o / "scalers.joblib", cfg, o / "residual.joblib",
-                   o / "residual_scores.npz", threads)
+    residual_stage(o / "prep.npz", o / "ae.keras", o / "scalers.joblib", o / "ae_history.json", cfg,
+                   o / "residual.joblib", o / "residual_scores.npz", threads)
     base_stage(o / "prep.npz", o / "scalers.joblib", o / "residual_scores.npz", cfg, o / "xgb.json",
                o / "iforest.joblib", o / "latent_lr.joblib", o / "base_scores.npz", threads)
     meta_stage(o / "prep.npz", o / "residual_scores.npz", o / "base_scores.npz", cfg, o, threads)
+    thresholds_stage(o, cfg, o / "thresholds.json")
     df = evaluate_stage(o, o / "residual_scores.npz", o / "base_scores.npz", o / "comparison.md",
                         o / "comparison.csv", o / "confusion_matrix.png")
     out = {"comparison": df}
     if validate:
         from nidsflow.hikari.validation import run_validation
 
-        out["validation"] = run_validation(o, cfg["validation"], int(cfg["seed"]), o)
+        permutation_stage(o / "prep.npz", cfg, o / "permutation_e2e.json", threads)
+        out["validation"] = run_validation(o, stage_config(cfg, "validate")["validation"], int(cfg["seed"]), o)
     return out
 
 

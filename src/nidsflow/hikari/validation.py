@@ -1,8 +1,10 @@
 """Statistical validation of the meta ensemble (SPEC "Validation suite").
 
 Inputs (an artifacts folder): ``meta_prob_test.npy``, ``y_test.npy``, ``oof_X.npy``, ``oof_y.npy``;
-optional ``feature_names.json`` and ``thresholds.json`` (the operating threshold chosen on the OOF PR
-curve; without it the max-F1 threshold of a meta LR refitted on the OOF matrix is used). No number is
+optional ``feature_names.json``, ``thresholds.json`` (the operating threshold chosen on the OOF PR
+curve; without it the max-F1 threshold of a meta LR refitted on the OOF matrix is used), ``meta.joblib``
+(the deployed meta model: perturbation and conformal checks use it; without it, a refitted meta LR,
+named so in the summary) and ``permutation_e2e.json`` (the end-to-end permutation test). No number is
 tuned on test labels: test labels are only used to *measure*.
 
 Checks:
@@ -10,14 +12,20 @@ Checks:
   two-sample Kolmogorov-Smirnov statistic D = sup_t |F_normal(t) - F_attack(t)|;
 * operating point on test: threshold, precision, recall, F1, ROC AUC, AP;
 * calibration: Brier = mean (p - y)^2; ECE = sum_b n_b/n |acc_b - conf_b| over uniform bins;
-* leakage: the meta LR retrained on permuted OOF labels, cross-validated AUC against the permuted
-  labels (expected ~0.5; Ojala & Garriga 2010);
+* leakage, the seed's test (``permutation_test``): the meta LR retrained on permuted OOF labels,
+  cross-validated AUC against the permuted labels. It is ~0.5 by construction whatever happened
+  upstream (a leak into the OOF matrix is permuted away with the labels), so it cannot fail;
+* leakage, end to end (``permutation_test_end_to_end``, Ojala & Garriga 2010): the training labels
+  permuted, every supervised step refitted (AE normals, XGBoost, latent LR, OOF, meta), the untouched
+  test split scored against its true labels: AUC ~0.5 unless label information reaches the features;
 * ablation: cross-validated AUC/AP of the meta LR without each meta feature, and each feature alone;
 * bootstrap (Efron 1979) percentile CIs of precision/recall/F1 at the threshold on test;
 * label-noise sensitivity: a fraction of OOF training labels flipped, CV AUC/AP against clean labels;
-* perturbation robustness: Gaussian noise eps * std_j on the OOF meta features, metrics and decision flips;
-* conformal normal rejection (Vovk et al. 2005): threshold = the ceil((n+1)(1-alpha))/n quantile of the
-  OOF normal probabilities; the test normal false-alarm rate (<= alpha in expectation) and attack flag rate.
+* perturbation robustness: Gaussian noise eps * std_j on the OOF meta inputs, scored by the deployed
+  meta model at the operating threshold: metrics and decision flips;
+* conformal normal rejection (split conformal, Vovk et al. 2005): threshold = the ceil((n+1)(1-alpha))/n
+  quantile of the deployed model's probabilities of the normal training rows held out of its fit
+  (``MetaModel.holdout``); the test normal false-alarm rate (<= alpha in expectation) and attack flag rate.
 """
 
 from __future__ import annotations
@@ -27,12 +35,14 @@ import json
 import logging
 from pathlib import Path
 
+import joblib
 import numpy as np
 
 log = logging.getLogger(__name__)
 
 DEFAULTS = {"n_permutations": 5, "n_bootstrap": 200, "noise_rates": [0.005, 0.01, 0.02, 0.05], "perturb_eps": 0.01,
             "n_perturb": 5, "conformal_alpha": 0.01, "calibration_bins": 10, "cv_splits": 3}
+E2E_FILE = "permutation_e2e.json"
 
 
 def load_artifacts(folder) -> dict:
@@ -48,6 +58,8 @@ def load_artifacts(folder) -> dict:
         [f"feat_{j}" for j in range(n_feat)]
     thr_file = d / "thresholds.json"
     art["thresholds"] = json.loads(thr_file.read_text()) if thr_file.is_file() else None
+    art["meta"] = joblib.load(d / "meta.joblib") if (d / "meta.joblib").is_file() else None
+    art["e2e"] = json.loads((d / E2E_FILE).read_text()) if (d / E2E_FILE).is_file() else None
     if len(art["meta_prob_test"]) != len(art["y_test"]) or len(art["oof_X"]) != len(art["oof_y"]):
         raise ValueError(f"{d}: probability/label lengths differ")
     return art
@@ -105,6 +117,44 @@ def calibration(y, prob, n_bins) -> dict:
                       "count": count.astype(int).tolist()}}
 
 
+def oof_permutation_test(X: np.ndarray, yo: np.ndarray, n: int, seed: int, k: int, rng) -> dict:
+    """The seed's leakage check: CV AUC of the meta LR on the OOF matrix with real and permuted labels."""
+    base_auc = _auc_ap(yo, _cv_prob(X, yo, seed, k))[0]
+    perm_aucs = []
+    for i in range(int(n)):
+        yp = rng.permutation(yo)
+        perm_aucs.append(_auc_ap(yp, _cv_prob(X, yp, seed + i, k))[0])
+    return {"test": "meta LR refitted on permuted OOF labels, CV AUC against them (the seed's)",
+            "base_oof_auc": base_auc, "perm_aucs": perm_aucs, "mean_perm_auc": float(np.mean(perm_aucs)),
+            "std_perm_auc": float(np.std(perm_aucs)), "n_permutations": len(perm_aucs)}
+
+
+def end_to_end_permutation(prep: dict, cfg: dict, seed: int, n: int, threads: int = 1, transform=None) -> dict:
+    """Label-permutation test of the whole supervised branch (Ojala & Garriga 2010, test 1).
+
+    For each repeat the training labels are permuted (class counts kept), every supervised step is
+    refitted on them (``stacking.fit_score_ensemble``: AE on the "normal" rows, residual model,
+    latent LR, XGBoost, IsolationForest, OOF, meta) and the untouched test split is scored against
+    its true labels. Without a leak the model has nothing to learn: AUC ~0.5. ``transform(prep) ->
+    prep``, applied after the permutation, is a preprocessing step under test (e.g. a planted leak).
+    """
+    from nidsflow.hikari.stacking import fit_score_ensemble
+
+    rng = np.random.default_rng(seed + 7919)       # its own stream: independent of the other checks
+    aucs = []
+    for i in range(int(n)):
+        p = dict(prep)
+        p["y_train"] = rng.permutation(prep["y_train"])
+        if transform is not None:
+            p = transform(p)
+        prob = fit_score_ensemble(p["X_train"], p["y_train"], p["X_test"], cfg, seed, threads)
+        aucs.append(_auc_ap(p["y_test"].astype(int), prob)[0])
+        log.info("end-to-end permutation %d/%d: test AUC %.4f", i + 1, n, aucs[-1])
+    return {"test": "training labels permuted, every supervised step refitted, untouched test split scored",
+            "perm_test_aucs": aucs, "mean_perm_test_auc": float(np.mean(aucs)) if aucs else float("nan"),
+            "std_perm_test_auc": float(np.std(aucs)) if aucs else float("nan"), "n_permutations": len(aucs)}
+
+
 def run_validation(artifacts_dir, cfg: dict | None, seed: int, out_dir=None) -> dict:
     """Every check on one artifacts folder; writes the JSON summary and both figures into ``out_dir``."""
     from nidsflow.hikari.plots import calibration_plot, probability_distributions_plot
@@ -121,8 +171,8 @@ def run_validation(artifacts_dir, cfg: dict | None, seed: int, out_dir=None) -> 
     summary: dict = {"n_test": int(len(y)), "n_test_attacks": int(y.sum()), "n_oof": int(len(yo))}
 
     # operating threshold, chosen without test labels
-    meta = _meta_lr(seed).fit(X, yo)
-    oof_prob = meta.predict_proba(X)[:, 1]
+    refit = _meta_lr(seed).fit(X, yo)
+    oof_prob = refit.predict_proba(X)[:, 1]
     if art["thresholds"] is not None:
         thr, src = float(art["thresholds"]["selected"]), f"thresholds.json ({art['thresholds']['policy']})"
     else:
@@ -135,15 +185,10 @@ def run_validation(artifacts_dir, cfg: dict | None, seed: int, out_dir=None) -> 
                                   "roc_auc": auc, "ap": ap}
     summary["calibration"] = calibration(y, prob, int(c["calibration_bins"]))
 
-    # leakage: permutation test on the OOF matrix
-    base_auc = _auc_ap(yo, _cv_prob(X, yo, seed, k))[0]
-    perm_aucs = []
-    for i in range(int(c["n_permutations"])):
-        yp = rng.permutation(yo)
-        perm_aucs.append(_auc_ap(yp, _cv_prob(X, yp, seed + i, k))[0])
-    summary["permutation_test"] = {"base_oof_auc": base_auc, "perm_aucs": perm_aucs,
-                                   "mean_perm_auc": float(np.mean(perm_aucs)), "std_perm_auc": float(np.std(perm_aucs)),
-                                   "n_permutations": len(perm_aucs)}
+    # leakage: the seed's permutation test on the OOF matrix, and the end-to-end one (its own rule)
+    summary["permutation_test"] = oof_permutation_test(X, yo, int(c["n_permutations"]), seed, k, rng)
+    summary["permutation_test_end_to_end"] = art["e2e"] if art["e2e"] is not None else \
+        {"test": f"not run (no {E2E_FILE} in the artifacts folder)"}
 
     # ablation and single-feature AUC/AP
     base_auc_ap = _auc_ap(yo, _cv_prob(X, yo, seed, k))
@@ -178,28 +223,37 @@ def run_validation(artifacts_dir, cfg: dict | None, seed: int, out_dir=None) -> 
                             "delta_auc": base_auc_ap[0] - n_auc, "delta_ap": base_auc_ap[1] - n_ap}
     summary["label_noise"] = noise
 
-    # perturbation robustness on the meta features
+    # perturbation robustness and conformal rejection of the deployed meta model (meta.joblib)
+    deployed = art["meta"]
+    if deployed is not None:
+        predict, model_src = deployed.predict_proba, "meta.joblib (deployed)"
+    else:
+        predict, model_src = (lambda M: refit.predict_proba(M)[:, 1]), "meta LR refitted on oof_X (no meta.joblib)"
     eps = float(c["perturb_eps"])
-    clean_pred = (oof_prob >= thr).astype(int)
+    clean_pred = (predict(X) >= thr).astype(int)
     reps = []
     for _ in range(int(c["n_perturb"])):
         Xp = X + rng.normal(0.0, 1.0, X.shape) * eps * X.std(axis=0)
-        pp = (meta.predict_proba(Xp)[:, 1] >= thr).astype(int)
+        pp = (predict(Xp) >= thr).astype(int)
         pr, rc, f1 = _prf(yo, pp)
         reps.append([float(np.mean(pp == yo)), pr, rc, f1, float(np.mean(pp != clean_pred))])
     reps = np.array(reps)
-    summary["perturbation"] = {"eps_times_std": eps, "repeats": int(c["n_perturb"]),
+    summary["perturbation"] = {"model": model_src, "eps_times_std": eps, "repeats": int(c["n_perturb"]),
                                **{f"{n}_mean": float(reps[:, i].mean()) for i, n in
                                   enumerate(("accuracy", "precision", "recall", "f1", "decision_flip_rate"))},
                                **{f"{n}_std": float(reps[:, i].std()) for i, n in
                                   enumerate(("accuracy", "precision", "recall", "f1"))}}
 
-    # split-conformal normal rejection
+    # split-conformal normal rejection: calibrated on normals the deployed model never saw
     alpha = float(c["conformal_alpha"])
-    cal = np.sort(oof_prob[yo == 0])
+    if deployed is not None and deployed.holdout is not None and len(deployed.holdout):
+        cal, cal_src = np.sort(predict(X[deployed.holdout])), "normal training rows held out of the meta fit"
+    else:
+        cal, cal_src = np.sort(predict(X[yo == 0])), "OOF normals (seen by the meta fit)"
     q_level = min(1.0, np.ceil((len(cal) + 1) * (1 - alpha)) / len(cal))
     q = float(np.quantile(cal, q_level, method="higher"))
-    summary["conformal"] = {"alpha": alpha, "threshold": q, "calibration_normals": int(len(cal)),
+    summary["conformal"] = {"model": model_src, "calibration": cal_src, "alpha": alpha, "threshold": q,
+                            "calibration_normals": int(len(cal)),
                             "test_normal_rejection_rate": float(np.mean(prob[y == 0] > q)),
                             "test_attack_flag_rate": float(np.mean(prob[y == 1] > q))}
 
@@ -207,8 +261,9 @@ def run_validation(artifacts_dir, cfg: dict | None, seed: int, out_dir=None) -> 
     calibration_plot(summary["calibration"]["curve"], summary["calibration"]["brier"], summary["calibration"]["ece"],
                      out / "calibration_curve.png")
     probability_distributions_plot(y, prob, thr, out / "probability_distributions.png")
-    log.info("validation: AUC %.4f AP %.4f; permutation AUC %.4f; ECE %.4f", auc, ap,
-             summary["permutation_test"]["mean_perm_auc"], summary["calibration"]["ece"])
+    log.info("validation: AUC %.4f AP %.4f; permutation AUC %.4f (end to end %s); ECE %.4f", auc, ap,
+             summary["permutation_test"]["mean_perm_auc"],
+             summary["permutation_test_end_to_end"].get("mean_perm_test_auc", "not run"), summary["calibration"]["ece"])
     return summary
 
 
