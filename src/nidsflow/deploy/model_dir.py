@@ -19,6 +19,7 @@ files anywhere (another machine, a pip-installed ``nidsflow``) and point ``--mod
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,7 +90,10 @@ def resolve_model(model_dir: str | Path | None = None, model: str | Path | None 
     if model_dir is not None:
         if model is not None or aggregator is not None:
             raise ModelDirError("give either --model-dir or --model/--aggregator, not both")
-        md = validate_model_dir(model_dir)
+        try:
+            md = validate_model_dir(model_dir)
+        except ModelDirError as e:
+            raise ModelDirError(f"--model-dir {e}") from None
         if config is None:
             return md
         extract, janus = _read_settings(Path(config))
@@ -105,3 +109,23 @@ def resolve_model(model_dir: str | Path | None = None, model: str | Path | None 
         raise ModelDirError("missing: " + "; ".join(missing))
     extract, janus = _read_settings(settings)
     return ModelDir(model, aggregator, extract, janus, str(settings))
+
+
+def add_model_arguments(ap: argparse.ArgumentParser) -> None:
+    """--model-dir | --model + --aggregator [--config], --device (shared by score-capture and watch)."""
+    ap.add_argument("--model-dir", default=None,
+                    help="model directory with model.pt, aggregator.json, deploy.yaml (nidsflow.deploy.model_dir)")
+    ap.add_argument("--model", default=None, help="trained JANUS model.pt (instead of --model-dir)")
+    ap.add_argument("--aggregator", default=None, help="aggregator.json of rule fit_aggregator (with --model)")
+    ap.add_argument("--config", default=None,
+                    help="settings with extract: and janus: sections (a workflow config or a deploy.yaml); "
+                         "default: the model directory's deploy.yaml, or the one beside --model")
+    ap.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+
+
+def model_from_args(ap: argparse.ArgumentParser, a) -> ModelDir:
+    """Resolve the model arguments; a problem is an argparse error naming the argument (exit code 2)."""
+    try:
+        return resolve_model(a.model_dir, a.model, a.aggregator, a.config)
+    except ModelDirError as e:
+        ap.error(str(e))

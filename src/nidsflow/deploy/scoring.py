@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from nidsflow.deploy.explain import ExplainingScorer, axis_contributions, top_positions
-from nidsflow.deploy.model_dir import ModelDir, ModelDirError, resolve_model
+from nidsflow.deploy.model_dir import ModelDir, add_model_arguments, model_from_args
 from nidsflow.evaluate.aggregators import load_artifact
 from nidsflow.scores import JANUS_SCORE_NAMES
 
@@ -177,26 +177,6 @@ def score_capture(capture: str | Path, model_path: str | Path, aggregator_path: 
                "flows": n_flows, "alerts": n_alerts, "alert_rate": n_alerts / n_flows if n_flows else None}
     log.info("new capture scored: %s", json.dumps(summary))
     return summary
-
-
-def add_model_arguments(ap: argparse.ArgumentParser) -> None:
-    """--model-dir | --model + --aggregator [--config], --device (shared by score-capture and watch)."""
-    ap.add_argument("--model-dir", default=None,
-                    help="model directory with model.pt, aggregator.json, deploy.yaml (nidsflow.deploy.model_dir)")
-    ap.add_argument("--model", default=None, help="trained JANUS model.pt (instead of --model-dir)")
-    ap.add_argument("--aggregator", default=None, help="aggregator.json of rule fit_aggregator (with --model)")
-    ap.add_argument("--config", default=None,
-                    help="settings with extract: and janus: sections (a workflow config or a deploy.yaml); "
-                         "default: the model directory's deploy.yaml, or the one beside --model")
-    ap.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-
-
-def model_from_args(ap: argparse.ArgumentParser, a) -> ModelDir:
-    """Resolve the model arguments; a problem is an argparse error naming the argument (exit code 2)."""
-    try:
-        return resolve_model(a.model_dir, a.model, a.aggregator, a.config)
-    except ModelDirError as e:
-        ap.error(str(e))
 
 
 def main(argv=None) -> int:

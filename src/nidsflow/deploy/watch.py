@@ -211,6 +211,7 @@ class Watcher:
         chunks: list = []
         error, reader_stats, t0, t1, n_packets, restarted = None, {}, None, None, 0, False
         meter = self.meter
+        reader = None
         try:
             reader = CaptureReader(path, batch_packets=self.batch_packets)
             for batch in reader:
@@ -233,6 +234,7 @@ class Watcher:
             reader_stats = reader.stats.as_dict()
         except CaptureError as e:
             error = str(e)
+            reader_stats = reader.stats.as_dict() if reader is not None else {}
             log.error("%s: %s (the %d packets read before it are kept)", name, error, n_packets)
         except _Abandon:
             self._load_state()  # drop the half-fed meter
@@ -259,13 +261,17 @@ class Watcher:
     def _score_and_commit(self, finished, summary: dict, file_rec: dict | None, t_start: float) -> None:
         from nidsflow.capture.features import features_from_state
 
+        from nidsflow.capture import _flow_kernels as K
+        from nidsflow.capture.flows import FlowChunk
+
+        # A total order of the flows (not the meter's slot order, which a restart changes), so the scores'
+        # fixed corruption draws, and hence d^2, do not depend on restarts.
+        st = finished.state
+        order = np.lexsort((*finished.keys.T[::-1], st[:, K.LAST_TS], st[:, K.FIRST_TS]))
+        finished = FlowChunk(finished.keys[order], st[order], finished.channels[order])
         frame = finished.frame()
-        # A deterministic order (not the meter's slot order) so scores do not depend on restarts.
-        order = np.lexsort((frame["src_port"].to_numpy(), frame["dst_port"].to_numpy(),
-                            frame["src_ip"].to_numpy().astype(str), frame["first_ts"].to_numpy()))
-        frame = frame.iloc[order].reset_index(drop=True)
-        feats = features_from_state(finished.state[order])
-        channels, lengths = finished.channels[order], finished.lengths[order]
+        feats = features_from_state(finished.state)
+        channels, lengths = finished.channels, finished.lengths
         explain = True if self.settings.all_flows else "alerts"
         parts = []
         for s in range(0, len(frame), SCORE_SLICE):
@@ -314,7 +320,9 @@ class Watcher:
 
     def _prune_ranges(self) -> None:
         """Keep the file time spans an open flow can still overlap (its first packet is not older)."""
-        snap_first = self.meter.snapshot()["state"][:, 0]  # STATE_COLUMNS[0] = first_ts
+        from nidsflow.capture import _flow_kernels as K
+
+        snap_first = self.meter.snapshot()["state"][:, K.FIRST_TS]
         if len(snap_first) == 0:
             self.ranges = []
         else:
@@ -392,7 +400,7 @@ def _non_negative(name):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nidsflow.deploy.scoring import add_model_arguments
+    from nidsflow.deploy.model_dir import add_model_arguments
 
     ap = argparse.ArgumentParser(prog="nidsflow watch", description=__doc__.split("\n\n")[0])
     ap.add_argument("dir", metavar="DIR", help="directory the captures are written or moved into")
@@ -416,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from nidsflow.deploy.scoring import Detector, model_from_args
+    from nidsflow.deploy.model_dir import model_from_args
     from nidsflow.logs import setup_logging
 
     ap = build_parser()
@@ -430,8 +438,14 @@ def main(argv=None) -> int:
     if a.threads is not None and a.threads < 1:
         ap.error(f"--threads must be >= 1, got {a.threads}")
     md = model_from_args(ap, a)
-    setup_logging(a.log)
+    setup_logging(None)
+    if a.log:  # appended to: a restarted watch keeps the log of the runs before
+        h = logging.FileHandler(a.log, mode="a")
+        h.setFormatter(logging.getLogger().handlers[0].formatter)
+        logging.getLogger().addHandler(h)
     import torch
+
+    from nidsflow.deploy.scoring import Detector
 
     threads = a.threads or md.janus.get("threads")
     if threads:
