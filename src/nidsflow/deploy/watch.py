@@ -11,7 +11,7 @@ rotation, files moved in). Complete files are processed one at a time, oldest mo
 the same 5-tuple, idle/active timeouts and FIN/RST rules as ``extract:``) is fed every file in turn
 and is *not* flushed between files, so a flow that spans a rotation is one flow; a flow is scored
 when the meter ends it (timeouts, FIN/RST). Flows still open after a file stay in the meter (and in
-the state file) for the next one. A file whose first packet is older than the meter's clock (not the
+the state file) for the next one. A file whose first packet is older than the meter's clock by more than ``JUMP_BACK_TOLERANCE_S`` (not the
 continuation of the previous file) first ends every open flow (``end_of_capture``). ``--flush``
 (with ``--once``) ends the flows still open at exit: the capture is over. ``source_files`` of a
 flow are the files whose packet time span overlaps [first_ts, last_ts] of the flow.
@@ -58,6 +58,9 @@ _EXCLUDE = ("*.tmp", "*.part", "*.partial")
 STATE_FORMAT = "nidsflow-watch-state-1"
 #: Flows scored per call of the detector; the stop flag is checked between calls.
 SCORE_SLICE = 8192
+#: A file starting this much before the meter's clock is not the continuation of the previous one (a small
+#: overlap, e.g. buffered packets of two capture processes, is metered like reordering within a file).
+JUMP_BACK_TOLERANCE_S = 1.0
 
 
 class WatchError(ValueError):
@@ -180,9 +183,12 @@ class Watcher:
         now = time.time() if now is None else now
         cands = []
         for entry in os.scandir(self.dir):
-            if not entry.is_file() or not self._is_capture(entry.name):
+            try:
+                if not entry.is_file() or not self._is_capture(entry.name):
+                    continue
+                st = entry.stat()
+            except FileNotFoundError:  # removed while listing
                 continue
-            st = entry.stat()
             cands.append((st.st_mtime_ns, entry.name, st.st_size))
         if not cands:
             return []
@@ -219,7 +225,7 @@ class Watcher:
                     raise _Abandon
                 if not len(batch):
                     continue
-                if t0 is None and float(batch.ts[0]) < meter.clock:
+                if t0 is None and float(batch.ts[0]) < meter.clock - JUMP_BACK_TOLERANCE_S:
                     # not the continuation of the previous file: its open flows end here
                     log.warning("%s: first packet (%.6f) is older than the flows open from earlier files (%.6f); "
                                 "those %d flows are ended first", name, float(batch.ts[0]), meter.clock,
