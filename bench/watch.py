@@ -142,7 +142,7 @@ def markdown(res: dict) -> str:
 1-min load average {res['load_before']:.1f} before and {res['load_after']:.1f} after the runs, on 2 cores).
 Input: the demo's demo_a capture (`demo:` of config/config.yaml, seed {res['demo_seed']}: {res['demo_packets']:,}
 packets) cut into {res['files']} rotation files (`capture.pcap`, `capture.pcap1`, ...), flows stitched across them
-(the paper size scores the first {res['paper_files']} files only: it is slow on 2 cores).
+(the paper size scores only the first {res['paper_files']} of them: it is slow on 2 cores).
 End to end in one process: read, flows, features, 10 scores, d^2, alert explanations, JSON lines
 ({'every flow' if res['all_flows'] else 'alerts only'}), one fsync'ed state commit per file; model load and
 the process's one-time numba/torch warm-up excluded. **The models are untrained** (random weights of each
