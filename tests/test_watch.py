@@ -415,3 +415,35 @@ def test_model_directory_names_missing_files_and_the_cli_names_bad_arguments(dem
     contrib = df[[f"contrib_{n}" for n in JANUS_SCORE_NAMES]].sum(axis=1)
     assert np.allclose(contrib, df["deployable_score"], rtol=1e-6)
     assert df["dfm_top1_channel"].notna().any()
+
+
+def test_a_stop_while_a_file_is_scored_abandons_it_and_a_restart_scores_it_once(demo, tmp_path, monkeypatch):
+    from nidsflow.deploy import watch
+    from nidsflow.deploy.watch import Watcher, WatchSettings
+
+    monkeypatch.setattr(watch, "SCORE_SLICE", 16)  # several slices per file: the stop is seen between two
+
+    watched = tmp_path / "w"
+    watched.mkdir()
+    _drop(demo["benign"], watched, "a.pcap", time.time() - 100)
+    _drop(demo["attack"], watched, "b.pcap", time.time() - 50)
+    det = _detector(demo["model_dir"])
+    settings = WatchSettings(quiet_s=0.0, all_flows=True)
+    w = Watcher(watched, det, settings=settings)
+    score = det.score
+
+    def score_then_signal(*args, **kwargs):  # SIGINT arrives while b.pcap's first slice is being scored
+        out = score(*args, **kwargs)
+        if kwargs.get("source") == "b.pcap":
+            w.stop_requested = True
+        return out
+
+    det.score = score_then_signal
+    w.run(once=True)
+    assert [x["file"] for x in _lines(watched / "summary.jsonl")] == ["a.pcap"]  # b.pcap left no trace
+    n_a = len(_lines(watched / "alerts.jsonl"))
+    det.score = score
+    Watcher(watched, det, settings=settings).run(once=True, flush=True)
+    assert [x["file"] for x in _lines(watched / "summary.jsonl")] == ["a.pcap", "b.pcap", None]
+    lines = _lines(watched / "alerts.jsonl")
+    assert len(lines) > n_a and [x["flow"] for x in lines] == list(range(len(lines)))

@@ -21,8 +21,9 @@ and flushed to disk, then the state file (processed files with size and mtime, t
 meter, the byte lengths of the alert and summary files) is replaced atomically. On start, alert and
 summary lines written after the last state (a crash between the two steps) are cut off, so a
 restart never reports a file twice nor skips one. SIGINT / SIGTERM stop the watch after the current
-file, or abandon it (nothing of it is written; it is processed again on restart) when it is being
-read or scored; a second signal stops at once (the state is still consistent).
+file, or abandon it (nothing of it is written; it is processed again on restart) when the stop is seen
+while it is being read (between reader batches) or scored (between slices of ``SCORE_SLICE`` flows; a stop
+during the last slice finishes the file); a second signal stops at once (the state is still consistent).
 
 **Bad files.** A file that cannot be read (not a capture, a corrupt record) is logged as a per-file
 error (summary line ``status: error``); the flows of the part read before a corrupt record are kept
