@@ -4,6 +4,7 @@
     nidsflow extract DATASET OUT_DIR               build a flow store from a dataset of the config
     nidsflow regenerate-features DATASET STORE     rewrite flow_features.parquet of an existing store
     nidsflow score-capture ...                     score a capture with a trained JANUS model (see --help)
+    nidsflow watch DIR ...                         score captures as they are written into DIR, alerts as JSON lines
     nidsflow hikari ...                            run the HIKARI branch on a table of the config
     nidsflow validate ARTIFACTS_DIR                run the validation suite on HIKARI artifacts
 """
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # Sub-commands that own a full argument parser of their own are passed through untouched.
     passthrough = {
-        "score-capture": "nidsflow.evaluate.newcapture",
+        "score-capture": "nidsflow.deploy.scoring",
+        "watch": "nidsflow.deploy.watch",
         "hikari": "nidsflow.hikari.pipeline",
         "validate": "nidsflow.hikari.validation",
     }

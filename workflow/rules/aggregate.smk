@@ -71,10 +71,26 @@ rule figures:
         "../scripts/aggregate_figures.py"
 
 
+rule deploy_settings:
+    output:
+        "results/{study}/{ds}/janus/{variant}/seed{seed}/deploy.yaml",
+    log:
+        "logs/{study}/aggregate/deploy_settings_{ds}_{variant}_seed{seed}.log",
+    params:
+        extract=config["extract"],
+        janus=janus_score_params(),
+    conda:
+        "../envs/evaluate.yaml"
+    script:
+        "../scripts/aggregate_deploy_settings.py"
+
+
 rule score_capture:
     input:
         model="results/{study}/{ds}/janus/full/seed{seed}/model.pt",
         aggregator="results/{study}/{ds}/janus/full/seed{seed}/aggregator.json",
+        # completes the model directory (model.pt, aggregator.json, deploy.yaml) nidsflow watch reads
+        deploy="results/{study}/{ds}/janus/full/seed{seed}/deploy.yaml",
         capture=new_capture_path,
     output:
         "results/{study}/newcapture/{ds}/seed{seed}/{capture_name}.csv",

@@ -258,6 +258,44 @@ class FlowMeter:
         """End every flow still alive (end of capture)."""
         return self._expire(self._last_ts, flush_all=True)
 
+    @property
+    def clock(self) -> float:
+        """Timestamp of the latest packet fed (-inf before any): the time the timeouts are measured at."""
+        return self._last_ts
+
+    @property
+    def n_alive(self) -> int:
+        return int(self._counters[4])
+
+    # ---- persistence (nidsflow.deploy.watch keeps flows open across capture files and restarts) ----
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """The flows still alive (keys, accumulators, channels) and the meter's clock, as plain arrays."""
+        live = np.nonzero(self._state[: int(self._counters[1]), K.ALIVE] == 1.0)[0]
+        return {"keys": self._keys[live], "state": self._state[live], "channels": self._chan[live],
+                "last_ts": np.float64(self._last_ts)}
+
+    @classmethod
+    def from_snapshot(cls, cfg: FlowConfig | None, snap: dict[str, np.ndarray]) -> "FlowMeter":
+        """A meter whose alive flows are those of ``snapshot()``: feeding it the next packets gives the same
+        flows as one meter that never stopped (slot numbers, hence the order of ended flows, may differ)."""
+        meter = cls(cfg)
+        keys, state, chan = snap["keys"], snap["state"], snap["channels"]
+        n = len(keys)
+        if chan.shape[1:] != meter._chan.shape[1:]:
+            raise ValueError(f"flow meter snapshot has channels {chan.shape[1:]}, the meter {meter._chan.shape[1:]} "
+                             "(extract.T changed?)")
+        if n > meter._state.shape[0]:
+            cap = _pow2(n)
+            meter._state, meter._keys = _grow(meter._state, cap), _grow(meter._keys, cap)
+            meter._chan, meter._free = _grow(meter._chan, cap), _grow(meter._free, cap)
+            meter._out = np.zeros(max(1024, cap), np.int64)
+        meter._keys[:n], meter._state[:n], meter._chan[:n] = keys, state, chan
+        meter._counters[1] = n
+        meter._counters[4] = n
+        meter._grow_slots()  # sizes the hash table for the live flows and inserts them
+        meter._last_ts = float(snap["last_ts"])
+        return meter
+
 
 def _pow2(n: int) -> int:
     return 1 << max(4, int(np.ceil(np.log2(max(n, 16)))))

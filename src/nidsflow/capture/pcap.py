@@ -314,7 +314,10 @@ class CaptureReader:
                 if wst == K.WALK_FULL:
                     continue
                 if wst in _WALK_ERRORS:
-                    raise CaptureError(self._walk_error(wst, buf, pos, file_off, big, is_ng))
+                    msg = self._walk_error(wst, buf, pos, file_off, big, is_ng)
+                    if filled:  # the packets decoded before the corrupt record are not lost with it
+                        yield self._emit(batch, filled)
+                    raise CaptureError(msg)
                 if wst == K.WALK_PYTHON_BLOCK:
                     need = self._python_block_size(buf, pos, end, big, file_off)
                     if need is not None and pos + need <= end:

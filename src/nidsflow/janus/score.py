@@ -207,12 +207,27 @@ class JanusScorer:
 
     @torch.no_grad()
     def disc_nll(self, b: JanusBatch, flow_ids: np.ndarray) -> np.ndarray:
-        """[n, 7]: disc_nll_total then one per binary channel (NaN without a DFM head)."""
-        cfg = self.model.cfg
+        """[n, 7]: disc_nll_total then one per binary channel (NaN without a DFM head): the mean over
+        corrupted valid positions of :meth:`disc_positions`' NLL."""
         n = len(b)
         out = np.full((n, 1 + N_BIN), np.nan, dtype=np.float64)
-        if not cfg.disc_head:
+        if not self.model.cfg.disc_head:
             return out
+        nll, w = self.disc_positions(b, flow_ids)
+        s = (nll * w).sum(dim=(0, 2))                                    # [n, 6]
+        c = w.sum(dim=(0, 2))
+        per = torch.where(c > 0, s / c.clamp_min(1), torch.full_like(s, torch.nan))
+        total = torch.where(c.sum(1) > 0, s.sum(1) / c.sum(1).clamp_min(1), torch.full_like(s[:, 0], torch.nan))
+        self.n_no_packet += int((~b.valid.any(1)).sum())
+        out[:, 0] = total.cpu().numpy()
+        out[:, 1:] = per.cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def disc_positions(self, b: JanusBatch, flow_ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(nll, w), each [k, n, L, 6]: -log p(true bit) per corruption time, flow, packet position and
+        binary channel, and w = 1 where that position was corrupted (and valid), else 0."""
+        n = len(b)
         times = torch.tensor(self.s.disc_times, dtype=torch.float32)
         k, L = len(times), b.valid.shape[1]
         u, src = self._flow_draws(flow_ids, k, L)                      # [k, n, L, 6] each
@@ -235,16 +250,7 @@ class JanusScorer:
             for j in range(k):
                 o = self.model(b.flow, b.pkt, xt[j], b.valid, ones, ones * float(times[j]), want_cont=False)
                 nll.append(bit_nll(o["bit_logits"].float(), b.bits).double())
-        w = corrupted.to(self.device).double()                           # [k, n, L, 6]
-        nll = torch.stack(nll)
-        s = (nll * w).sum(dim=(0, 2))                                    # [n, 6]
-        c = w.sum(dim=(0, 2))
-        per = torch.where(c > 0, s / c.clamp_min(1), torch.full_like(s, torch.nan))
-        total = torch.where(c.sum(1) > 0, s.sum(1) / c.sum(1).clamp_min(1), torch.full_like(s[:, 0], torch.nan))
-        self.n_no_packet += int((~b.valid.any(1)).sum())
-        out[:, 0] = total.cpu().numpy()
-        out[:, 1:] = per.cpu().numpy()
-        return out
+        return torch.stack(nll), corrupted.to(self.device).double()
 
     def _probes(self, flow_ids: np.ndarray, D: int, F: int) -> torch.Tensor:
         """Rademacher probes [K, n, D] per flow from (score_seed, flow_id, 1): flow dims, then the model's full

@@ -1,0 +1,123 @@
+"""Why a flow is alerted: the share of each score axis in d^2, and the packets the DFM head found least likely.
+
+**Score axes.** For the Mahalanobis aggregators (A1-A4), with location mu, precision P = Sigma^-1 and
+centred score z = s - mu,
+
+    d^2 = z^T P z = sum_i z_i (P z)_i,      contribution_i = z_i (P z)_i,
+
+an exact additive decomposition of d^2 over the used axes (a contribution can be negative when
+axes are correlated: a large z_i that its correlated partners "explain" lowers d^2). For A7 (mean of
+z-values) contribution_i = z_i / k; for A5/A6 (one score) the one axis carries the whole score. Axes
+the aggregator does not use (NaN for variants without a head) get NaN.
+
+**DFM positions.** ``disc_nll_total`` of ``nidsflow.janus.score`` is sum_{t,i,c corrupted} NLL /
+#{corrupted}. :class:`ExplainingScorer` records, per flow, packet position i and binary channel c,
+the NLL summed over the corruption times S_ic and the count of corrupted draws C_ic, so
+
+    contribution_ic = S_ic / sum_{j,d} C_jd   sums exactly to disc_nll_total,
+    nll_ic          = S_ic / C_ic             the mean -log p(true bit) at (i, c).
+
+It recomputes nothing: it records what ``JanusScorer.disc_positions`` returns for each batch (the
+per-position NLL and corruption mask that ``disc_nll`` averages), so the explanation belongs to the
+very draws that gave the score.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nidsflow.capture.store import BINARY_CHANNELS
+from nidsflow.evaluate.aggregators import Aggregator, MeanZ, _Mahalanobis, _SingleScore
+from nidsflow.janus.data import JanusBatch
+from nidsflow.janus.score import JanusScorer
+
+
+def axis_contributions(agg: Aggregator, S: np.ndarray, score_names) -> np.ndarray:
+    """[n, len(score_names)] contribution of each axis to the aggregate score (NaN for unused axes).
+
+    Rows whose used scores are not all finite (aggregate +inf) get NaN contributions.
+    """
+    names = list(score_names)
+    idx = [names.index(c) for c in agg.columns]
+    X = np.asarray(S, dtype=np.float64)[:, idx]
+    out = np.full((len(X), len(names)), np.nan)
+    ok = np.all(np.isfinite(X), axis=1)
+    Xo = X[ok]
+    if isinstance(agg, _Mahalanobis):
+        z = Xo - agg.location_
+        c = z * (z @ agg.precision_.T)       # z_i (P z)_i
+    elif isinstance(agg, MeanZ):
+        c = (Xo - agg.mean_) / agg.std_ / len(idx)
+    elif isinstance(agg, _SingleScore):
+        c = (Xo - agg.mean_) / agg.std_
+    else:
+        raise TypeError(f"no decomposition for aggregator {agg.name} ({type(agg).__name__})")
+    sub = out[ok]
+    sub[:, idx] = c
+    out[ok] = sub
+    return out
+
+
+class _RecordingBatch(JanusBatch):
+    """A JanusBatch that remembers the rows of its last ``index`` call (the scorer's current batch)."""
+
+    def index(self, idx) -> JanusBatch:
+        self.last_rows = np.asarray(idx)
+        return super().index(idx)
+
+
+class ExplainingScorer(JanusScorer):
+    """A JanusScorer whose ``score`` also fills ``pos_nll_sum`` / ``pos_count`` [n, T, 6] (see module doc)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._rec: _RecordingBatch | None = None
+        self.pos_nll_sum: np.ndarray | None = None
+        self.pos_count: np.ndarray | None = None
+
+    @classmethod
+    def from_scorer(cls, s: JanusScorer) -> "ExplainingScorer":
+        return cls(s.model, s.s, s.device, s.dpath.source, s.dpath.kappa_power, s.progress)
+
+    def score(self, data: JanusBatch, desc: str = "janus scoring", flow_ids: np.ndarray | None = None) -> np.ndarray:
+        n, T = len(data), data.valid.shape[1]
+        self.pos_nll_sum = np.zeros((n, T, len(BINARY_CHANNELS)), np.float64)
+        self.pos_count = np.zeros((n, T, len(BINARY_CHANNELS)), np.float64)
+        self._rec = _RecordingBatch(data.flow, data.pkt, data.bits, data.valid)
+        self._rec.last_rows = None
+        try:
+            return super().score(self._rec, desc, flow_ids)
+        finally:
+            self._rec = None
+
+    def disc_positions(self, b: JanusBatch, flow_ids: np.ndarray):
+        nll, w = super().disc_positions(b, flow_ids)
+        if self._rec is not None and self._rec.last_rows is not None:
+            rows, L = self._rec.last_rows, b.valid.shape[1]
+            self.pos_nll_sum[rows, :L] = (nll * w).sum(0).cpu().numpy()
+            self.pos_count[rows, :L] = w.sum(0).cpu().numpy()
+        return nll, w
+
+    def position_contributions(self) -> np.ndarray:
+        """[n, T, 6] contribution of each (packet, channel) to disc_nll_total (rows sum to it)."""
+        total = self.pos_count.sum(axis=(1, 2))
+        return self.pos_nll_sum / np.maximum(total, 1.0)[:, None, None]
+
+
+def top_positions(scorer: ExplainingScorer, rows: np.ndarray | None = None, k: int = 3) -> list[list[dict]]:
+    """Per flow (``rows`` of the last ``score`` call; default all) the ``k`` (packet, channel) cells with the
+    largest contribution to disc_nll_total: ``packet`` (1 = the flow's first packet), ``channel``,
+    ``nll`` (mean -log p of the true bit there) and ``contribution``. Empty without a DFM head."""
+    if scorer.pos_count is None or not scorer.model.cfg.disc_head:
+        n = len(rows) if rows is not None else 0
+        return [[] for _ in range(n)]
+    contrib = scorer.position_contributions()
+    rows = np.arange(len(contrib)) if rows is None else np.asarray(rows)
+    out = []
+    for r in rows:
+        c, cnt, s = contrib[r].ravel(), scorer.pos_count[r].ravel(), scorer.pos_nll_sum[r].ravel()
+        cand = np.nonzero(cnt > 0)[0]
+        best = cand[np.argsort(-c[cand], kind="stable")[:k]]
+        out.append([{"packet": int(j // len(BINARY_CHANNELS)) + 1, "channel": BINARY_CHANNELS[j % len(BINARY_CHANNELS)],
+                     "nll": float(s[j] / cnt[j]), "contribution": float(c[j])} for j in best])
+    return out

@@ -1,0 +1,481 @@
+"""``nidsflow watch DIR``: score the capture files of a directory as they are written, alert as JSON lines.
+
+**Which files, when.** Capture files are the names matching ``--pattern`` (default ``*.pcap*`` and
+``*.cap``: tcpdump's ``-w x.pcap -C`` rotation writes ``x.pcap``, ``x.pcap1``, ...; ``-G`` names by
+strftime), except hidden names and ``*.tmp`` / ``*.part``. A file is *complete* when another capture
+file with a later modification time exists (the rotation has moved on: the writer only ever writes
+the newest file) or when it has not been modified for ``--quiet-s`` seconds (the last file of a
+rotation, files moved in). Complete files are processed one at a time, oldest modification time first.
+
+**Flows across files.** One flow meter of the extraction library (:class:`capture.flows.FlowMeter`,
+the same 5-tuple, idle/active timeouts and FIN/RST rules as ``extract:``) is fed every file in turn
+and is *not* flushed between files, so a flow that spans a rotation is one flow; a flow is scored
+when the meter ends it (timeouts, FIN/RST). Flows still open after a file stay in the meter (and in
+the state file) for the next one. A file whose first packet is older than the meter's clock by more than ``JUMP_BACK_TOLERANCE_S`` (not the
+continuation of the previous file) first ends every open flow (``end_of_capture``). ``--flush``
+(with ``--once``) ends the flows still open at exit: the capture is over. ``source_files`` of a
+flow are the files whose packet time span overlaps [first_ts, last_ts] of the flow.
+
+**Exactly once.** A file's effects are one transaction: its alert and summary lines are appended
+and flushed to disk, then the state file (processed files with size and mtime, the open flows of the
+meter, the byte lengths of the alert and summary files) is replaced atomically. On start, alert and
+summary lines written after the last state (a crash between the two steps) are cut off, so a
+restart never reports a file twice nor skips one. SIGINT / SIGTERM stop the watch after the current
+file, or abandon it (nothing of it is written; it is processed again on restart) when the stop is seen
+while it is being read (between reader batches) or scored (between slices of ``SCORE_SLICE`` flows; a stop
+during the last slice finishes the file); a second signal stops at once (the state is still consistent).
+
+**Bad files.** A file that cannot be read (not a capture, a corrupt record) is logged as a per-file
+error (summary line ``status: error``); the flows of the part read before a corrupt record are kept
+and scored, as extraction does; the watch goes on.
+
+Outputs (JSON lines): ``--alerts`` (default DIR/alerts.jsonl) one line per alerted flow (``--all-flows``:
+every scored flow): 5-tuple, first/last time, packets, end reason, d2, threshold, alert, source_files,
+the 10 scores, the contribution of each score axis to d2 and the DFM's top (packet, channel) cells
+(:mod:`.explain`); ``--summary`` (default DIR/summary.jsonl) one line per file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nidsflow.scores import JANUS_SCORE_NAMES
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PATTERNS = ("*.pcap*", "*.cap")
+_EXCLUDE = ("*.tmp", "*.part", "*.partial")
+STATE_FORMAT = "nidsflow-watch-state-1"
+#: Flows scored per call of the detector; the stop flag is checked between calls.
+SCORE_SLICE = 8192
+#: A file starting this much before the meter's clock is not the continuation of the previous one (a small
+#: overlap, e.g. buffered packets of two capture processes, is metered like reordering within a file).
+JUMP_BACK_TOLERANCE_S = 1.0
+
+
+class WatchError(ValueError):
+    """The watch cannot start (bad directory, state file of other settings, ...)."""
+
+
+class _Abandon(Exception):
+    """A stop was requested while a file was in progress: drop the file's effects."""
+
+
+@dataclass
+class WatchSettings:
+    quiet_s: float = 5.0
+    poll_s: float = 1.0
+    patterns: tuple[str, ...] = DEFAULT_PATTERNS
+    all_flows: bool = False
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _sha256(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def _finite_or_none(x):
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+class Watcher:
+    """Follows one directory with one deployed :class:`.scoring.Detector` (see the module docstring)."""
+
+    def __init__(self, directory: str | Path, detector, alerts: str | Path | None = None,
+                 summary: str | Path | None = None, state: str | Path | None = None,
+                 settings: WatchSettings | None = None):
+        from nidsflow.capture.flows import FlowConfig
+
+        self.dir = Path(directory)
+        if not self.dir.is_dir():
+            raise WatchError(f"{self.dir}: not a directory")
+        self.det = detector
+        self.alerts = Path(alerts) if alerts else self.dir / "alerts.jsonl"
+        self.summary = Path(summary) if summary else self.dir / "summary.jsonl"
+        self.state_path = Path(state) if state else self.dir / ".nidsflow-watch-state.npz"
+        self.settings = settings or WatchSettings()
+        self.flow_cfg = FlowConfig.from_extract_config(detector.extract_cfg)
+        self.batch_packets = int(detector.extract_cfg.get("batch_packets", 262144))
+        self.fingerprint = json.dumps({"extract": detector.extract_cfg, "model": _sha256(detector.model_path),
+                                       "aggregator": _sha256(detector.aggregator_path)}, sort_keys=True, default=str)
+        self.stop_requested = False
+        self._load_state()
+
+    # ------------------------------------------------------------------ state
+    def _load_state(self) -> None:
+        from nidsflow.capture.flows import FlowMeter
+
+        if not self.state_path.exists():
+            self.files: dict[str, dict] = {}
+            self.ranges: list[list] = []           # [name, t0, t1] of files open flows may overlap
+            self.n_flows = 0
+            self.offsets = {"alerts": 0, "summary": 0}
+            self.meter = FlowMeter(self.flow_cfg)
+        else:
+            try:
+                with np.load(self.state_path, allow_pickle=False) as z:
+                    meta = json.loads(str(z["meta"]))
+                    snap = {k: z[k] for k in ("keys", "state", "channels", "last_ts")}
+            except (OSError, ValueError, KeyError) as e:
+                raise WatchError(f"{self.state_path}: unreadable watch state ({e}); move it away to start afresh "
+                                 "(every file in the directory is then scored again)") from e
+            if meta.get("format") != STATE_FORMAT:
+                raise WatchError(f"{self.state_path}: not a watch state file (format {meta.get('format')!r})")
+            if meta["fingerprint"] != self.fingerprint:
+                raise WatchError(f"{self.state_path}: written with another model or extract settings "
+                                 f"({meta['fingerprint']}); use another --state for this model")
+            self.files, self.ranges, self.n_flows = meta["files"], meta["ranges"], int(meta["n_flows"])
+            self.offsets = meta["offsets"]
+            self.meter = FlowMeter.from_snapshot(self.flow_cfg, snap)
+            log.info("%s: resumed: %d files done, %d flows open, %d flows scored", self.state_path,
+                     len(self.files), len(snap["keys"]), self.n_flows)
+        for name, path in (("alerts", self.alerts), ("summary", self.summary)):
+            size = path.stat().st_size if path.exists() else 0
+            want = int(self.offsets[name])
+            if size < want:
+                raise WatchError(f"{path}: {size} bytes, shorter than the {want} the state file recorded "
+                                 "(the file was edited or replaced); move the state file away to start afresh")
+            if size > want:  # lines of a file whose state was never committed: it is processed again
+                log.warning("%s: cutting %d bytes written after the last committed state", path, size - want)
+                with open(path, "r+b") as f:
+                    f.truncate(want)
+
+    def _save_state(self) -> None:
+        import io
+
+        meta = {"format": STATE_FORMAT, "fingerprint": self.fingerprint, "files": self.files,
+                "ranges": self.ranges, "n_flows": self.n_flows, "offsets": self.offsets}
+        snap = self.meter.snapshot()
+        buf = io.BytesIO()
+        np.savez(buf, meta=np.array(json.dumps(meta)), **snap)
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write_bytes(self.state_path, buf.getvalue())
+
+    # ------------------------------------------------------------------ which files
+    def _is_capture(self, name: str) -> bool:
+        if name.startswith(".") or any(fnmatch.fnmatch(name, p) for p in _EXCLUDE):
+            return False
+        return any(fnmatch.fnmatch(name, p) for p in self.settings.patterns)
+
+    def pending(self, now: float | None = None) -> list[Path]:
+        """Complete capture files not processed yet, in processing order."""
+        now = time.time() if now is None else now
+        cands = []
+        for entry in os.scandir(self.dir):
+            try:
+                if not entry.is_file() or not self._is_capture(entry.name):
+                    continue
+                st = entry.stat()
+            except FileNotFoundError:  # removed while listing
+                continue
+            cands.append((st.st_mtime_ns, entry.name, st.st_size))
+        if not cands:
+            return []
+        newest = max(c[0] for c in cands)
+        out = []
+        for mtime_ns, name, size in sorted(cands):
+            done = self.files.get(name)
+            if done is not None and done["size"] == size and done["mtime_ns"] == mtime_ns:
+                continue
+            if mtime_ns < newest or now - mtime_ns / 1e9 >= self.settings.quiet_s:
+                if done is not None:  # e.g. a ring buffer (tcpdump -W) reusing the name
+                    log.warning("%s: changed since it was scored (size %d -> %d); scoring it again as a new file",
+                                name, done["size"], size)
+                out.append(self.dir / name)
+        return out
+
+    # ------------------------------------------------------------------ one file
+    def process_file(self, path: Path) -> dict:
+        """Read, meter, score and commit one file (a transaction; see the module docstring)."""
+        from nidsflow.capture.flows import FlowChunk, FlowMeter
+        from nidsflow.capture.pcap import CaptureError, CaptureReader
+
+        t_start = time.perf_counter()
+        st = path.stat()
+        name = path.name
+        chunks: list = []
+        error, reader_stats, t0, t1, n_packets, restarted = None, {}, None, None, 0, False
+        meter = self.meter
+        reader = None
+        try:
+            reader = CaptureReader(path, batch_packets=self.batch_packets)
+            for batch in reader:
+                if self.stop_requested:
+                    raise _Abandon
+                if not len(batch):
+                    continue
+                if t0 is None and float(batch.ts[0]) < meter.clock - JUMP_BACK_TOLERANCE_S:
+                    # not the continuation of the previous file: its open flows end here
+                    log.warning("%s: first packet (%.6f) is older than the flows open from earlier files (%.6f); "
+                                "those %d flows are ended first", name, float(batch.ts[0]), meter.clock,
+                                meter.n_alive)
+                    chunks += meter.flush()
+                    meter = self.meter = FlowMeter(self.flow_cfg)
+                    restarted = True
+                t0 = float(batch.ts[0]) if t0 is None else t0
+                t1 = float(batch.ts[-1]) if t1 is None else max(t1, float(batch.ts[-1]))
+                n_packets += len(batch)
+                chunks += meter.add_batch(batch)
+            reader_stats = reader.stats.as_dict()
+        except CaptureError as e:
+            error = str(e)
+            reader_stats = reader.stats.as_dict() if reader is not None else {}
+            log.error("%s: %s (the %d packets read before it are kept)", name, error, n_packets)
+        except _Abandon:
+            self._load_state()  # drop the half-fed meter
+            raise
+        if t0 is not None:
+            self.ranges.append([name, t0, t1])
+        finished = FlowChunk.concat([c for c in chunks if len(c)], self.flow_cfg.T)
+        summary = {"file": name, "status": "error" if error else "ok", "error": error, "packets": n_packets,
+                   "first_ts": t0, "last_ts": t1, "reader": reader_stats, "open_flows_ended_by_time_jump": restarted}
+        self._score_and_commit(finished, summary, {"name": name, "size": st.st_size, "mtime_ns": st.st_mtime_ns},
+                               t_start)
+        return summary
+
+    def flush_open_flows(self) -> dict:
+        """End every open flow (the capture is over) and score them: one transaction like a file."""
+        t_start = time.perf_counter()
+        from nidsflow.capture.flows import FlowChunk
+
+        finished = FlowChunk.concat(self.meter.flush(), self.flow_cfg.T)
+        summary = {"file": None, "status": "flush", "error": None, "packets": 0}
+        self._score_and_commit(finished, summary, None, t_start)
+        return summary
+
+    def _score_and_commit(self, finished, summary: dict, file_rec: dict | None, t_start: float) -> None:
+        from nidsflow.capture.features import features_from_state
+
+        from nidsflow.capture import _flow_kernels as K
+        from nidsflow.capture.flows import FlowChunk
+
+        # A total order of the flows (not the meter's slot order, which a restart changes), so the scores'
+        # fixed corruption draws, and hence d^2, do not depend on restarts.
+        st = finished.state
+        order = np.lexsort((*finished.keys.T[::-1], st[:, K.LAST_TS], st[:, K.FIRST_TS]))
+        finished = FlowChunk(finished.keys[order], st[order], finished.channels[order])
+        frame = finished.frame()
+        feats = features_from_state(finished.state)
+        channels, lengths = finished.channels, finished.lengths
+        explain = True if self.settings.all_flows else "alerts"
+        parts = []
+        for s in range(0, len(frame), SCORE_SLICE):
+            if self.stop_requested:
+                self._load_state()
+                raise _Abandon
+            sl = slice(s, s + SCORE_SLICE)
+            ids = self.n_flows + np.arange(s, min(s + SCORE_SLICE, len(frame)))  # stable over restarts
+            parts.append(self.det.score(frame.iloc[sl], feats.iloc[sl], channels[sl], lengths[sl],
+                                        source=summary["file"] or "flush", explain=explain, flow_ids=ids))
+        scored = pd.concat(parts, ignore_index=True) if parts else self.det.score(
+            frame, feats, channels, lengths, source="empty")
+        scored["source_files"] = self._sources(scored)
+        lines = self._flow_lines(scored)
+        n_alerts = int(scored["alert"].sum()) if len(scored) else 0
+        self.n_flows += len(scored)
+        if file_rec is not None:
+            self.files[file_rec["name"]] = {"size": file_rec["size"], "mtime_ns": file_rec["mtime_ns"],
+                                            "status": summary["status"], "seq": len(self.files)}
+        self._prune_ranges()
+        seconds = time.perf_counter() - t_start
+        summary.update({"flows_scored": len(scored), "alerts": n_alerts, "open_flows": self.meter.n_alive,
+                        "threshold": self.det.threshold, "seconds": round(seconds, 4),
+                        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        self.offsets["alerts"] = self._append(self.alerts, lines)
+        self.offsets["summary"] = self._append(self.summary, [json.dumps(summary, default=str)])
+        self._save_state()
+        log.info("%s: %s; %d packets, %d flows scored, %d alerts, %d flows open (%.2f s)", summary["file"] or "flush",
+                 summary["status"], summary["packets"], len(scored), n_alerts, self.meter.n_alive, seconds)
+
+    def _append(self, path: Path, lines: list[str]) -> int:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab") as f:
+            if lines:
+                f.write(("\n".join(lines) + "\n").encode())
+            f.flush()
+            os.fsync(f.fileno())
+            return f.tell()
+
+    def _sources(self, scored: pd.DataFrame) -> list[list[str]]:
+        first, last = scored["first_ts"].to_numpy(), scored["last_ts"].to_numpy()
+        out: list[list[str]] = [[] for _ in range(len(scored))]
+        for name, t0, t1 in self.ranges:
+            for i in np.nonzero((first <= t1) & (last >= t0))[0]:
+                out[i].append(name)
+        return out
+
+    def _prune_ranges(self) -> None:
+        """Keep the file time spans an open flow can still overlap (its first packet is not older)."""
+        from nidsflow.capture import _flow_kernels as K
+
+        snap_first = self.meter.snapshot()["state"][:, K.FIRST_TS]
+        if len(snap_first) == 0:
+            self.ranges = []
+        else:
+            oldest = float(snap_first.min())
+            self.ranges = [r for r in self.ranges if r[2] >= oldest]
+
+    def _flow_lines(self, scored: pd.DataFrame) -> list[str]:
+        rows = scored if self.settings.all_flows else scored[scored["alert"].to_numpy(dtype=bool)]
+        lines = []
+        base = self.n_flows
+        for i, r in zip(rows.index, rows.itertuples(index=False)):
+            d = r._asdict()
+            rec = {"flow": base + int(i), "src_ip": d["src_ip"], "src_port": int(d["src_port"]),
+                   "dst_ip": d["dst_ip"], "dst_port": int(d["dst_port"]), "protocol": int(d["protocol"]),
+                   "first_ts": float(d["first_ts"]), "last_ts": float(d["last_ts"]), "packets": int(d["n_packets"]),
+                   "end_reason": d["end_reason"], "d2": _finite_or_none(d["deployable_score"]),
+                   "threshold": self.det.threshold, "alert": bool(d["alert"]), "source_files": d["source_files"],
+                   "scores": {n: _finite_or_none(d[n]) for n in JANUS_SCORE_NAMES},
+                   "contributions": {n: _finite_or_none(d[f"contrib_{n}"]) for n in JANUS_SCORE_NAMES},
+                   "dfm_top": d["dfm_top"]}
+            lines.append(json.dumps(rec, allow_nan=False))
+        return lines
+
+    # ------------------------------------------------------------------ loops
+    def run_once(self) -> int:
+        """Process every complete pending file; returns how many (stops early when a stop is requested)."""
+        n = 0
+        for path in self.pending():
+            if self.stop_requested:
+                break
+            if not path.exists():  # removed between the listing and now
+                continue
+            try:
+                self.process_file(path)
+            except _Abandon:
+                log.info("%s: abandoned on stop; it is processed again on restart", path.name)
+                break
+            n += 1
+        return n
+
+    def run(self, once: bool = False, flush: bool = False) -> None:
+        """Watch until a stop is requested (or, with ``once``, until nothing complete is pending)."""
+        while not self.stop_requested:
+            self.run_once()
+            if once:
+                break
+            deadline = time.monotonic() + self.settings.poll_s
+            while not self.stop_requested and time.monotonic() < deadline:
+                time.sleep(min(0.1, self.settings.poll_s))
+        if flush and not self.stop_requested:
+            self.flush_open_flows()
+
+    def install_signal_handlers(self) -> None:
+        """First SIGINT/SIGTERM: stop after (or abandon) the current file; a second one: stop now."""
+        def handler(signum, frame):
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            log.info("signal %d: stopping after the current file (again to stop at once)", signum)
+            self.stop_requested = True
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+
+def _non_negative(name):
+    def parse(text):
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number of seconds, got {text!r}") from None
+        if not v >= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be >= 0, got {text!r}")
+        return v
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from nidsflow.deploy.model_dir import add_model_arguments
+
+    ap = argparse.ArgumentParser(prog="nidsflow watch", description=__doc__.split("\n\n")[0])
+    ap.add_argument("dir", metavar="DIR", help="directory the captures are written or moved into")
+    add_model_arguments(ap)
+    ap.add_argument("--alerts", default=None, help="alert JSON lines to append to (default: DIR/alerts.jsonl)")
+    ap.add_argument("--summary", default=None, help="per-file summary JSON lines (default: DIR/summary.jsonl)")
+    ap.add_argument("--state", default=None, help="state file (default: DIR/.nidsflow-watch-state.npz)")
+    ap.add_argument("--quiet-s", type=_non_negative("--quiet-s"), default=5.0,
+                    help="a file unmodified this long is complete (default: %(default)s)")
+    ap.add_argument("--poll-s", type=_non_negative("--poll-s"), default=1.0,
+                    help="seconds between directory scans (default: %(default)s)")
+    ap.add_argument("--pattern", action="append", default=None,
+                    help=f"capture file name glob, repeatable (default: {' '.join(DEFAULT_PATTERNS)})")
+    ap.add_argument("--once", action="store_true", help="process what is complete now, then exit")
+    ap.add_argument("--flush", action="store_true",
+                    help="with --once: the capture is over; end and score the flows still open")
+    ap.add_argument("--all-flows", action="store_true", help="write every scored flow, not only alerts")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: janus.threads, else torch's)")
+    ap.add_argument("--log", default=None, help="also write the log to this file")
+    return ap
+
+
+def main(argv=None) -> int:
+    from nidsflow.deploy.model_dir import model_from_args
+    from nidsflow.logs import setup_logging
+
+    ap = build_parser()
+    a = ap.parse_args(argv)
+    if not Path(a.dir).is_dir():
+        ap.error(f"DIR {a.dir}: not a directory")
+    if a.flush and not a.once:
+        ap.error("--flush needs --once (a running watch keeps open flows for the next file)")
+    if a.poll_s == 0:
+        ap.error("--poll-s must be > 0")
+    if a.threads is not None and a.threads < 1:
+        ap.error(f"--threads must be >= 1, got {a.threads}")
+    md = model_from_args(ap, a)
+    setup_logging(None)
+    if a.log:  # appended to: a restarted watch keeps the log of the runs before
+        h = logging.FileHandler(a.log, mode="a")
+        h.setFormatter(logging.getLogger().handlers[0].formatter)
+        logging.getLogger().addHandler(h)
+    import torch
+
+    from nidsflow.deploy.scoring import Detector
+
+    threads = a.threads or md.janus.get("threads")
+    if threads:
+        torch.set_num_threads(int(threads))
+    det = Detector.from_model_dir(md, a.device)
+    settings = WatchSettings(quiet_s=a.quiet_s, poll_s=a.poll_s, patterns=tuple(a.pattern or DEFAULT_PATTERNS),
+                             all_flows=a.all_flows)
+    try:
+        w = Watcher(a.dir, det, a.alerts, a.summary, a.state, settings)
+    except WatchError as e:
+        log.error("%s", e)
+        return 1
+    w.install_signal_handlers()
+    log.info("watching %s (model %s, threshold %.4g) -> %s", w.dir, md.model, det.threshold, w.alerts)
+    try:
+        w.run(once=a.once, flush=a.flush)
+    except KeyboardInterrupt:
+        log.warning("stopped at once; the state file is consistent (the current file is processed again)")
+        return 130
+    log.info("stopped: %d files done, %d flows scored, %d flows open", len(w.files), w.n_flows, w.meter.n_alive)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
