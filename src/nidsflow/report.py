@@ -15,7 +15,8 @@ import os
 import re
 from pathlib import Path
 
-_VALIDATION_KEYS = ("operating_point", "calibration", "separation", "permutation_test", "bootstrap", "conformal")
+_VALIDATION_KEYS = ("operating_point", "calibration", "separation", "permutation_test", "permutation_test_end_to_end",
+                    "bootstrap", "conformal")
 
 
 def _section(title: str, body: str) -> str:
