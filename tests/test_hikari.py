@@ -423,7 +423,7 @@ def test_threshold_policy_change_reruns_only_the_rules_that_read_it(tmp_path):
     (work / "config" / "tiny.yaml").write_text(yaml.safe_dump(cfg))
     (work / "workflow" / "Snakefile_hikari").write_text(
         'configfile: "config/tiny.yaml"\n\n\ninclude: "rules/common.smk"\ninclude: "rules/hikari.smk"\n')
-    targets = ["results/hikari/tiny/comparison.md", "results/hikari/tiny/validation_summary.json"]
+    targets = ["results/hikari_cicids2017/hikari/tiny/comparison.md", "results/hikari_cicids2017/hikari/tiny/validation_summary.json"]
 
     def smk(*args):
         proc = subprocess.run(["snakemake", "-s", "workflow/Snakefile_hikari", "--cores", "2", *args, *targets],
@@ -439,4 +439,4 @@ def test_threshold_policy_change_reruns_only_the_rules_that_read_it(tmp_path):
     assert _planned_jobs(out) == {"hikari_thresholds": 1, "hikari_evaluate": 1, "hikari_validate": 1}, out
     assert "Params have changed since last execution" in out
     smk()
-    assert json.loads((work / "results/hikari/tiny/thresholds.json").read_text())["policy"] == "target_recall"
+    assert json.loads((work / "results/hikari_cicids2017/hikari/tiny/thresholds.json").read_text())["policy"] == "target_recall"
