@@ -12,6 +12,7 @@ from snakemake.utils import validate
 
 from nidsflow.capture.demo import HIKARI_FILE, MANIFEST_FILE, capture_file
 from nidsflow.capture.extract import plan_parts
+from nidsflow.config_schema import load_schema, order_like_schema, unknown_key_message
 from nidsflow.evaluate.tables import CROSS_VARIANT, TABLE_NAMES
 from nidsflow.janus.variants import ScoreSettings
 
@@ -35,7 +36,18 @@ def _typed_scalars(node):
 
 
 config.update(_typed_scalars(dict(config)))
+# workflow/schemas/config.schema.yaml holds every key, its description and its default (nidsflow.config_schema):
+# an unknown key (a typo) stops here naming it and the nearest valid key; validate() then checks the values and
+# fills in the defaults; the sections are put in the schema's key order, so a config stating only what differs
+# from the defaults gives its rules the very same params as one that states every key.
+_SCHEMA = load_schema(Path(workflow.basedir) / "schemas" / "config.schema.yaml")
+_UNKNOWN = unknown_key_message(config, _SCHEMA)
+if _UNKNOWN:
+    raise WorkflowError(_UNKNOWN)
 validate(config, schema="../schemas/config.schema.yaml")
+_ORDERED = order_like_schema(dict(config), _SCHEMA)
+config.clear()
+config.update(_ORDERED)
 
 #: The study this configuration belongs to (config key "study"): every rule writes under results/{study}/,
 #: logs/{study}/ and benchmarks/{study}/, the {study} wildcard pinned to this one value (wildcard_constraints
