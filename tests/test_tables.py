@@ -295,8 +295,8 @@ def test_new_capture_is_scored_end_to_end(tmp_path):
 
     torch.set_num_threads(1)
     extract = {"T": 8, "idle_timeout_s": 120, "active_timeout_s": 1800}
-    janus = {"T": 8, "d_model": 16, "n_layers": 1, "n_heads": 2, "epochs": 1, "batch_size": 64, "warmup_steps": 2,
-             "solver_steps": 2, "disc_times": [0.5], "score_batch_size": 256, "patience": 1}
+    janus = {"T": 8, "d_model": 16, "n_layers": 1, "n_heads": 2, "dropout": 0.0, "epochs": 1, "batch_size": 64,
+             "warmup_steps": 2, "solver_steps": 2, "disc_times": [0.5], "score_batch_size": 256, "patience": 1}
     generate_domain("demo_a", tmp_path / "demo", seed=1, benign_sessions=120, attack_sessions=0, duration_s=300)
     generate_domain("demo_b", tmp_path / "demo", seed=2, benign_sessions=40, attack_sessions=20, duration_s=120)
     train_pcap, new_pcap = tmp_path / "demo" / capture_file("demo_a"), tmp_path / "demo" / capture_file("demo_b")

@@ -33,8 +33,8 @@ from nidsflow.scores import JANUS_SCORE_NAMES
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 EXTRACT = {"T": 8, "idle_timeout_s": 120, "active_timeout_s": 1800}
-JANUS = {"T": 8, "d_model": 16, "n_layers": 1, "n_heads": 2, "epochs": 4, "batch_size": 64, "warmup_steps": 2,
-         "solver": "euler", "solver_steps": 2, "disc_times": [0.5], "score_batch_size": 256, "patience": 2,
+JANUS = {"T": 8, "d_model": 16, "n_layers": 1, "n_heads": 2, "dropout": 0.0, "epochs": 4, "batch_size": 64,
+         "warmup_steps": 2, "solver": "euler", "solver_steps": 2, "disc_times": [0.5], "score_batch_size": 256, "patience": 2,
          "threads": 1}
 REAL_BENIGN = ["pcaps-ndpi/skype.pcap", "pcaps-ndpi/1kxun.pcap", "pcaps-ndpi/pps.pcap"]
 REAL_ATTACK = ["attack-pcaps-diverse/test19-malicious-ssh_malicious-ssh-bruteforce.pcap",

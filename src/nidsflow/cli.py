@@ -15,17 +15,20 @@ import argparse
 import json
 import sys
 
-import yaml
-
 from nidsflow.logs import setup_logging
 
 
 def _config(path: str) -> dict:
+    """The config as the workflow reads it: checked against workflow/schemas/config.schema.yaml (an unknown key
+    or a bad value stops here, naming it), the schema's defaults filled in."""
+    from nidsflow.config_schema import ConfigError, load_config
+
     try:
-        with open(path) as f:
-            return yaml.safe_load(f)
+        return load_config(path)
     except OSError as e:
         raise SystemExit(f"cannot read config {path}: {e.strerror}") from e
+    except ConfigError as e:
+        raise SystemExit(str(e)) from e
 
 
 def _dataset(cfg: dict, name: str, path: str) -> dict:

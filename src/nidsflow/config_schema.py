@@ -31,7 +31,11 @@ class ConfigError(ValueError):
 
 
 def load_schema(path: str | Path | None = None) -> dict:
-    with open(path or SCHEMA_PATH) as f:
+    """The schema at ``path``; by default this checkout's, else (an installed package) the working directory's
+    workflow/schemas/config.schema.yaml."""
+    if path is None:
+        path = SCHEMA_PATH if SCHEMA_PATH.is_file() else Path("workflow") / "schemas" / "config.schema.yaml"
+    with open(path) as f:
         return yaml.safe_load(f)
 
 

@@ -545,7 +545,7 @@ def gather_store(name: str, ds_cfg: dict, extract_cfg: dict, part_dirs, out_dir:
         report = {k: v for k, v in reports[0].items() if k not in ("labels", "part", "seconds")}
     _check_benign(name, labels)
     out_dir.mkdir(parents=True, exist_ok=True)
-    T = int(reports[0].get("flow_config", {}).get("T", extract_cfg.get("T", 16)))
+    T = int(reports[0].get("flow_config", {}).get("T", extract_cfg.get("T", FlowConfig.T)))
     writer = StoreWriter(out_dir, T)
     _concat_parquet([d / "flow_features.parquet" for d in part_dirs], out_dir / "flow_features.parquet", n)
     _concat_parquet([d / "flows.parquet" for d in part_dirs], out_dir / "flows.parquet", n)

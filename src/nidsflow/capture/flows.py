@@ -53,7 +53,7 @@ class FlowConfig:
     idle_timeout_s: float = 120.0
     active_timeout_s: float = 1800.0
     tcp_close: bool = True
-    T: int = 16
+    T: int = 64                       # the schema's extract.T (tests/test_config_schema.py checks they agree)
     activity_timeout_s: float = 5.0   # CICFlowMeter's active/idle threshold
     subflow_gap_s: float = 1.0        # CICFlowMeter's subflow gap
     bulk_gap_s: float = 1.0           # CICFlowMeter's bulk gap

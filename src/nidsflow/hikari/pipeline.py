@@ -340,8 +340,7 @@ def main(argv=None) -> None:
     """``python -m nidsflow.hikari.pipeline CONFIG NAME``: the branch for one configured table, no Snakemake."""
     import argparse
 
-    import yaml
-
+    from nidsflow.config_schema import ConfigError, load_config
     from nidsflow.logs import setup_logging
 
     ap = argparse.ArgumentParser(description=main.__doc__)
@@ -351,7 +350,10 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=None, help="threads (default hikari.threads)")
     args = ap.parse_args(argv)
     setup_logging(None)
-    full = yaml.safe_load(Path(args.config).read_text())
+    try:
+        full = load_config(args.config)  # checked against the workflow's schema, its defaults filled in
+    except ConfigError as e:
+        raise SystemExit(str(e)) from e
     cfg = full["hikari"]
     if args.name not in cfg["datasets"]:
         raise SystemExit(f"{args.config}: hikari.datasets has no '{args.name}' (has {list(cfg['datasets'])})")

@@ -45,7 +45,7 @@ class JanusConfig:
     n_layers: int = 4
     n_heads: int = 4
     mlp_ratio: int = 4
-    dropout: float = 0.0
+    dropout: float = 0.1  # the schema's janus.dropout (tests/test_config_schema.py checks they agree)
     flow_token: bool = True
     use_packets: bool = True
     cont_head: bool = True

@@ -54,7 +54,7 @@ class TrainSettings:
 class ScoreSettings:
     solver: str = "midpoint"
     solver_steps: int = 8
-    disc_times: tuple = (0.1, 0.3, 0.5, 0.7, 0.9)
+    disc_times: tuple = (0.0, 0.5)
     score_batch_size: int = 1024
     score_seed: int = 12345
     score_bf16: bool | str = False   # or "auto": on where bfloat16 is native (score.bf16_enabled)
