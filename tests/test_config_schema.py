@@ -203,8 +203,21 @@ def test_flow_meter_defaults_agree_with_the_schema():
     assert set(_dataclass_defaults(FlowConfig)) <= set(SCHEMA["properties"]["extract"]["properties"])
 
 
+def test_demo_generator_defaults_agree_with_the_schema():
+    from nidsflow.capture.demo import DEFAULTS
+
+    demo = schema_defaults(SCHEMA, "demo")
+    assert set(DEFAULTS) - set(demo) == {"idle_timeout_s", "active_timeout_s"}  # the rule passes extract's
+    assert _disagreements(DEFAULTS, demo) == {}
+    extract = schema_defaults(SCHEMA, "extract")
+    assert _disagreements({k: DEFAULTS[k] for k in ("idle_timeout_s", "active_timeout_s")}, extract) == {}
+
+
 def test_hikari_defaults_agree_with_the_schema():
     from nidsflow.hikari.config import DEFAULTS, STAGE_KEYS
+    from nidsflow.hikari.validation import DEFAULTS as VALIDATION_DEFAULTS
+
+    assert _disagreements(VALIDATION_DEFAULTS, schema_defaults(SCHEMA, "hikari.validation")) == {}
 
     hikari = SCHEMA["properties"]["hikari"]["properties"]
     for key, value in DEFAULTS.items():

@@ -285,9 +285,12 @@ def main(argv=None) -> None:
     setup_logging(None)
     cfg = {}
     if args.config:
-        import yaml
+        from nidsflow.config_schema import ConfigError, load_config
 
-        cfg = dict(yaml.safe_load(Path(args.config).read_text())["hikari"].get("validation") or {})
+        try:  # checked against the workflow's schema, its defaults filled in
+            cfg = dict(load_config(args.config)["hikari"]["validation"])
+        except ConfigError as e:
+            raise SystemExit(str(e)) from e
     for key in DEFAULTS:
         v = getattr(args, key, None)
         if v is not None:
