@@ -25,6 +25,14 @@ file, or abandon it (nothing of it is written; it is processed again on restart)
 while it is being read (between reader batches) or scored (between slices of ``SCORE_SLICE`` flows; a stop
 during the last slice finishes the file); a second signal stops at once (the state is still consistent).
 
+**Worker processes.** ``--workers N`` (N > 1) scores in N processes of ``--threads`` (default 1) torch
+threads each, each with its own copy of the model (:mod:`.parallel`); this process reads, meters,
+normalises, explains and writes. Up to ``FILES_IN_FLIGHT_PER_WORKER * N`` complete files are read ahead,
+their score batches queued to the workers, and the files committed one at a time in order, each with the
+state as of that file, so the exactly-once rules above hold unchanged; a stop abandons every file not
+committed yet (each is processed again on restart). The score batches are those of the in-process scorer
+and each flow's corruption draws are its own, so the output is byte-identical to ``--workers 1 --threads 1``.
+
 **Bad files.** A file that cannot be read (not a capture, a corrupt record) is logged as a per-file
 error (summary line ``status: error``); the flows of the part read before a corrupt record are kept
 and scored, as extraction does; the watch goes on.
@@ -527,7 +535,11 @@ class Watcher:
             while not self.stop_requested and time.monotonic() < deadline:
                 time.sleep(min(0.1, self.settings.poll_s))
         if flush and not self.stop_requested:
-            self.flush_open_flows()
+            try:
+                self.flush_open_flows()
+            except _Abandon:  # a stop while the flushed flows were scored: they stay open in the state file
+                self._load_state()
+                log.info("flush abandoned on stop; the open flows stay in the state file")
 
     def install_signal_handlers(self) -> None:
         """First SIGINT/SIGTERM: stop after (or abandon) the current file; a second one: stop now."""
