@@ -1,6 +1,6 @@
 """End-to-end throughput of ``nidsflow watch``: captured packets in, alert lines out. Not a test.
 
-    python bench/watch.py --threads 2 [--sizes demo demo-bf16 paper] [--files 8] [--write-doc docs/benchmarks.md]
+    python bench/watch.py --workers 2 [--threads 1] [--sizes demo demo-bf16 paper] [--files 8] [--write-doc docs/benchmarks.md]
 
 1. generates the demo's domain demo_a capture with config/config.yaml's ``demo:`` settings (2 400 benign +
    900 attack sessions over one hour, seed 7) and cuts it into ``--files`` rotation files
@@ -13,6 +13,10 @@
    on a copy of the first file (numba's cached kernels and torch are loaded once per process, not per
    file): reading, flow assembly across files, features, the 10 scores, d^2, explanations of the alerts,
    JSON lines, per-file state commits (fsync). flows/s = flows scored / wall seconds; packets/s likewise.
+   ``--workers N`` (N > 1): the scoring runs in N worker processes of one torch thread each
+   (``nidsflow watch --workers N``, :mod:`nidsflow.deploy.parallel`), started and warmed up before the
+   timing; ``--threads`` is then the torch threads of each worker. CPU s = CPU time of this process plus
+   its workers (``/proc``); flows per CPU s is what the code costs whatever else runs on the machine.
 """
 
 from __future__ import annotations
@@ -93,16 +97,30 @@ def untrained_model_dir(root: Path, janus_cfg: dict, extract_cfg: dict, sample_p
     return root
 
 
+def _cpu_s(pids) -> float:
+    """CPU seconds (user + system) of this process and the processes ``pids`` (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = time.process_time()
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
 def run_size(name: str, cfg: dict, demo_pcap: Path, work: Path, n_files: int, all_flows: bool,
-             max_files: int | None = None) -> dict:
+             max_files: int | None = None, workers: int = 1, threads: int = 1) -> dict:
     from nidsflow.deploy.model_dir import validate_model_dir
+    from nidsflow.deploy.parallel import ScoringPool
     from nidsflow.deploy.scoring import Detector
     from nidsflow.deploy.watch import Watcher, WatchSettings
 
     extract = dict(cfg["extract"])
     janus = dict(cfg["janus"])
     rot = work / f"{name}_rotation"
-    rot.mkdir()
+    rot.mkdir(parents=True)
     files = split_rotation(demo_pcap, rot, n_files)
     for f in files[max_files:] if max_files else []:  # a slow size: the first files of the rotation only
         f.unlink()
@@ -110,14 +128,25 @@ def run_size(name: str, cfg: dict, demo_pcap: Path, work: Path, n_files: int, al
     md = untrained_model_dir(work / f"{name}_model", janus, extract, files[0])
     det = Detector.from_model_dir(validate_model_dir(md), "cpu")
     settings = WatchSettings(quiet_s=0.0, all_flows=all_flows)
-    warm = work / f"{name}_warm"
-    warm.mkdir()
-    shutil.copy(files[0], warm / "warm.pcap")
-    Watcher(warm, det, settings=settings).run(once=True, flush=True)
-    w = Watcher(rot, det, settings=settings)
-    t0, c0 = time.perf_counter(), time.process_time()
-    w.run(once=True, flush=True)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    pool = ScoringPool(det, workers, threads) if workers > 1 else None
+    pids = []
+    try:
+        if pool is not None:
+            pool.warm_up()
+        warm = work / f"{name}_warm"
+        warm.mkdir()
+        shutil.copy(files[0], warm / "warm.pcap")
+        Watcher(warm, det, settings=settings, pool=pool).run(once=True, flush=True)
+        pids = list(pool._ex._processes) if pool is not None else []
+        w = Watcher(rot, det, settings=settings, pool=pool)
+        load_before = os.getloadavg()[0]
+        t0, c0 = time.perf_counter(), _cpu_s(pids)
+        w.run(once=True, flush=True)
+        wall, cpu = time.perf_counter() - t0, _cpu_s(pids) - c0
+        load_after = os.getloadavg()[0]
+    finally:
+        if pool is not None:
+            pool.close()
     summ = [json.loads(x) for x in (rot / "summary.jsonl").read_text().splitlines()]
     packets = sum(s["packets"] for s in summ)
     flows = sum(s["flows_scored"] for s in summ)
@@ -126,31 +155,35 @@ def run_size(name: str, cfg: dict, demo_pcap: Path, work: Path, n_files: int, al
     m = det.scorer.model.cfg
     return {"size": name, "T": m.T, "d_model": m.d_model, "n_layers": m.n_layers, "n_heads": m.n_heads,
             "solver": f"{janus.get('solver')} x {janus.get('solver_steps')}", "disc_times": janus.get("disc_times"),
-            "bf16": janus.get("score_bf16"), "files": len(files), "packets": packets, "flows": flows,
-            "alerts": alerts, "lines": lines, "wall_s": wall, "cpu_s": cpu,
-            "flows_per_s": flows / wall, "packets_per_s": packets / wall}
+            "bf16": janus.get("score_bf16"), "workers": workers, "threads": threads, "files": len(files),
+            "packets": packets, "flows": flows, "alerts": alerts, "lines": lines, "wall_s": wall, "cpu_s": cpu,
+            "flows_per_s": flows / wall, "packets_per_s": packets / wall, "flows_per_cpu_s": flows / cpu,
+            "load_before": load_before, "load_after": load_after}
 
 
 def markdown(res: dict) -> str:
     rows = "\n".join(
         f"| {r['size']} | T {r['T']}, d {r['d_model']}, {r['n_layers']} layers, {r['n_heads']} heads | {r['solver']} | "
-        f"{r['disc_times']} | {r['bf16']} | {r['packets']:,} | {r['flows']:,} | {r['alerts']:,} | {r['wall_s']:.1f} | "
-        f"{r['flows_per_s']:,.0f} | {r['packets_per_s']:,.0f} | {r['cpu_s']:.1f} |" for r in res["runs"])
+        f"{r['disc_times']} | {r['bf16']} | {r['workers']} x {r['threads']} | {r['packets']:,} | {r['flows']:,} | "
+        f"{r['alerts']:,} | {r['wall_s']:.1f} | {r['flows_per_s']:,.0f} | {r['packets_per_s']:,.0f} | {r['cpu_s']:.1f} | "
+        f"{r['flows_per_cpu_s']:,.0f} | {r['load_before']:.1f} / {r['load_after']:.1f} |" for r in res["runs"])
     return f"""## Watch (deployment)
 
-`{res['command']}` ({res['date']}, {res['machine']}, torch {res['torch']}, {res['threads']} threads;
+`{res['command']}` ({res['date']}, {res['machine']}, torch {res['torch']};
 1-min load average {res['load_before']:.1f} before and {res['load_after']:.1f} after the runs, on 2 cores).
 Input: the demo's demo_a capture (`demo:` of config/config.yaml, seed {res['demo_seed']}: {res['demo_packets']:,}
 packets) cut into {res['files']} rotation files (`capture.pcap`, `capture.pcap1`, ...), flows stitched across them
 (the paper size scores only the first {res['paper_files']} of them: it is slow on 2 cores).
-End to end in one process: read, flows, features, 10 scores, d^2, alert explanations, JSON lines
-({'every flow' if res['all_flows'] else 'alerts only'}), one fsync'ed state commit per file; model load and
-the process's one-time numba/torch warm-up excluded. **The models are untrained** (random weights of each
+End to end: read, flows, features, 10 scores, d^2, alert explanations, JSON lines
+({'every flow' if res['all_flows'] else 'alerts only'}), one fsync'ed state commit per file; model load, worker
+start and the one-time numba/torch warm-up excluded. "workers x threads": 1 x n = in one process with n torch
+threads; N x 1 = `--workers N`, the scoring in N processes of one thread. CPU s: this process and its workers;
+flows per CPU s = flows / CPU s. **The models are untrained** (random weights of each
 size, normaliser and aggregator fitted on the first file): the timing is that of a trained model of the same
 size, the alert counts mean nothing.
 
-| size | model | ODE | disc_times | bf16 | packets | flows | alerts | wall s | flows/s | packets/s | CPU s |
-|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|
+| size | model | ODE | disc_times | bf16 | workers x threads | packets | flows | alerts | wall s | flows/s | packets/s | CPU s | flows per CPU s | load before / after |
+|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|
 {rows}
 
 Goal: >= 1 000 flows/s with the demo model. {res['verdict']}
@@ -161,7 +194,10 @@ def main():
     from nidsflow.capture.demo import capture_file, generate_domain
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads: of this process (--workers 1), else of each worker")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                    help="scoring processes; each size is run once per value (default: 1 2)")
     ap.add_argument("--sizes", nargs="+", default=["demo", "demo-bf16", "paper"], choices=list(SIZES))
     ap.add_argument("--paper-files", type=int, default=2, help="rotation files the paper-size model scores")
     ap.add_argument("--files", type=int, default=8, help="rotation files the capture is cut into")
@@ -169,7 +205,6 @@ def main():
     ap.add_argument("--json", default=None)
     ap.add_argument("--write-doc", default=None, help="replace or append the 'Watch (deployment)' section")
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
     load_before = os.getloadavg()[0]
     demo_cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
     paper_cfg = yaml.safe_load((REPO / "config/paper.yaml").read_text())
@@ -184,18 +219,22 @@ def main():
         demo_packets = sum(len(b) for b in CaptureReader(pcap))
         runs = []
         for size in a.sizes:
-            base, over = SIZES[size]
-            cfg = demo_cfg if base == "demo" else paper_cfg
-            cfg = {"extract": cfg["extract"], "janus": dict(cfg["janus"], threads=a.threads, **over)}
-            r = run_size(size, cfg, pcap, work, a.files, a.all_flows, a.paper_files if base == "paper" else None)
-            print(json.dumps(r))
-            runs.append(r)
+            for workers in a.workers:
+                base, over = SIZES[size]
+                cfg = demo_cfg if base == "demo" else paper_cfg
+                cfg = {"extract": cfg["extract"], "janus": dict(cfg["janus"], threads=a.threads, **over)}
+                torch.set_num_threads(1 if workers > 1 else a.threads)
+                r = run_size(f"{size}", cfg, pcap, work / f"w{workers}", a.files, a.all_flows,
+                             a.paper_files if base == "paper" else None, workers, a.threads)
+                print(json.dumps(r), flush=True)
+                runs.append(r)
     verdict = " ".join(
-        f"{r['size']}: {r['flows_per_s']:,.0f} flows/s wall ({'met' if r['flows_per_s'] >= 1000 else 'not met'}), "
-        f"{r['flows'] / r['cpu_s']:,.0f} flows per CPU second of this process."
+        f"{r['size']} {r['workers']} x {r['threads']}: {r['flows_per_s']:,.0f} flows/s wall "
+        f"({'met' if r['flows_per_s'] >= 1000 else 'not met'}), {r['flows_per_cpu_s']:,.0f} flows per CPU second."
         for r in runs if r["size"].startswith("demo"))
     res = {"command": "python bench/watch.py " + " ".join(
-               [f"--threads {a.threads}", "--sizes " + " ".join(a.sizes), f"--files {a.files}",
+               [f"--threads {a.threads}", "--workers " + " ".join(map(str, a.workers)),
+                "--sizes " + " ".join(a.sizes), f"--files {a.files}",
                 f"--paper-files {a.paper_files}"]
                + (["--all-flows"] if a.all_flows else []) + ([f"--write-doc {a.write_doc}"] if a.write_doc else [])),
            "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs visible",

@@ -474,3 +474,71 @@ def test_flow_meter_snapshot_and_restore_continue_like_one_meter(demo):
 
     for x, y in zip(rows(got), rows(ref)):
         assert np.array_equal(x, y)
+
+
+# ---------------------------------------------------------------- worker processes
+
+def test_workers_score_exactly_as_one_process_and_a_stopped_pipeline_restarts_exactly_once(demo, tmp_path, monkeypatch):
+    """--workers 2: the same alert lines, byte for byte, as one process with one torch thread (score batches
+    are the in-process scorer's, each flow's draws its own); a stop with files in flight leaves no trace of
+    them and a restart scores each once."""
+    import yaml
+
+    from nidsflow.cli import main
+    from nidsflow.deploy.model_dir import validate_model_dir
+    from nidsflow.deploy.parallel import ScoringPool
+    from nidsflow.deploy.scoring import Detector
+    from nidsflow.deploy.watch import Watcher, WatchSettings
+
+    janus = dict(JANUS, score_batch_size=8)  # several score batches per file: they go to different workers
+    cfg = tmp_path / "deploy.yaml"
+    cfg.write_text(yaml.safe_dump({"extract": EXTRACT, "janus": janus}))
+    md = validate_model_dir(demo["model_dir"])
+    det = Detector(md.model, md.aggregator, EXTRACT, janus, "cpu")
+    parts = []
+    for src, stem in ((demo["benign"], "b"), (demo["attack"], "a")):
+        _split_pcap(src, tmp_path / f"{stem}1", tmp_path / f"{stem}2")
+        parts += [tmp_path / f"{stem}1", tmp_path / f"{stem}2"]
+    base = time.time() - 100
+
+    def fill(d):
+        d.mkdir()
+        for i, p in enumerate(parts):
+            _drop(p, d, f"cap.pcap{i or ''}", base + i)
+        return d
+
+    def flows_lines(d):
+        return (d / "alerts.jsonl").read_bytes()
+
+    def summaries(d):
+        return [{k: v for k, v in s.items() if k not in ("seconds", "time")} for s in _lines(d / "summary.jsonl")]
+
+    ref = fill(tmp_path / "one")
+    Watcher(ref, det, settings=WatchSettings(quiet_s=0.0, all_flows=True)).run(once=True, flush=True)
+    assert len(_lines(ref / "alerts.jsonl")) > 4 * 8
+    assert max(s["flows_scored"] for s in _lines(ref / "summary.jsonl")) > 2 * 8
+
+    # the command line, with its own pool of two workers
+    cli_dir = fill(tmp_path / "cli")
+    assert main(["watch", str(cli_dir), "--model-dir", str(demo["model_dir"]), "--config", str(cfg), "--once",
+                 "--flush", "--all-flows", "--quiet-s", "0", "--workers", "2"]) == 0
+    assert flows_lines(cli_dir) == flows_lines(ref)
+    assert summaries(cli_dir) == summaries(ref)
+
+    # a stop once the first file is committed, later files in flight; a restart goes on from the state
+    with ScoringPool(det, 2) as pool:
+        stopped = fill(tmp_path / "stopped")
+        w = Watcher(stopped, det, settings=WatchSettings(quiet_s=0.0, all_flows=True), pool=pool)
+        commit = w._commit
+
+        def commit_then_stop(job):
+            commit(job)
+            w.stop_requested = True
+
+        monkeypatch.setattr(w, "_commit", commit_then_stop)
+        w.run(once=True, flush=True)
+        assert [s["file"] for s in _lines(stopped / "summary.jsonl")] == ["cap.pcap"]
+        w2 = Watcher(stopped, det, settings=WatchSettings(quiet_s=0.0, all_flows=True), pool=pool)
+        w2.run(once=True, flush=True)
+    assert flows_lines(stopped) == flows_lines(ref)
+    assert summaries(stopped) == summaries(ref)

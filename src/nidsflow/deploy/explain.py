@@ -111,11 +111,19 @@ def top_positions(scorer: ExplainingScorer, rows: np.ndarray | None = None, k: i
     if scorer.pos_count is None or not scorer.model.cfg.disc_head:
         n = len(rows) if rows is not None else 0
         return [[] for _ in range(n)]
-    contrib = scorer.position_contributions()
+    return top_cells(scorer.pos_nll_sum, scorer.pos_count, rows, k)
+
+
+def top_cells(pos_nll_sum: np.ndarray, pos_count: np.ndarray, rows: np.ndarray | None = None,
+              k: int = 3) -> list[list[dict]]:
+    """:func:`top_positions` from the recorded arrays (``pos_nll_sum`` / ``pos_count`` [n, T, 6] of
+    :class:`ExplainingScorer`, e.g. sent back by a scoring worker of :mod:`.parallel`)."""
+    total = pos_count.sum(axis=(1, 2))
+    contrib = pos_nll_sum / np.maximum(total, 1.0)[:, None, None]  # = ExplainingScorer.position_contributions
     rows = np.arange(len(contrib)) if rows is None else np.asarray(rows)
     out = []
     for r in rows:
-        c, cnt, s = contrib[r].ravel(), scorer.pos_count[r].ravel(), scorer.pos_nll_sum[r].ravel()
+        c, cnt, s = contrib[r].ravel(), pos_count[r].ravel(), pos_nll_sum[r].ravel()
         cand = np.nonzero(cnt > 0)[0]
         best = cand[np.argsort(-c[cand], kind="stable")[:k]]
         out.append([{"packet": int(j // len(BINARY_CHANNELS)) + 1, "channel": BINARY_CHANNELS[j % len(BINARY_CHANNELS)],

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nidsflow.deploy.explain import ExplainingScorer, axis_contributions, top_positions
+from nidsflow.deploy.explain import ExplainingScorer, axis_contributions, top_cells
 from nidsflow.deploy.model_dir import ModelDir, add_model_arguments, model_from_args
 from nidsflow.evaluate.aggregators import load_artifact
 from nidsflow.scores import JANUS_SCORE_NAMES
@@ -102,16 +102,30 @@ class Detector:
         every flow (``explain=True``), none (False) or the alerted ones only (``"alerts"``; None elsewhere).
         ``flow_ids`` (default 0..n-1) seed each flow's fixed corruption draws: pass a running index so a
         flow's score does not depend on the flows scored with it."""
+        if len(frame) == 0:
+            return self.finish(frame, None, None, None, explain, source)
+        data = self.normalise(features, channels, lengths, len(frame), source)
+        S = self.scorer.score(data, desc=f"scoring {source}", flow_ids=flow_ids)
+        return self.finish(frame, S, self.scorer.pos_nll_sum, self.scorer.pos_count, explain, source)
+
+    def normalise(self, features: pd.DataFrame, channels: np.ndarray, lengths: np.ndarray, n: int,
+                  source: str = "capture"):
+        """The model's input (:class:`janus.data.JanusBatch`) of ``n`` flows, with the model's own normaliser."""
         cfg = self.scorer.model.cfg
+        return self.norm.transform(features if cfg.flow_token else None, channels if cfg.use_packets else None,
+                                   lengths if cfg.use_packets else None, n, source=source)
+
+    def finish(self, frame: pd.DataFrame, S: np.ndarray | None, pos_nll_sum: np.ndarray | None,
+               pos_count: np.ndarray | None, explain: bool | str = True, source: str = "capture") -> pd.DataFrame:
+        """:meth:`score`'s table from the scorer's output: ``S`` [n, k] in ``scorer.score_names`` order and the
+        DFM cells recorded with it (``ExplainingScorer.pos_nll_sum`` / ``pos_count``; from this process's
+        scorer or from a worker of :mod:`.parallel`)."""
         n = len(frame)
         out = frame.reset_index(drop=True).copy()
         if n == 0:
             for c in (*JANUS_SCORE_NAMES, "deployable_score", "alert", *CONTRIB_COLUMNS, "dfm_top"):
                 out[c] = pd.Series(dtype=object if c == "dfm_top" else float)
             return out
-        data = self.norm.transform(features if cfg.flow_token else None, channels if cfg.use_packets else None,
-                                   lengths if cfg.use_packets else None, n, source=source)
-        S = self.scorer.score(data, desc=f"scoring {source}", flow_ids=flow_ids)
         names = self.scorer.score_names  # the 10-d vector, then enabled score options (cnf_nll)
         d2 = self.agg.score(S, names)
         for j, name in enumerate(JANUS_SCORE_NAMES):
@@ -125,7 +139,9 @@ class Detector:
             np.full(n, bool(explain))
         rows = np.nonzero(want)[0]
         top: list = [None] * n
-        for r, t in zip(rows, top_positions(self.scorer, rows, TOP_POSITIONS)):
+        cells = top_cells(pos_nll_sum, pos_count, rows, TOP_POSITIONS) \
+            if self.scorer.model.cfg.disc_head and pos_count is not None else [[] for _ in rows]
+        for r, t in zip(rows, cells):
             top[r] = t
         out["dfm_top"] = top
         n_bad = int((~np.isfinite(d2)).sum())

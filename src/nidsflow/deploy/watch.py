@@ -25,6 +25,14 @@ file, or abandon it (nothing of it is written; it is processed again on restart)
 while it is being read (between reader batches) or scored (between slices of ``SCORE_SLICE`` flows; a stop
 during the last slice finishes the file); a second signal stops at once (the state is still consistent).
 
+**Worker processes.** ``--workers N`` (N > 1) scores in N processes of ``--threads`` (default 1) torch
+threads each, each with its own copy of the model (:mod:`.parallel`); this process reads, meters,
+normalises, explains and writes. Up to ``FILES_IN_FLIGHT_PER_WORKER * N`` complete files are read ahead,
+their score batches queued to the workers, and the files committed one at a time in order, each with the
+state as of that file, so the exactly-once rules above hold unchanged; a stop abandons every file not
+committed yet (each is processed again on restart). The score batches are those of the in-process scorer
+and each flow's corruption draws are its own, so the output is byte-identical to ``--workers 1 --threads 1``.
+
 **Bad files.** A file that cannot be read (not a capture, a corrupt record) is logged as a per-file
 error (summary line ``status: error``); the flows of the part read before a corrupt record are kept
 and scored, as extraction does; the watch goes on.
@@ -62,6 +70,8 @@ SCORE_SLICE = 8192
 #: A file starting this much before the meter's clock is not the continuation of the previous one (a small
 #: overlap, e.g. buffered packets of two capture processes, is metered like reordering within a file).
 JUMP_BACK_TOLERANCE_S = 1.0
+#: With worker processes: files read ahead and scored at once, per worker (they are committed in order).
+FILES_IN_FLIGHT_PER_WORKER = 2
 
 
 class WatchError(ValueError):
@@ -73,11 +83,35 @@ class _Abandon(Exception):
 
 
 @dataclass
+class _Job:
+    """A file (or the final flush) read and metered, its flows scored or being scored, not committed yet."""
+
+    frame: pd.DataFrame              # the finished flows, in their total order
+    summary: dict
+    t_start: float
+    base: int                        # running index of the first flow
+    sources: list                    # source_files of each flow
+    open_flows: int
+    state: dict                      # what the state file holds once this job is committed
+    explain: bool | str
+    scored: pd.DataFrame | None = None   # in-process scoring: done
+    pending: list | None = None          # worker scoring: [(slice, PendingScores)]
+
+    def cancel(self) -> None:
+        for _, p in self.pending or ():
+            p.cancel()
+
+
+@dataclass
 class WatchSettings:
     quiet_s: float = 5.0
     poll_s: float = 1.0
     patterns: tuple[str, ...] = DEFAULT_PATTERNS
     all_flows: bool = False
+    #: worker processes scoring the flows (:mod:`.parallel`); 1: in this process
+    workers: int = 1
+    #: torch threads of each worker process
+    worker_threads: int = 1
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -105,7 +139,7 @@ class Watcher:
 
     def __init__(self, directory: str | Path, detector, alerts: str | Path | None = None,
                  summary: str | Path | None = None, state: str | Path | None = None,
-                 settings: WatchSettings | None = None):
+                 settings: WatchSettings | None = None, pool=None):
         from nidsflow.capture.flows import FlowConfig
 
         self.dir = Path(directory)
@@ -121,7 +155,27 @@ class Watcher:
         self.fingerprint = json.dumps({"extract": detector.extract_cfg, "model": _sha256(detector.model_path),
                                        "aggregator": _sha256(detector.aggregator_path)}, sort_keys=True, default=str)
         self.stop_requested = False
+        self._committing: _Job | None = None
         self._load_state()
+        # worker processes: ``pool`` (a parallel.ScoringPool, e.g. shared by several watchers) or one of our own
+        self.pool, self._own_pool = pool, False
+        if self.pool is None and self.settings.workers > 1:
+            from nidsflow.deploy.parallel import ScoringPool
+
+            self.pool = ScoringPool(detector, self.settings.workers, self.settings.worker_threads)
+            self._own_pool = True
+
+    def close(self) -> None:
+        """Stop the worker processes this watcher started (none without ``workers``)."""
+        if self._own_pool and self.pool is not None:
+            self.pool.close()
+        self.pool, self._own_pool = None, False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     # ------------------------------------------------------------------ state
     def _load_state(self) -> None:
@@ -165,9 +219,12 @@ class Watcher:
     def _save_state(self) -> None:
         import io
 
-        meta = {"format": STATE_FORMAT, "fingerprint": self.fingerprint, "files": self.files,
-                "ranges": self.ranges, "n_flows": self.n_flows, "offsets": self.offsets}
-        snap = self.meter.snapshot()
+        job = self._committing  # a job committed while later files are in flight: the state as of that job
+        st = job.state if job is not None else {"files": self.files, "ranges": self.ranges,
+                                                 "n_flows": self.n_flows, "snap": self.meter.snapshot()}
+        meta = {"format": STATE_FORMAT, "fingerprint": self.fingerprint, "files": st["files"],
+                "ranges": st["ranges"], "n_flows": st["n_flows"], "offsets": self.offsets}
+        snap = st["snap"]
         buf = io.BytesIO()
         np.savez(buf, meta=np.array(json.dumps(meta)), **snap)
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
@@ -209,6 +266,12 @@ class Watcher:
     # ------------------------------------------------------------------ one file
     def process_file(self, path: Path) -> dict:
         """Read, meter, score and commit one file (a transaction; see the module docstring)."""
+        job = self._read_file(path)
+        self._commit(job)
+        return job.summary
+
+    def _read_file(self, path: Path) -> _Job:
+        """Read and meter one file; its finished flows scored (in process) or submitted to the workers."""
         from nidsflow.capture.flows import FlowChunk, FlowMeter
         from nidsflow.capture.pcap import CaptureError, CaptureReader
 
@@ -251,9 +314,8 @@ class Watcher:
         finished = FlowChunk.concat([c for c in chunks if len(c)], self.flow_cfg.T)
         summary = {"file": name, "status": "error" if error else "ok", "error": error, "packets": n_packets,
                    "first_ts": t0, "last_ts": t1, "reader": reader_stats, "open_flows_ended_by_time_jump": restarted}
-        self._score_and_commit(finished, summary, {"name": name, "size": st.st_size, "mtime_ns": st.st_mtime_ns},
-                               t_start)
-        return summary
+        return self._score(finished, summary, {"name": name, "size": st.st_size, "mtime_ns": st.st_mtime_ns},
+                           t_start)
 
     def flush_open_flows(self) -> dict:
         """End every open flow (the capture is over) and score them: one transaction like a file."""
@@ -262,10 +324,12 @@ class Watcher:
 
         finished = FlowChunk.concat(self.meter.flush(), self.flow_cfg.T)
         summary = {"file": None, "status": "flush", "error": None, "packets": 0}
-        self._score_and_commit(finished, summary, None, t_start)
+        job = self._score(finished, summary, None, t_start)
+        self._commit(job)
         return summary
 
-    def _score_and_commit(self, finished, summary: dict, file_rec: dict | None, t_start: float) -> None:
+    def _score(self, finished, summary: dict, file_rec: dict | None, t_start: float) -> _Job:
+        """Score (or submit) the finished flows of a file and advance the in-memory state past it."""
         from nidsflow.capture.features import features_from_state
 
         from nidsflow.capture import _flow_kernels as K
@@ -280,34 +344,75 @@ class Watcher:
         feats = features_from_state(finished.state)
         channels, lengths = finished.channels, finished.lengths
         explain = True if self.settings.all_flows else "alerts"
-        parts = []
-        for s in range(0, len(frame), SCORE_SLICE):
+        source = summary["file"] or "flush"
+        base, n = self.n_flows, len(frame)
+        parts, pending = [], [] if self.pool is not None else None
+        # slices of SCORE_SLICE flows, each one Detector.score call (in process or in the workers)
+        for s in range(0, n, SCORE_SLICE):
             if self.stop_requested:
                 self._load_state()
                 raise _Abandon
             sl = slice(s, s + SCORE_SLICE)
-            ids = self.n_flows + np.arange(s, min(s + SCORE_SLICE, len(frame)))  # stable over restarts
-            parts.append(self.det.score(frame.iloc[sl], feats.iloc[sl], channels[sl], lengths[sl],
-                                        source=summary["file"] or "flush", explain=explain, flow_ids=ids))
-        scored = pd.concat(parts, ignore_index=True) if parts else self.det.score(
-            frame, feats, channels, lengths, source="empty")
-        scored["source_files"] = self._sources(scored)
-        lines = self._flow_lines(scored)
-        n_alerts = int(scored["alert"].sum()) if len(scored) else 0
-        self.n_flows += len(scored)
+            ids = base + np.arange(s, min(s + SCORE_SLICE, n))  # stable over restarts
+            if pending is None:
+                parts.append(self.det.score(frame.iloc[sl], feats.iloc[sl], channels[sl], lengths[sl],
+                                            source=source, explain=explain, flow_ids=ids))
+            else:
+                data = self.det.normalise(feats.iloc[sl], channels[sl], lengths[sl], len(ids), source=source)
+                pending.append((sl, self.pool.submit(data, ids)))
+        scored = None
+        if pending is None:
+            scored = pd.concat(parts, ignore_index=True) if parts else self.det.score(
+                frame, feats, channels, lengths, source="empty")
+        elif not pending:
+            scored = self.det.finish(frame, None, None, None, source="empty")
+        sources = self._sources(frame["first_ts"].to_numpy(), frame["last_ts"].to_numpy())
+        self.n_flows += n
         if file_rec is not None:
             self.files[file_rec["name"]] = {"size": file_rec["size"], "mtime_ns": file_rec["mtime_ns"],
                                             "status": summary["status"], "seq": len(self.files)}
         self._prune_ranges()
-        seconds = time.perf_counter() - t_start
-        summary.update({"flows_scored": len(scored), "alerts": n_alerts, "open_flows": self.meter.n_alive,
+        state = {"files": dict(self.files), "ranges": list(self.ranges), "n_flows": self.n_flows,
+                 "snap": self.meter.snapshot()}
+        return _Job(frame, summary, t_start, base, sources, self.meter.n_alive, state, explain, scored, pending)
+
+    def _commit(self, job: _Job) -> None:
+        """Write the job's lines and its state (waits for the workers' scores; a stop then raises _Abandon)."""
+        scored = job.scored
+        if scored is None:
+            parts = []
+            for sl, pend in job.pending:
+                r = pend.result(should_stop=lambda: self.stop_requested)
+                if r is None:
+                    job.cancel()
+                    raise _Abandon
+                S, pos_sum, pos_cnt, n_forced, n_no_packet = r
+                source = job.summary["file"] or "flush"
+                parts.append(self.det.finish(job.frame.iloc[sl], S, pos_sum, pos_cnt, job.explain, source))
+                if n_forced:
+                    log.info("%s: %d (flow, binary channel) pairs had no corrupted position at the disc_times; "
+                             "each got its position closest to being drawn corrupted", source, n_forced)
+                if n_no_packet and self.pool.disc_head:
+                    log.warning("%s: %d flows have no valid packet: their disc_nll scores are NaN", source,
+                                n_no_packet)
+            scored = pd.concat(parts, ignore_index=True)
+        scored["source_files"] = job.sources
+        lines = self._flow_lines(scored, job.base)
+        n_alerts = int(scored["alert"].sum()) if len(scored) else 0
+        summary = job.summary
+        seconds = time.perf_counter() - job.t_start
+        summary.update({"flows_scored": len(scored), "alerts": n_alerts, "open_flows": job.open_flows,
                         "threshold": self.det.threshold, "seconds": round(seconds, 4),
                         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         self.offsets["alerts"] = self._append(self.alerts, lines)
         self.offsets["summary"] = self._append(self.summary, [json.dumps(summary, default=str)])
-        self._save_state()
+        self._committing = job
+        try:
+            self._save_state()
+        finally:
+            self._committing = None
         log.info("%s: %s; %d packets, %d flows scored, %d alerts, %d flows open (%.2f s)", summary["file"] or "flush",
-                 summary["status"], summary["packets"], len(scored), n_alerts, self.meter.n_alive, seconds)
+                 summary["status"], summary["packets"], len(scored), n_alerts, job.open_flows, seconds)
 
     def _append(self, path: Path, lines: list[str]) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -318,9 +423,8 @@ class Watcher:
             os.fsync(f.fileno())
             return f.tell()
 
-    def _sources(self, scored: pd.DataFrame) -> list[list[str]]:
-        first, last = scored["first_ts"].to_numpy(), scored["last_ts"].to_numpy()
-        out: list[list[str]] = [[] for _ in range(len(scored))]
+    def _sources(self, first: np.ndarray, last: np.ndarray) -> list[list[str]]:
+        out: list[list[str]] = [[] for _ in range(len(first))]
         for name, t0, t1 in self.ranges:
             for i in np.nonzero((first <= t1) & (last >= t0))[0]:
                 out[i].append(name)
@@ -337,10 +441,9 @@ class Watcher:
             oldest = float(snap_first.min())
             self.ranges = [r for r in self.ranges if r[2] >= oldest]
 
-    def _flow_lines(self, scored: pd.DataFrame) -> list[str]:
+    def _flow_lines(self, scored: pd.DataFrame, base: int) -> list[str]:
         rows = scored if self.settings.all_flows else scored[scored["alert"].to_numpy(dtype=bool)]
         lines = []
-        base = self.n_flows
         for i, r in zip(rows.index, rows.itertuples(index=False)):
             d = r._asdict()
             rec = {"flow": base + int(i), "src_ip": d["src_ip"], "src_port": int(d["src_port"]),
@@ -356,7 +459,13 @@ class Watcher:
 
     # ------------------------------------------------------------------ loops
     def run_once(self) -> int:
-        """Process every complete pending file; returns how many (stops early when a stop is requested)."""
+        """Process every complete pending file; returns how many (stops early when a stop is requested).
+
+        With worker processes, up to ``FILES_IN_FLIGHT_PER_WORKER * workers`` files are read ahead and
+        scored at the same time; they are committed one by one in order, each with the state as of that
+        file. A stop abandons every file not committed yet (processed again on restart)."""
+        if self.pool is not None:
+            return self._run_pipelined()
         n = 0
         for path in self.pending():
             if self.stop_requested:
@@ -371,6 +480,51 @@ class Watcher:
             n += 1
         return n
 
+    def _run_pipelined(self) -> int:
+        from collections import deque
+
+        inflight: deque[_Job] = deque()
+        depth = FILES_IN_FLIGHT_PER_WORKER * self.pool.workers
+        n = 0
+        abandoned = []
+
+        def commit_head():
+            job = inflight.popleft()
+            try:
+                self._commit(job)
+            except _Abandon:
+                abandoned.append(job)
+                raise
+
+        try:
+            for path in self.pending():
+                if self.stop_requested:
+                    break
+                if not path.exists():
+                    continue
+                try:
+                    inflight.append(self._read_file(path))
+                except _Abandon:
+                    abandoned.append(path.name)
+                    raise
+                while len(inflight) > depth or (inflight and inflight[0].pending is not None and
+                                                all(p.done() for _, p in inflight[0].pending)):
+                    commit_head()
+                    n += 1
+            while inflight and not self.stop_requested:
+                commit_head()
+                n += 1
+        except _Abandon:
+            pass
+        abandoned += list(inflight)
+        if abandoned:  # a stop: what is not committed leaves no trace
+            for job in inflight:
+                job.cancel()
+            log.info("%s: abandoned on stop; processed again on restart",
+                     ", ".join(j if isinstance(j, str) else str(j.summary["file"]) for j in abandoned))
+            self._load_state()
+        return n
+
     def run(self, once: bool = False, flush: bool = False) -> None:
         """Watch until a stop is requested (or, with ``once``, until nothing complete is pending)."""
         while not self.stop_requested:
@@ -381,7 +535,11 @@ class Watcher:
             while not self.stop_requested and time.monotonic() < deadline:
                 time.sleep(min(0.1, self.settings.poll_s))
         if flush and not self.stop_requested:
-            self.flush_open_flows()
+            try:
+                self.flush_open_flows()
+            except _Abandon:  # a stop while the flushed flows were scored: they stay open in the state file
+                self._load_state()
+                log.info("flush abandoned on stop; the open flows stay in the state file")
 
     def install_signal_handlers(self) -> None:
         """First SIGINT/SIGTERM: stop after (or abandon) the current file; a second one: stop now."""
@@ -426,7 +584,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--flush", action="store_true",
                     help="with --once: the capture is over; end and score the flows still open")
     ap.add_argument("--all-flows", action="store_true", help="write every scored flow, not only alerts")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: janus.threads, else torch's)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: janus.threads, else torch's); with --workers: per worker (default 1)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="processes scoring the flows, each with its own copy of the model (default: %(default)s, "
+                         "in this process); scores are identical to --workers 1 --threads 1")
     ap.add_argument("--log", default=None, help="also write the log to this file")
     return ap
 
@@ -445,6 +607,8 @@ def main(argv=None) -> int:
         ap.error("--poll-s must be > 0")
     if a.threads is not None and a.threads < 1:
         ap.error(f"--threads must be >= 1, got {a.threads}")
+    if a.workers < 1:
+        ap.error(f"--workers must be >= 1, got {a.workers}")
     md = model_from_args(ap, a)
     setup_logging(None)
     if a.log:  # appended to: a restarted watch keeps the log of the runs before
@@ -455,12 +619,15 @@ def main(argv=None) -> int:
 
     from nidsflow.deploy.scoring import Detector
 
-    threads = a.threads or md.janus.get("threads")
-    if threads:
-        torch.set_num_threads(int(threads))
+    if a.workers > 1:  # the scoring is in the workers; this process reads, meters and explains
+        torch.set_num_threads(1)
+    else:
+        threads = a.threads or md.janus.get("threads")
+        if threads:
+            torch.set_num_threads(int(threads))
     det = Detector.from_model_dir(md, a.device)
     settings = WatchSettings(quiet_s=a.quiet_s, poll_s=a.poll_s, patterns=tuple(a.pattern or DEFAULT_PATTERNS),
-                             all_flows=a.all_flows)
+                             all_flows=a.all_flows, workers=a.workers, worker_threads=a.threads or 1)
     try:
         w = Watcher(a.dir, det, a.alerts, a.summary, a.state, settings)
     except WatchError as e:
@@ -473,6 +640,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         log.warning("stopped at once; the state file is consistent (the current file is processed again)")
         return 130
+    finally:
+        w.close()
     log.info("stopped: %d files done, %d flows scored, %d flows open", len(w.files), w.n_flows, w.meter.n_alive)
     return 0
 
