@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nidsflow.capture.store import Store
 from nidsflow.evaluate.aggregators import make_aggregator
 from nidsflow.evaluate.metrics import auroc
 from nidsflow.janus.data import load_raw
@@ -39,6 +38,7 @@ from nidsflow.janus.train import JanusObjective, load_model, load_training_data,
 from nidsflow.janus.variants import ScoreSettings, resolve_variant
 from nidsflow.scores import JANUS_SCORE_NAMES, ScoreTable
 from nidsflow.splits import make_split
+from nidsflow.store import Store
 
 PAPER = {
     "T": 64, "d_model": 128, "n_layers": 4, "n_heads": 4, "dropout": 0.1, "sigma": 0.1, "cross_sigma": 0.6,

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from nidsflow.capture.store import Store
 from nidsflow.evaluate.baselines import (ALL_METHODS, BASELINES, NOT_RUN, BaselineError, make_baseline,
                                          run_baseline, why_not_runnable)
 from nidsflow.evaluate.baselines.common import BaselineInput, FlowPreprocessor, PacketPreprocessor
 from nidsflow.evaluate.synthetic import make_synthetic_store, synthetic_split
+from nidsflow.store import Store
 
 torch.set_num_threads(1)
 

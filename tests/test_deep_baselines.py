@@ -15,10 +15,10 @@ import yaml
 from sklearn.metrics import roc_auc_score
 
 from nidsflow.capture.features import FEATURE_NAMES
-from nidsflow.capture.store import Store
 from nidsflow.evaluate.baselines import (BASELINES, DISPLAY, NOT_RUN, BaselineInput, load_inputs, make_baseline,
                                          run_baseline)
 from nidsflow.evaluate.synthetic import make_synthetic_store, synthetic_split
+from nidsflow.store import Store
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]

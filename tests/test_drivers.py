@@ -13,7 +13,7 @@ import pytest
 from nidsflow.capture.drivers import DRIVERS, get_driver, normalise_class
 from nidsflow.capture.extract import ExtractError, extract_dataset
 from nidsflow.capture.features import FEATURE_NAMES
-from nidsflow.capture.store import BENIGN, UNMATCHED, Store
+from nidsflow.store import BENIGN, UNMATCHED, Store
 
 EXTRACT = {"T": 8, "idle_timeout_s": 120, "active_timeout_s": 1800, "label_tolerance_s": 2.0,
            "time_offset_s": "auto", "shard_flows": 3}

@@ -101,7 +101,7 @@ def test_imputer_uses_training_medians_and_drops_constants():
 
 
 def test_store_source(tmp_path):
-    from nidsflow.capture.store import StoreWriter
+    from nidsflow.store import StoreWriter
 
     n = 40
     rng = np.random.default_rng(0)

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from nidsflow.capture.store import Store
+from nidsflow.evaluate.phase1 import score_cross, score_phase1
 from nidsflow.janus.data import JanusDataError
-from nidsflow.janus.score import score_cross, score_phase1, score_split
+from nidsflow.janus.score import score_split
 from nidsflow.janus.synthetic import make_synthetic_store
 from nidsflow.janus.train import CHECKPOINT_NAME, load_model, train_janus
 from nidsflow.scores import JANUS_SCORE_NAMES, ScoreTable
 from nidsflow.splits import make_split
+from nidsflow.store import Store
 
 CFG = {
     "T": 8, "d_model": 16, "n_layers": 1, "n_heads": 2, "dropout": 0.1, "sigma": 0.1, "cross_sigma": 0.6,

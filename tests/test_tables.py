@@ -266,8 +266,8 @@ def test_score_distribution_has_one_panel_per_class_with_benign_in_each():
 
 def _store_from_capture(pcap, root, extract_cfg):
     """A training store from an unlabelled capture (every flow taken as benign), via the same flow code."""
-    from nidsflow.capture.store import StoreWriter
-    from nidsflow.evaluate.newcapture import iter_capture_flows
+    from nidsflow.store import StoreWriter
+    from nidsflow.deploy.scoring import iter_capture_flows
 
     parts = list(iter_capture_flows(pcap, extract_cfg))
     frame = pd.concat([p[0] for p in parts], ignore_index=True)
@@ -286,9 +286,9 @@ def test_new_capture_is_scored_end_to_end(tmp_path):
     import torch
 
     from nidsflow.capture.demo import capture_file, generate_domain
-    from nidsflow.capture.store import Store
+    from nidsflow.store import Store
     from nidsflow.evaluate.aggregators import fit_deployable, save_artifact
-    from nidsflow.evaluate.newcapture import CSV_COLUMNS, iter_capture_flows, score_capture
+    from nidsflow.deploy.scoring import CSV_COLUMNS, iter_capture_flows, score_capture
     from nidsflow.janus.score import score_split
     from nidsflow.janus.train import train_janus
     from nidsflow.splits import make_split

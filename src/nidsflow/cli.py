@@ -52,7 +52,7 @@ def _extract(args) -> None:
 
 
 def _regenerate(args) -> None:
-    from nidsflow.capture.features import regenerate_features
+    from nidsflow.capture.extract import regenerate_features
 
     cfg = _config(args.config)
     print(regenerate_features(args.store, _dataset(cfg, args.dataset, args.config), cfg["extract"]))

@@ -39,14 +39,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf
 
-from nidsflow.scores import ScoreTable
+from nidsflow.scores import CNF_SCORE, OPTION_SCORES, ScoreTable
 
 log = logging.getLogger(__name__)
 
 CONTINUOUS_SCORES: tuple[str, ...] = ("terminal_norm", "terminal_flow", "terminal_packet")
-#: Score options of JANUS: extra columns after the seed's 10-d vector, written when enabled in the config.
-CNF_SCORE = "cnf_nll"
-OPTION_SCORES: tuple[str, ...] = (CNF_SCORE,)
 #: Floor on a standard deviation, relative to the column's scale, so a near-constant column cannot explode.
 _STD_FLOOR = 1e-12
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nidsflow.capture.store import CHANNELS, StoreWriter
 from nidsflow.scores import JANUS_SCORE_NAMES, ScoreTable
 from nidsflow.splits import make_split
+from nidsflow.store import CHANNELS, StoreWriter
 
 
 def _benign(rng, T):

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nidsflow.capture.store import BINARY_CHANNELS, CHANNELS, CONTINUOUS_CHANNELS, Store
+from nidsflow.store import BINARY_CHANNELS, CHANNELS, CONTINUOUS_CHANNELS, Store
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nidsflow.capture.store import CHANNELS, FLOW_COLUMNS, StoreWriter
+from nidsflow.store import CHANNELS, FLOW_COLUMNS, StoreWriter
 
 _C = {c: i for i, c in enumerate(CHANNELS)}
 

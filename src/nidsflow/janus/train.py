@@ -34,12 +34,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from nidsflow.capture.store import Store
 from nidsflow.janus.data import JanusBatch, Normaliser, load_raw
 from nidsflow.janus.model import JanusConfig, JanusModel
 from nidsflow.janus.paths import ConditionalOTPath, MixtureDiscretePath, OTPlanCoupler, bit_nll, masked_mse
 from nidsflow.janus.variants import TrainSettings, resolve_variant
 from nidsflow.splits import Split
+from nidsflow.store import Store
 
 log = logging.getLogger(__name__)
 
