@@ -97,6 +97,7 @@ def _importers_of(prefix: str, within: str) -> dict[str, set[str]]:
     ("nidsflow.capture", "nidsflow.evaluate"),
     ("nidsflow.capture", "nidsflow.hikari"),
     ("nidsflow.capture", "nidsflow.deploy"),
+    ("nidsflow.capture", "nidsflow.demo"),       # nor of the demo generator
     ("nidsflow.janus", "nidsflow.evaluate"),     # JANUS scores; evaluation reads the scores
     ("nidsflow.janus", "nidsflow.deploy"),
     ("nidsflow.janus", "nidsflow.hikari"),

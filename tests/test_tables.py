@@ -285,7 +285,7 @@ def test_new_capture_is_scored_end_to_end(tmp_path):
     """Train a tiny JANUS on one generated capture, fit its aggregator, score a capture it has never seen."""
     import torch
 
-    from nidsflow.capture.demo import capture_file, generate_domain
+    from nidsflow.demo.generate import capture_file, generate_domain
     from nidsflow.store import Store
     from nidsflow.evaluate.aggregators import fit_deployable, save_artifact
     from nidsflow.deploy.scoring import CSV_COLUMNS, iter_capture_flows, score_capture

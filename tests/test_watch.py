@@ -68,7 +68,7 @@ def _store_from_captures(pcaps, root):
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """A model directory (model.pt, aggregator.json, deploy.yaml) and generated benign / attack captures."""
-    from nidsflow.capture.demo import capture_file, generate_domain
+    from nidsflow.demo.generate import capture_file, generate_domain
     from nidsflow.store import Store
     from nidsflow.deploy.model_dir import write_deploy_settings
     from nidsflow.evaluate.aggregators import fit_deployable, save_artifact

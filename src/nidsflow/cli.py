@@ -35,7 +35,7 @@ def _dataset(cfg: dict, name: str, path: str) -> dict:
 
 
 def _demo(args) -> None:
-    from nidsflow.capture.demo import generate_demo
+    from nidsflow.demo.generate import generate_demo
 
     cfg = _config(args.config)
     demo = dict(cfg["demo"], idle_timeout_s=cfg["extract"]["idle_timeout_s"],

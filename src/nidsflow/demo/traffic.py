@@ -11,8 +11,8 @@ import random
 import struct
 from dataclasses import dataclass, field
 
-from nidsflow.capture.demo_tcp import OS_TCP, Session, TcpConn, lognormal, lognormal_int, syn_options
-from nidsflow.capture.demo_wire import ACK, RST, SYN, TCP, UDP
+from nidsflow.demo.tcp import OS_TCP, Session, TcpConn, lognormal, lognormal_int, syn_options
+from nidsflow.demo.wire import ACK, RST, SYN, TCP, UDP
 
 BENIGN = "BENIGN"
 #: Attack families and their CIC-style label strings.
@@ -115,7 +115,7 @@ class Traffic:
 
 
 class DomainBuilder:
-    """Generates one domain's sessions into packet records (see demo_wire.R_* for the record layout)."""
+    """Generates one domain's sessions into packet records (see nidsflow.demo.wire.R_* for the record layout)."""
 
     def __init__(self, profile: DomainProfile, seed: int, duration_s: float):
         self.p = profile
