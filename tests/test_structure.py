@@ -108,3 +108,9 @@ def _importers_of(prefix: str, within: str) -> dict[str, set[str]]:
 def test_a_lower_layer_does_not_import_an_upper_one(lower, upper):
     assert not _importers_of(upper, lower), _importers_of(upper, lower)
 
+
+
+def test_the_package_ships_its_test_fixtures_in_one_module():
+    """Test and benchmark data generators live in nidsflow.fixtures, not beside each stage."""
+    assert not [m for m in MODULES if m.rpartition(".")[2] == "synthetic"]
+    assert not [m for m, deps in GRAPH.items() if "nidsflow.fixtures" in deps]  # no stage reads them

@@ -13,8 +13,8 @@ from sklearn.metrics import roc_auc_score
 
 from nidsflow.evaluate.aggregators import make_aggregator
 from nidsflow.evaluate.figures import dataset_figures
-from nidsflow.evaluate.synthetic import make_janus_like_table
 from nidsflow.evaluate.tables import TABLE_NAMES, ResultSet, config_hash, write_tables
+from nidsflow.fixtures import make_janus_like_table
 from nidsflow.scores import JANUS_SCORE_NAMES, ScoreTable
 
 CONFIG = {"seeds": [1, 2], "evaluate": {"fpr_target": 0.01}, "janus": {"variants": ["full", "B3"]}}
