@@ -47,7 +47,7 @@ def axis_contributions(agg: Aggregator, S: np.ndarray, score_names) -> np.ndarra
         z = Xo - agg.location_
         c = z * (z @ agg.precision_.T)       # z_i (P z)_i
     elif isinstance(agg, MeanZ):
-        c = (Xo - agg.mean_) / agg.std_ / len(idx)
+        c = agg.z(Xo) / len(idx)
     elif isinstance(agg, _SingleScore):
         c = (Xo - agg.mean_) / agg.std_
     else:
