@@ -313,10 +313,9 @@ def _save_atomic(obj, path: Path) -> None:
 
 
 def write_train_log(history: list[dict], tsv: Path, png: Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pandas as pd
+
+    from nidsflow.plotting import plt
 
     df = pd.DataFrame(history)
     df.to_csv(tsv, sep="\t", index=False, float_format="%.6g")
