@@ -37,7 +37,7 @@ from nidsflow.capture.flows import FlowChunk, FlowConfig, meter_capture
 from nidsflow.capture.labels import (DROPPED, LabelError, join_labels, read_header, read_label_csv,
                                      resolve_columns)
 from nidsflow.capture.pcap import CaptureError
-from nidsflow.store import BENIGN, UNMATCHED, StoreWriter
+from nidsflow.store import BENIGN, UNMATCHED, StoreWriter, write_parquet_tables
 
 log = logging.getLogger(__name__)
 
@@ -497,24 +497,18 @@ def _concat_parquet(parts: list[Path], out: Path, n_expected: int) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    writer, written = None, 0
-    tmp = out.with_name(out.name + ".tmp")
-    try:
+    def numbered():
+        start = 0
         for p in parts:
             if not p.exists():
                 continue
-            f = pq.ParquetFile(p)
-            for batch in f.iter_batches(batch_size=ROW_GROUP_FLOWS):
+            for batch in pq.ParquetFile(p).iter_batches(batch_size=ROW_GROUP_FLOWS):
                 table = pa.Table.from_batches([batch]).replace_schema_metadata(None)
-                table = table.add_column(0, "flow_id", pa.array(np.arange(written, written + len(table),
-                                                                          dtype=np.int64)))
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema)
-                writer.write_table(table)
-                written += len(table)
-    finally:
-        if writer is not None:
-            writer.close()
+                yield table.add_column(0, "flow_id", pa.array(np.arange(start, start + len(table), dtype=np.int64)))
+                start += len(table)
+
+    tmp = out.with_name(out.name + ".tmp")
+    written = write_parquet_tables(tmp, numbered())
     if written != n_expected:
         raise ExtractError(f"{out}: the parts hold {written} rows, their reports {n_expected}")
     tmp.replace(out)
