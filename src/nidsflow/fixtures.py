@@ -36,6 +36,18 @@ from nidsflow.store import CHANNELS, StoreWriter
 _C = {c: i for i, c in enumerate(CHANNELS)}
 
 
+def _closed(x: np.ndarray, n: int, k: int, T: int) -> np.ndarray:
+    """A session whose ``n`` packets all fit in the T kept ones ends with a FIN on its last (``k - 1``)."""
+    if n <= T:
+        x[k - 1, _C["fin"]] = 1
+    return x
+
+
+def _no_packets(T: int) -> np.ndarray:
+    """The [T, C] channels of a flow, all zero (the padding of the positions past its length)."""
+    return np.zeros((T, len(CHANNELS)), np.float32)
+
+
 # ------------------------------------------------------------------------------------- flow stores
 
 
@@ -61,7 +73,7 @@ def _write_store(root: str | Path, T: int, kinds: np.ndarray, labels, x: np.ndar
 def _session(rng, T, heavy=False, size_shift=0.0, iat_scale=1.0):
     # heavy: packet counts with a median of ~9 and a long tail (as in captured traffic)
     n = int(min(2 + rng.lognormal(2.0, 1.1), 100 * T)) if heavy else int(rng.integers(4, 3 * T))
-    x = np.zeros((T, len(CHANNELS)), np.float32)
+    x = _no_packets(T)
     k = min(n, T)
     d = (rng.random(k) < 0.45).astype(np.float32)
     d[0], d[1:2] = 0, 1
@@ -75,30 +87,34 @@ def _session(rng, T, heavy=False, size_shift=0.0, iat_scale=1.0):
     if k > 1:
         x[1, _C["syn"]] = 1
     x[2:k, _C["psh"]] = (rng.random(max(k - 2, 0)) < 0.4)
-    if n <= T:
-        x[k - 1, _C["fin"]] = 1
-    return x, n
+    return _closed(x, n, k, T), n
 
 
 def _scan(rng, T):
     n = int(rng.integers(1, 3))
-    x = np.zeros((T, len(CHANNELS)), np.float32)
+    x = _no_packets(T)
     x[0, [_C["size"], _C["win"], _C["syn"]]] = [40 + 4 * rng.integers(0, 3), 1024, 1]
     if n > 1:
         x[1, [_C["size"], _C["iat"], _C["win"], _C["dir"], _C["rst"], _C["ack"]]] = [40, rng.exponential(0.001), 0, 1, 1, 1]
     return x, n
 
 
-def _flood(rng, T):
-    n = int(rng.integers(T, 4 * T))
-    x = np.zeros((T, len(CHANNELS)), np.float32)
-    x[:, _C["size"]] = rng.choice([1200, 1400])
-    x[:, _C["iat"]] = rng.exponential(1e-5, T)
+def _burst(T: int, size, iat: np.ndarray, win: int) -> np.ndarray:
+    """T forward packets of one ``size``, gaps ``iat`` (the first 0), window ``win``, PSH and ACK set."""
+    x = _no_packets(T)
+    x[:, _C["size"]] = size
+    x[:, _C["iat"]] = iat
     x[0, _C["iat"]] = 0
-    x[:, _C["win"]] = 512
+    x[:, _C["win"]] = win
     x[:, _C["ack"]] = 1
     x[:, _C["psh"]] = 1
-    return x, n
+    return x
+
+
+def _flood(rng, T):
+    n = int(rng.integers(T, 4 * T))
+    size = rng.choice([1200, 1400])
+    return _burst(T, size, rng.exponential(1e-5, T), 512), n
 
 
 def _session_features(x: np.ndarray, n: np.ndarray) -> pd.DataFrame:
@@ -142,7 +158,7 @@ def make_scan_flood_store(root: str | Path, n_benign: int = 1000, n_scan: int = 
 
 def _request_response(rng, T):
     n = int(rng.integers(4, 3 * T))
-    x = np.zeros((T, len(CHANNELS)), np.float32)
+    x = _no_packets(T)
     k = min(n, T)
     direction = np.r_[0, 1, 0, (np.arange(max(k - 3, 0)) % 2)][:k]
     size = 60 + rng.lognormal(5.5, 1.0, k).clip(0, 1400)
@@ -155,14 +171,12 @@ def _request_response(rng, T):
     x[1, _C["syn"]] = 1
     x[1:k, _C["ack"]] = 1
     x[3:k, _C["psh"]] = rng.random(max(k - 3, 0)) < 0.6
-    if n <= T:
-        x[k - 1, _C["fin"]] = 1
-    return x, n
+    return _closed(x, n, k, T), n
 
 
 def _synflood(rng, T):
     n = int(rng.integers(1, 3))
-    x = np.zeros((T, len(CHANNELS)), np.float32)
+    x = _no_packets(T)
     x[:n, _C["size"]] = 40
     x[:n, _C["iat"]] = np.r_[0.0, rng.exponential(1e-5, n - 1)]
     x[:n, _C["win"]] = 1024
@@ -172,14 +186,7 @@ def _synflood(rng, T):
 
 def _exfil(rng, T):
     n = int(rng.integers(3 * T, 10 * T))
-    x = np.zeros((T, len(CHANNELS)), np.float32)
-    x[:, _C["size"]] = 1500
-    x[:, _C["iat"]] = rng.exponential(1e-4, T)
-    x[0, _C["iat"]] = 0
-    x[:, _C["win"]] = 29200
-    x[:, _C["ack"]] = 1
-    x[:, _C["psh"]] = 1
-    return x, n
+    return _burst(T, 1500, rng.exponential(1e-4, T), 29200), n
 
 
 def flow_statistics(packets: np.ndarray, lengths: np.ndarray) -> pd.DataFrame:
