@@ -2,7 +2,7 @@
 
     python bench/hikari.py --rows 555000 --threads 2 --out /tmp/hikari_bench
 
-Generates the table (nidsflow.hikari.synthetic, HIKARI-2021's exact header and category mix), writes it
+Generates the table (nidsflow.fixtures.generate_hikari_like, HIKARI-2021's exact header and category mix), writes it
 as CSV, then runs every stage (preprocess -> ae -> residual -> base -> meta (OOF + refit) -> thresholds ->
 evaluate -> permutation (end-to-end leakage test) -> validate) with the ``hikari:`` section of the config (default config/config.yaml), timing each stage and
 reading the process' peak RSS after it. Prints and writes ``bench.json`` in --out.
@@ -38,7 +38,7 @@ def main() -> None:
 
     from nidsflow.hikari import pipeline as P
     from nidsflow.hikari.config import resolve
-    from nidsflow.hikari.synthetic import generate_hikari_like
+    from nidsflow.fixtures import generate_hikari_like
     from nidsflow.hikari.validation import run_validation
     from nidsflow.logs import setup_logging
 

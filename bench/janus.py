@@ -28,17 +28,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nidsflow.capture.store import Store
 from nidsflow.evaluate.aggregators import make_aggregator
 from nidsflow.evaluate.metrics import auroc
+from nidsflow.fixtures import make_scan_flood_store
 from nidsflow.janus.data import load_raw
 from nidsflow.janus.model import JanusConfig, JanusModel
 from nidsflow.janus.score import JanusScorer, ODESolver
-from nidsflow.janus.synthetic import make_synthetic_store
 from nidsflow.janus.train import JanusObjective, load_model, load_training_data, train_janus
 from nidsflow.janus.variants import ScoreSettings, resolve_variant
 from nidsflow.scores import JANUS_SCORE_NAMES, ScoreTable
 from nidsflow.splits import make_split
+from nidsflow.store import Store
 
 PAPER = {
     "T": 64, "d_model": 128, "n_layers": 4, "n_heads": 4, "dropout": 0.1, "sigma": 0.1, "cross_sigma": 0.6,
@@ -84,7 +84,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         q = args.n_attack // 4
-        make_synthetic_store(tmp / "store", n_benign=args.n_benign, n_scan=q, n_flood=q, n_mimic=args.n_attack - 2 * q,
+        make_scan_flood_store(tmp / "store", n_benign=args.n_benign, n_scan=q, n_flood=q, n_mimic=args.n_attack - 2 * q,
                              T=64, seed=0, heavy_tailed_lengths=True)
         store = Store(tmp / "store")
         split = make_split(store.flows, seed=42, n_train=args.n_train, n_val=args.n_val,

@@ -191,7 +191,7 @@ Goal: >= 1 000 flows/s with the demo model. {res['verdict']}
 
 
 def main():
-    from nidsflow.capture.demo import capture_file, generate_domain
+    from nidsflow.demo.generate import capture_file, generate_domain
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=1,

@@ -11,7 +11,7 @@ from sklearn.metrics import roc_auc_score
 from nidsflow.evaluate.aggregators import (AGGREGATORS, AggregatorError, fit_deployable, load_artifact,
                                            make_aggregator, save_artifact)
 from nidsflow.evaluate.metrics import (evaluate_scores, format_mean_std, mean_std, threshold_at_fpr)
-from nidsflow.evaluate.synthetic import make_janus_like_table
+from nidsflow.fixtures import make_janus_like_table
 from nidsflow.scores import JANUS_SCORE_NAMES, ScoreTable
 
 NAMES5 = tuple(f"s{i}" for i in range(5))

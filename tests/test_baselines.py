@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from nidsflow.capture.store import Store
 from nidsflow.evaluate.baselines import (ALL_METHODS, BASELINES, NOT_RUN, BaselineError, make_baseline,
                                          run_baseline, why_not_runnable)
 from nidsflow.evaluate.baselines.common import BaselineInput, FlowPreprocessor, PacketPreprocessor
-from nidsflow.evaluate.synthetic import make_synthetic_store, synthetic_split
+from nidsflow.fixtures import make_synflood_exfil_store, synthetic_split
+from nidsflow.store import Store
 
 torch.set_num_threads(1)
 
@@ -34,13 +34,13 @@ FAST = {
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    return Store(make_synthetic_store(tmp_path_factory.mktemp("bl") / "store", n_benign=700, n_attack=60, seed=1))
+    return Store(make_synflood_exfil_store(tmp_path_factory.mktemp("bl") / "store", n_benign=700, n_attack=60, seed=1))
 
 
 @pytest.fixture(scope="module")
 def flow_only_store(tmp_path_factory):
     root = tmp_path_factory.mktemp("bl_flow") / "store"
-    return Store(make_synthetic_store(root, n_benign=500, n_attack=40, seed=2, with_packets=False))
+    return Store(make_synflood_exfil_store(root, n_benign=500, n_attack=40, seed=2, with_packets=False))
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from nidsflow.capture.features import FEATURE_NAMES
-from nidsflow.capture.store import Store
 from nidsflow.evaluate.baselines import (BASELINES, DISPLAY, NOT_RUN, BaselineInput, load_inputs, make_baseline,
                                          run_baseline)
-from nidsflow.evaluate.synthetic import make_synthetic_store, synthetic_split
+from nidsflow.fixtures import make_synflood_exfil_store, synthetic_split
+from nidsflow.store import Store
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ FAST = {
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    return Store(make_synthetic_store(tmp_path_factory.mktemp("deep") / "store", n_benign=700, n_attack=60, seed=1))
+    return Store(make_synflood_exfil_store(tmp_path_factory.mktemp("deep") / "store", n_benign=700, n_attack=60, seed=1))
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_scores_do_not_depend_on_the_other_flows_scored(fitted, store, split):
 
 
 def test_deep_baselines_need_packets_on_a_flow_table_store(tmp_path):
-    st = Store(make_synthetic_store(tmp_path / "store", n_benign=300, n_attack=20, seed=2, with_packets=False))
+    st = Store(make_synflood_exfil_store(tmp_path / "store", n_benign=300, n_attack=20, seed=2, with_packets=False))
     sp = synthetic_split(st, seed=0, n_train=150, n_val=60)
     for method in DEEP:
         table, info = run_baseline(st, sp, method, FAST[method], seed=0)
@@ -186,7 +186,7 @@ def test_tslanet_adaptive_filter_keeps_only_high_power_frequencies():
 def test_a_single_flow_last_batch_is_skipped_not_fatal(method, tmp_path):
     """129 training flows in batches of 128 leave one flow, which BatchNorm at the deepest scale of a short
     sequence (T = 4: one position) cannot normalise; the batch is skipped."""
-    st = Store(make_synthetic_store(tmp_path / "store", n_benign=260, n_attack=10, T=4, seed=3))
+    st = Store(make_synflood_exfil_store(tmp_path / "store", n_benign=260, n_attack=10, T=4, seed=3))
     sp = synthetic_split(st, seed=0, n_train=129, n_val=40)
     params = {**FAST[method], "batch_size": 128, "epochs": 2}
     if method == "rd4ad":

@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nidsflow.capture.demo import DEFAULTS, PROFILES, generate_demo
-from nidsflow.capture.demo_flows import CIC_COLUMNS, HIKARI_COLUMNS
-from nidsflow.capture.demo_traffic import ATTACK_FAMILIES
+from nidsflow.demo.flows import CIC_COLUMNS
+from nidsflow.demo.generate import DEFAULTS, PROFILES, generate_demo
+from nidsflow.demo.hikari_csv import HIKARI_COLUMNS
+from nidsflow.demo.traffic import ATTACK_FAMILIES
 
 SMALL = {"seed": 11, "benign_sessions": 160, "attack_sessions": 96, "duration_s": 600, "hikari_rows": 300}
 IDLE_US = 120_000_000

@@ -13,7 +13,7 @@ import pytest
 from nidsflow.capture.drivers import DRIVERS, get_driver, normalise_class
 from nidsflow.capture.extract import ExtractError, extract_dataset
 from nidsflow.capture.features import FEATURE_NAMES
-from nidsflow.capture.store import BENIGN, UNMATCHED, Store
+from nidsflow.store import BENIGN, UNMATCHED, Store
 
 EXTRACT = {"T": 8, "idle_timeout_s": 120, "active_timeout_s": 1800, "label_tolerance_s": 2.0,
            "time_offset_s": "auto", "shard_flows": 3}
@@ -150,7 +150,7 @@ def test_corrupt_record_mid_file_keeps_flows_read_before_it(tmp_path):
 
 @pytest.mark.parametrize("domain,offset", [("demo_a", -10800.0), ("demo_c", 25200.0)])
 def test_demo_driver_on_generated_domain(tmp_path, domain, offset):
-    demo = pytest.importorskip("nidsflow.capture.demo")
+    demo = pytest.importorskip("nidsflow.demo.generate")
     demo.generate_domain(domain, tmp_path, seed=7, benign_sessions=120, attack_sessions=40, duration_s=600)
     cap = next((tmp_path / domain).glob("capture.*"))
     rep = extract_dataset(domain, {"driver": "demo", "captures": [str(cap)],

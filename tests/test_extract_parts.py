@@ -11,7 +11,7 @@ import pytest
 
 from nidsflow.capture.extract import (ExtractError, ExtractPart, extract_dataset, extract_part, gather_store,
                                       plan_parts)
-from nidsflow.capture.store import BENIGN, Store, StoreError, read_rows
+from nidsflow.store import BENIGN, Store, StoreError, read_rows
 from test_drivers import EXTRACT, write_pcap
 
 BIG = {**EXTRACT, "part_target_bytes": 1 << 40}   # everything in one part: what one job over the dataset did

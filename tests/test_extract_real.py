@@ -16,10 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nidsflow.capture.extract import extract_dataset
-from nidsflow.capture.features import regenerate_features
+from nidsflow.capture.extract import extract_dataset, regenerate_features
 from nidsflow.capture.flows import FlowConfig, flows_of_capture
-from nidsflow.capture.store import BENIGN, UNMATCHED, Store
+from nidsflow.store import BENIGN, UNMATCHED, Store
 
 try:  # the peer extractor; only the count comparison needs it
     import nfstream

@@ -17,11 +17,12 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
+from nidsflow.demo.hikari_csv import HIKARI_COLUMNS
+from nidsflow.fixtures import generate_hikari_like
 from nidsflow.hikari import data as hdata
 from nidsflow.hikari.config import STAGE_KEYS, resolve, stage_config
 from nidsflow.hikari.models import ResidualModel
 from nidsflow.hikari.stacking import BlockScaler, meta_inputs, pr_threshold, pr_thresholds
-from nidsflow.hikari.synthetic import HEADER, generate_hikari_like
 
 TINY = {
     "seed": 3, "threads": 1, "test_size": 0.3,
@@ -55,7 +56,7 @@ def branch_run(hikari_csv, tmp_path_factory):
 
 
 def test_hikari_header_label_and_id_columns(hikari_csv):
-    assert open(hikari_csv).readline().strip().split(",") == HEADER
+    assert open(hikari_csv).readline().strip().split(",") == list(HIKARI_COLUMNS)
     t = hdata.load_flow_table({"csv": str(hikari_csv)})
     assert t.label_column == "Label"                       # Label wins over traffic_category
     for dropped in ("uid", "originh", "originp", "responh", "responp", "traffic_category", "Unnamed: 0"):
@@ -101,7 +102,7 @@ def test_imputer_uses_training_medians_and_drops_constants():
 
 
 def test_store_source(tmp_path):
-    from nidsflow.capture.store import StoreWriter
+    from nidsflow.store import StoreWriter
 
     n = 40
     rng = np.random.default_rng(0)
@@ -370,7 +371,7 @@ def test_real_hikari_header_is_read(shared_data, tmp_path):
     if not src.is_file():
         pytest.skip("hikari2021-rows-sample absent")
     df = pd.read_csv(src)
-    assert list(df.columns) == list(pd.read_csv(io.StringIO(",".join(HEADER) + "\n")).columns)
+    assert list(df.columns) == list(pd.read_csv(io.StringIO(",".join(HIKARI_COLUMNS) + "\n")).columns)
     with pytest.raises(hdata.HikariDataError, match="normal 0, attack 24"):   # one class only: a clear error
         hdata.load_flow_table({"csv": str(src)})
 

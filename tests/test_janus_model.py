@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from nidsflow.capture.store import CHANNELS
-from nidsflow.janus.data import Normaliser, signed_log1p
+from nidsflow.janus.data import Normaliser
 from nidsflow.janus.model import JanusConfig, JanusModel, packet_causal_mask
 from nidsflow.janus.variants import DEFAULT_VARIANT_OVERRIDES, resolve_variant
+from nidsflow.scaling import signed_log1p
+from nidsflow.store import CHANNELS
 
 F, T = 5, 7
 

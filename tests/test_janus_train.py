@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from nidsflow.capture.store import Store
+from nidsflow.evaluate.phase1 import score_cross, score_phase1
+from nidsflow.fixtures import make_scan_flood_store
 from nidsflow.janus.data import JanusDataError
-from nidsflow.janus.score import score_cross, score_phase1, score_split
-from nidsflow.janus.synthetic import make_synthetic_store
+from nidsflow.janus.score import score_split
 from nidsflow.janus.train import CHECKPOINT_NAME, load_model, train_janus
 from nidsflow.scores import JANUS_SCORE_NAMES, ScoreTable
 from nidsflow.splits import make_split
+from nidsflow.store import Store
 
 CFG = {
     "T": 8, "d_model": 16, "n_layers": 1, "n_heads": 2, "dropout": 0.1, "sigma": 0.1, "cross_sigma": 0.6,
@@ -34,7 +35,7 @@ def _one_thread():
 
 
 def _store(root, seed, with_packets=True):
-    make_synthetic_store(root / "store", n_benign=500, n_scan=60, n_flood=60, T=10, seed=seed,
+    make_scan_flood_store(root / "store", n_benign=500, n_scan=60, n_flood=60, T=10, seed=seed,
                          with_packets=with_packets, shard_flows=300)
     split = make_split(Store(root / "store").flows, seed=42, n_train=320, n_val=100)
     split.save(root / "split.npz")

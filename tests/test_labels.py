@@ -10,7 +10,7 @@ import pytest
 
 from nidsflow.capture.drivers import CICIDS2017, DEMO, get_driver
 from nidsflow.capture.labels import DROPPED, LabelError, join_labels, read_label_csv
-from nidsflow.capture.store import BENIGN, UNMATCHED
+from nidsflow.store import BENIGN, UNMATCHED
 
 HEADER = "\ufeffFlow ID, Source IP, Source Port, Destination IP, Destination Port, Protocol, Timestamp, Flow Bytes/s, Label\n"
 

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nidsflow.capture.store import CHANNELS, UNMATCHED, Store, StoreError, StoreWriter
 from nidsflow.scores import JANUS_SCORE_NAMES, ScoreTable
 from nidsflow.splits import Split, make_split
+from nidsflow.store import CHANNELS, UNMATCHED, Store, StoreError, StoreWriter
 
 
 def _flows(labels):

@@ -13,8 +13,8 @@ from sklearn.metrics import roc_auc_score
 
 from nidsflow.evaluate.aggregators import make_aggregator
 from nidsflow.evaluate.figures import dataset_figures
-from nidsflow.evaluate.synthetic import make_janus_like_table
 from nidsflow.evaluate.tables import TABLE_NAMES, ResultSet, config_hash, write_tables
+from nidsflow.fixtures import make_janus_like_table
 from nidsflow.scores import JANUS_SCORE_NAMES, ScoreTable
 
 CONFIG = {"seeds": [1, 2], "evaluate": {"fpr_target": 0.01}, "janus": {"variants": ["full", "B3"]}}
@@ -266,8 +266,8 @@ def test_score_distribution_has_one_panel_per_class_with_benign_in_each():
 
 def _store_from_capture(pcap, root, extract_cfg):
     """A training store from an unlabelled capture (every flow taken as benign), via the same flow code."""
-    from nidsflow.capture.store import StoreWriter
-    from nidsflow.evaluate.newcapture import iter_capture_flows
+    from nidsflow.store import StoreWriter
+    from nidsflow.deploy.scoring import iter_capture_flows
 
     parts = list(iter_capture_flows(pcap, extract_cfg))
     frame = pd.concat([p[0] for p in parts], ignore_index=True)
@@ -285,10 +285,10 @@ def test_new_capture_is_scored_end_to_end(tmp_path):
     """Train a tiny JANUS on one generated capture, fit its aggregator, score a capture it has never seen."""
     import torch
 
-    from nidsflow.capture.demo import capture_file, generate_domain
-    from nidsflow.capture.store import Store
+    from nidsflow.demo.generate import capture_file, generate_domain
+    from nidsflow.store import Store
     from nidsflow.evaluate.aggregators import fit_deployable, save_artifact
-    from nidsflow.evaluate.newcapture import CSV_COLUMNS, iter_capture_flows, score_capture
+    from nidsflow.deploy.scoring import CSV_COLUMNS, iter_capture_flows, score_capture
     from nidsflow.janus.score import score_split
     from nidsflow.janus.train import train_janus
     from nidsflow.splits import make_split

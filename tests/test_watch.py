@@ -51,7 +51,7 @@ def _one_thread():
 
 def _store_from_captures(pcaps, root):
     """A benign training store from unlabelled captures, through the same flow code as deployment."""
-    from nidsflow.capture.store import StoreWriter
+    from nidsflow.store import StoreWriter
     from nidsflow.deploy.scoring import iter_capture_flows
 
     parts = [p for pcap in pcaps for p in iter_capture_flows(pcap, EXTRACT)]
@@ -68,8 +68,8 @@ def _store_from_captures(pcaps, root):
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """A model directory (model.pt, aggregator.json, deploy.yaml) and generated benign / attack captures."""
-    from nidsflow.capture.demo import capture_file, generate_domain
-    from nidsflow.capture.store import Store
+    from nidsflow.demo.generate import capture_file, generate_domain
+    from nidsflow.store import Store
     from nidsflow.deploy.model_dir import write_deploy_settings
     from nidsflow.evaluate.aggregators import fit_deployable, save_artifact
     from nidsflow.janus.score import score_split
@@ -354,7 +354,7 @@ def test_axis_contributions_are_the_mahalanobis_decomposition():
 
 
 def test_dfm_positions_add_up_to_the_scores_and_change_nothing(demo):
-    from nidsflow.capture.store import BINARY_CHANNELS
+    from nidsflow.store import BINARY_CHANNELS
     from nidsflow.deploy.explain import top_positions
     from nidsflow.deploy.scoring import iter_capture_flows
     from nidsflow.janus.score import scorer_for

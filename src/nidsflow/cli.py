@@ -38,7 +38,7 @@ def _dataset(cfg: dict, name: str, path: str) -> dict:
 
 
 def _demo(args) -> None:
-    from nidsflow.capture.demo import generate_demo
+    from nidsflow.demo.generate import generate_demo
 
     cfg = _config(args.config)
     demo = dict(cfg["demo"], idle_timeout_s=cfg["extract"]["idle_timeout_s"],
@@ -55,7 +55,7 @@ def _extract(args) -> None:
 
 
 def _regenerate(args) -> None:
-    from nidsflow.capture.features import regenerate_features
+    from nidsflow.capture.extract import regenerate_features
 
     cfg = _config(args.config)
     print(regenerate_features(args.store, _dataset(cfg, args.dataset, args.config), cfg["extract"]))

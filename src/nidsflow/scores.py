@@ -25,6 +25,9 @@ JANUS_SCORE_NAMES: tuple[str, ...] = (
     "terminal_norm", "terminal_flow", "terminal_packet",
     "disc_nll_total", "disc_nll_dir", "disc_nll_syn", "disc_nll_fin", "disc_nll_rst", "disc_nll_psh", "disc_nll_ack",
 )
+#: Score options of JANUS: extra columns after the seed's 10-d vector, written when enabled in the config.
+CNF_SCORE = "cnf_nll"
+OPTION_SCORES: tuple[str, ...] = (CNF_SCORE,)
 
 
 @dataclass

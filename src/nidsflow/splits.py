@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nidsflow.capture.store import UNMATCHED
+from nidsflow.store import UNMATCHED
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from nidsflow.capture.demo import HIKARI_FILE, MANIFEST_FILE, capture_file
+from nidsflow.demo.generate import HIKARI_FILE, MANIFEST_FILE, capture_file
 from nidsflow.capture.extract import plan_parts
 from nidsflow.config_schema import load_schema, order_like_schema, unknown_key_message
 from nidsflow.evaluate.tables import CROSS_VARIANT, TABLE_NAMES

@@ -1,6 +1,6 @@
 # Stage "demo": the embedded demo traffic (SPEC "Demo data"). One rule writes every demo file:
 # per domain a capture (demo_c: pcapng), a CIC-format label CSV and the generator's session table,
-# plus the HIKARI-format CSV and a manifest with the counts (nidsflow.capture.demo).
+# plus the HIKARI-format CSV and a manifest with the counts (nidsflow.demo.generate).
 
 
 rule demo_traffic:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nidsflow.capture.store import Store
 from nidsflow.evaluate.baselines import run_baseline
 from nidsflow.scores import ScoreTable
 from nidsflow.splits import Split
+from nidsflow.store import Store
 
 store = Store(Path(snakemake.input.flows).parent)
 split = Split.load(snakemake.input.split)

@@ -5,7 +5,7 @@ setup_snakemake_logging(snakemake)
 import logging
 from pathlib import Path
 
-from nidsflow.capture.demo import generate_demo
+from nidsflow.demo.generate import generate_demo
 
 cfg = {k: v for k, v in snakemake.params.demo.items() if k != "out_dir"}
 cfg["idle_timeout_s"] = snakemake.params.idle_timeout_s

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from nidsflow.janus.score import score_phase1
+from nidsflow.evaluate.phase1 import score_phase1
 
 torch.set_num_threads(snakemake.threads)
 score_phase1(

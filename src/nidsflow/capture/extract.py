@@ -37,7 +37,7 @@ from nidsflow.capture.flows import FlowChunk, FlowConfig, meter_capture
 from nidsflow.capture.labels import (DROPPED, LabelError, join_labels, read_header, read_label_csv,
                                      resolve_columns)
 from nidsflow.capture.pcap import CaptureError
-from nidsflow.capture.store import BENIGN, UNMATCHED, StoreWriter
+from nidsflow.store import BENIGN, UNMATCHED, StoreWriter, write_parquet_tables
 
 log = logging.getLogger(__name__)
 
@@ -497,24 +497,18 @@ def _concat_parquet(parts: list[Path], out: Path, n_expected: int) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    writer, written = None, 0
-    tmp = out.with_name(out.name + ".tmp")
-    try:
+    def numbered():
+        start = 0
         for p in parts:
             if not p.exists():
                 continue
-            f = pq.ParquetFile(p)
-            for batch in f.iter_batches(batch_size=ROW_GROUP_FLOWS):
+            for batch in pq.ParquetFile(p).iter_batches(batch_size=ROW_GROUP_FLOWS):
                 table = pa.Table.from_batches([batch]).replace_schema_metadata(None)
-                table = table.add_column(0, "flow_id", pa.array(np.arange(written, written + len(table),
-                                                                          dtype=np.int64)))
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema)
-                writer.write_table(table)
-                written += len(table)
-    finally:
-        if writer is not None:
-            writer.close()
+                yield table.add_column(0, "flow_id", pa.array(np.arange(start, start + len(table), dtype=np.int64)))
+                start += len(table)
+
+    tmp = out.with_name(out.name + ".tmp")
+    written = write_parquet_tables(tmp, numbered())
     if written != n_expected:
         raise ExtractError(f"{out}: the parts hold {written} rows, their reports {n_expected}")
     tmp.replace(out)
@@ -684,5 +678,50 @@ def _flow_table_part(name, ds_cfg, extract_cfg, part: ExtractPart, out_dir: Path
             "dropped_flows": int(sum(v["dropped_nan_inf_features"] + v["dropped_by_label"] for v in per_file.values()))}
 
 
-__all__ = ["extract_dataset", "extract_part", "gather_store", "plan_parts", "ExtractPart", "capture_files",
-           "label_files", "ExtractError", "LabelError"]
+# ------------------------------------------------------------------------------------- re-read features
+
+
+def regenerate_features(store_dir: str | Path, ds_cfg: dict, extract_cfg: dict,
+                        out_path: str | Path | None = None) -> Path:
+    """Re-read the store's captures and rewrite ``flow_features.parquet`` aligned with ``flows.parquet``
+    (or write the result to ``out_path`` instead, leaving the store as it is).
+
+    The flows are re-assembled with the same settings; each new flow is matched to the stored one by
+    (source_file, forward 5-tuple, first_ts). A stored flow that cannot be found again is an error
+    (the captures or the settings changed: re-run the extract rule instead).
+    """
+    store_dir = Path(store_dir)
+    if get_driver(ds_cfg.get("driver", "")).kind == "flow_table":
+        raise ValueError(f"{store_dir}: a flow-table store has no captures to re-read; its features are the CSV's")
+    flows = pd.read_parquet(store_dir / "flows.parquet")
+    cfg = FlowConfig.from_extract_config(extract_cfg)
+    parts = []
+    for path in capture_files(ds_cfg):
+        frame_parts, feat_parts = [], []
+        for chunk in meter_capture(path, cfg, extract_cfg):
+            frame_parts.append(chunk.frame())
+            feat_parts.append(features_from_state(chunk.state))
+        if frame_parts:
+            fr = pd.concat(frame_parts, ignore_index=True)
+            fr["source_file"] = str(path)
+            parts.append(pd.concat([fr, pd.concat(feat_parts, ignore_index=True)], axis=1))
+    if not parts:
+        raise ValueError(f"{store_dir}: no flows could be re-read from the captures of this dataset")
+    new = pd.concat(parts, ignore_index=True)
+    key = ["source_file", "src_ip", "src_port", "dst_ip", "dst_port", "protocol", "first_ts"]
+    merged = flows[["flow_id"] + key].merge(new.drop_duplicates(key), on=key, how="left", validate="one_to_one")
+    lost = int(merged[FEATURE_NAMES[0]].isna().sum())
+    if lost:
+        raise ValueError(f"{store_dir}: {lost} of {len(flows)} stored flows were not found again in the "
+                         "captures (captures or extract settings changed); re-run the extract rule")
+    out = merged.sort_values("flow_id")[["flow_id", *FEATURE_NAMES]].reset_index(drop=True)
+    target = Path(out_path) if out_path is not None else store_dir / "flow_features.parquet"
+    tmp = target.with_name(target.name + ".tmp")
+    out.to_parquet(tmp, index=False)
+    tmp.replace(target)
+    log.info("%s: regenerated flow statistics of %d flows -> %s", store_dir, len(out), target)
+    return target
+
+
+__all__ = ["extract_dataset", "extract_part", "gather_store", "plan_parts", "regenerate_features", "ExtractPart",
+           "capture_files", "label_files", "ExtractError", "LabelError"]

@@ -7,21 +7,16 @@ lengths are **payload** bytes (CICFlowMeter's convention), times in **microsecon
 sample standard deviation sqrt(M2 / (n - 1)) (0 when n < 2), rates are per second and 0 for a
 flow of zero duration (CICFlowMeter writes Infinity/NaN there).
 
-``regenerate_features(store_dir, ds_cfg, extract_cfg)`` re-reads a store's captures and rewrites
-its ``flow_features.parquet`` (row-aligned with the existing ``flows.parquet``).
+Re-reading a store's captures to rewrite its features is extraction's job:
+:func:`nidsflow.capture.extract.regenerate_features`.
 """
 
 from __future__ import annotations
-
-import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from nidsflow.capture import _flow_kernels as K
-
-log = logging.getLogger(__name__)
 
 #: The feature columns of flow_features.parquet, in order (CIC-IDS2017 MachineLearningCSV names;
 #: "CWR Flag Count" is CIC's "CWE Flag Count"; Fwd/Bwd RST Flags from the CIC-IDS2017 re-release).
@@ -174,51 +169,3 @@ def features_from_state(state: np.ndarray) -> pd.DataFrame:
 def canonical_feature_name(name: str) -> str:
     name = name.strip()
     return FEATURE_ALIASES.get(name, name)
-
-
-def regenerate_features(store_dir: str | Path, ds_cfg: dict, extract_cfg: dict,
-                        out_path: str | Path | None = None) -> Path:
-    """Re-read the store's captures and rewrite ``flow_features.parquet`` aligned with ``flows.parquet``
-    (or write the result to ``out_path`` instead, leaving the store as it is).
-
-    The flows are re-assembled with the same settings; each new flow is matched to the stored one by
-    (source_file, forward 5-tuple, first_ts). A stored flow that cannot be found again is an error
-    (the captures or the settings changed: re-run the extract rule instead).
-    """
-    from nidsflow.capture.extract import capture_files
-    from nidsflow.capture.flows import meter_capture
-    from nidsflow.capture.flows import FlowConfig
-
-    from nidsflow.capture.drivers import get_driver
-
-    store_dir = Path(store_dir)
-    if get_driver(ds_cfg.get("driver", "")).kind == "flow_table":
-        raise ValueError(f"{store_dir}: a flow-table store has no captures to re-read; its features are the CSV's")
-    flows = pd.read_parquet(store_dir / "flows.parquet")
-    cfg = FlowConfig.from_extract_config(extract_cfg)
-    parts = []
-    for path in capture_files(ds_cfg):
-        frame_parts, feat_parts = [], []
-        for chunk in meter_capture(path, cfg, extract_cfg):
-            frame_parts.append(chunk.frame())
-            feat_parts.append(features_from_state(chunk.state))
-        if frame_parts:
-            fr = pd.concat(frame_parts, ignore_index=True)
-            fr["source_file"] = str(path)
-            parts.append(pd.concat([fr, pd.concat(feat_parts, ignore_index=True)], axis=1))
-    if not parts:
-        raise ValueError(f"{store_dir}: no flows could be re-read from the captures of this dataset")
-    new = pd.concat(parts, ignore_index=True)
-    key = ["source_file", "src_ip", "src_port", "dst_ip", "dst_port", "protocol", "first_ts"]
-    merged = flows[["flow_id"] + key].merge(new.drop_duplicates(key), on=key, how="left", validate="one_to_one")
-    lost = int(merged[FEATURE_NAMES[0]].isna().sum())
-    if lost:
-        raise ValueError(f"{store_dir}: {lost} of {len(flows)} stored flows were not found again in the "
-                         "captures (captures or extract settings changed); re-run the extract rule")
-    out = merged.sort_values("flow_id")[["flow_id", *FEATURE_NAMES]].reset_index(drop=True)
-    target = Path(out_path) if out_path is not None else store_dir / "flow_features.parquet"
-    tmp = target.with_name(target.name + ".tmp")
-    out.to_parquet(tmp, index=False)
-    tmp.replace(target)
-    log.info("%s: regenerated flow statistics of %d flows -> %s", store_dir, len(out), target)
-    return target

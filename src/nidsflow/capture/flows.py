@@ -39,7 +39,7 @@ import pandas as pd
 
 from nidsflow.capture import _flow_kernels as K
 from nidsflow.capture.pcap import CaptureError, CaptureReader
-from nidsflow.capture.store import CHANNELS
+from nidsflow.store import CHANNELS
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from nidsflow.capture.drivers import Driver
-from nidsflow.capture.store import BENIGN, UNMATCHED
+from nidsflow.store import BENIGN, UNMATCHED
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from nidsflow.capture.store import BINARY_CHANNELS
 from nidsflow.evaluate.aggregators import Aggregator, MeanZ, _Mahalanobis, _SingleScore
 from nidsflow.janus.data import JanusBatch
 from nidsflow.janus.score import JanusScorer
+from nidsflow.store import BINARY_CHANNELS
 
 
 def axis_contributions(agg: Aggregator, S: np.ndarray, score_names) -> np.ndarray:
@@ -47,7 +47,7 @@ def axis_contributions(agg: Aggregator, S: np.ndarray, score_names) -> np.ndarra
         z = Xo - agg.location_
         c = z * (z @ agg.precision_.T)       # z_i (P z)_i
     elif isinstance(agg, MeanZ):
-        c = (Xo - agg.mean_) / agg.std_ / len(idx)
+        c = agg.z(Xo) / len(idx)
     elif isinstance(agg, _SingleScore):
         c = (Xo - agg.mean_) / agg.std_
     else:

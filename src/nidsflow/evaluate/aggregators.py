@@ -39,20 +39,42 @@ from pathlib import Path
 import numpy as np
 from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf
 
-from nidsflow.scores import ScoreTable
+from nidsflow.mahalanobis import mahalanobis_squared
+from nidsflow.scores import CNF_SCORE, OPTION_SCORES, ScoreTable
 
 log = logging.getLogger(__name__)
 
 CONTINUOUS_SCORES: tuple[str, ...] = ("terminal_norm", "terminal_flow", "terminal_packet")
-#: Score options of JANUS: extra columns after the seed's 10-d vector, written when enabled in the config.
-CNF_SCORE = "cnf_nll"
-OPTION_SCORES: tuple[str, ...] = (CNF_SCORE,)
 #: Floor on a standard deviation, relative to the column's scale, so a near-constant column cannot explode.
 _STD_FLOOR = 1e-12
 
 
 class AggregatorError(ValueError):
     """An aggregator cannot be fitted or applied (no usable column, too few rows, wrong columns)."""
+
+
+class _BenignZ:
+    """Per-column z-values z_j = (s_j - mean_val_j) / std_val_j, mean and std (floored) of the benign val rows."""
+
+    def __init__(self):
+        self.mean_: np.ndarray | None = None
+        self.std_: np.ndarray | None = None
+
+    def fit(self, X: np.ndarray) -> np.ndarray:
+        """Fit on ``X`` and return its z-values."""
+        self.mean_ = X.mean(axis=0)
+        self.std_ = np.maximum(X.std(axis=0), _STD_FLOOR)
+        return self(X)
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        return (X - self.mean_) / self.std_
+
+    def params(self) -> dict:
+        return {"mean": self.mean_.tolist(), "std": self.std_.tolist()}
+
+    def load(self, p: dict) -> None:
+        self.mean_ = np.asarray(p["mean"], dtype=np.float64)
+        self.std_ = np.asarray(p["std"], dtype=np.float64)
 
 
 class Aggregator:
@@ -172,8 +194,7 @@ class _Mahalanobis(Aggregator):
         self.shrinkage_ = float(getattr(est, "shrinkage_", 0.0))
 
     def _score(self, X):
-        D = X - self.location_
-        return np.einsum("ij,jk,ik->i", D, self.precision_, D)
+        return mahalanobis_squared(X, self.location_, self.precision_)
 
     def params(self):
         return {"location": self.location_.tolist(), "precision": self.precision_.tolist(),
@@ -197,7 +218,18 @@ class MahalanobisOAS(_Mahalanobis):
         return OAS()
 
 
-class MahalanobisOASStandardised(MahalanobisOAS):
+class _OnZValues:
+    """Mixin of the aggregators that work on the columns' benign-val z-values (``self.z``); a constant
+    column has none, so it is dropped."""
+
+    drop_constant = True
+
+    def __init__(self):
+        super().__init__()
+        self.z = _BenignZ()
+
+
+class MahalanobisOASStandardised(_OnZValues, MahalanobisOAS):
     """A1z: A1 on score columns standardised on benign val, z_j = (s_j - mean_val_j) / std_val_j.
 
     OAS shrinks towards tr(S)/p I, a target that is not scale invariant: on raw scores a column with a
@@ -210,28 +242,19 @@ class MahalanobisOASStandardised(MahalanobisOAS):
 
     name = "A1z"
     description = "Mahalanobis, OAS covariance, all finite scores standardised on benign val"
-    drop_constant = True
-
-    def __init__(self):
-        super().__init__()
-        self.mean_: np.ndarray | None = None
-        self.std_: np.ndarray | None = None
 
     def _fit(self, X):
-        self.mean_ = X.mean(axis=0)
-        self.std_ = np.maximum(X.std(axis=0), _STD_FLOOR)
-        super()._fit((X - self.mean_) / self.std_)
+        super()._fit(self.z.fit(X))
 
     def _score(self, X):
-        return super()._score((X - self.mean_) / self.std_)
+        return super()._score(self.z(X))
 
     def params(self):
-        return {**super().params(), "mean": self.mean_.tolist(), "std": self.std_.tolist()}
+        return {**super().params(), **self.z.params()}
 
     def _load(self, p):
         super()._load(p)
-        self.mean_ = np.asarray(p["mean"], dtype=np.float64)
-        self.std_ = np.asarray(p["std"], dtype=np.float64)
+        self.z.load(p)
 
 
 class MahalanobisLedoitWolf(_Mahalanobis):
@@ -316,31 +339,23 @@ class DiscNLLTotal(_SingleScore):
     candidate_columns = ("disc_nll_total",)
 
 
-class MeanZ(Aggregator):
+class MeanZ(_OnZValues, Aggregator):
     """A7: mean over finite columns of z_j = (s_j - mean_val_j) / std_val_j."""
 
     name = "A7"
     description = "mean of per-score z-values (z from benign val)"
-    drop_constant = True
-
-    def __init__(self):
-        super().__init__()
-        self.mean_: np.ndarray | None = None
-        self.std_: np.ndarray | None = None
 
     def _fit(self, X):
-        self.mean_ = X.mean(axis=0)
-        self.std_ = np.maximum(X.std(axis=0), _STD_FLOOR)
+        self.z.fit(X)
 
     def _score(self, X):
-        return ((X - self.mean_) / self.std_).mean(axis=1)
+        return self.z(X).mean(axis=1)
 
     def params(self):
-        return {"mean": self.mean_.tolist(), "std": self.std_.tolist()}
+        return self.z.params()
 
     def _load(self, p):
-        self.mean_ = np.asarray(p["mean"], dtype=np.float64)
-        self.std_ = np.asarray(p["std"], dtype=np.float64)
+        self.z.load(p)
 
 
 class CNFNLL(_SingleScore):

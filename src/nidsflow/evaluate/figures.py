@@ -6,16 +6,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from nidsflow.evaluate.aggregators import DEPLOYABLE, AggregatorError, make_aggregator  # noqa: E402
-from nidsflow.evaluate.baselines import DISPLAY  # noqa: E402
-from nidsflow.evaluate.metrics import auroc, finite_scores, roc_points  # noqa: E402
-from nidsflow.scores import ScoreTable  # noqa: E402
+from nidsflow.evaluate.aggregators import DEPLOYABLE, AggregatorError, make_aggregator
+from nidsflow.evaluate.baselines import DISPLAY
+from nidsflow.evaluate.metrics import auroc, finite_scores, roc_points
+from nidsflow.plotting import plt
+from nidsflow.scores import ScoreTable
 
 log = logging.getLogger(__name__)
 

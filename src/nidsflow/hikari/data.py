@@ -5,7 +5,7 @@ Three sources give one table of numeric flow features plus a binary label ``y`` 
 * the HIKARI-2021 CSV (``ALLFLOWMETER_HIKARI2021.csv``: two index columns, uid, originh/originp/
   responh/responp, 80 flow features, traffic_category, Label 0/1);
 * CICFlowMeter-format CSVs (one file, a folder or a glob; ``Label`` holds BENIGN or an attack name);
-* a flow store (``capture.store.Store``): ``flow_features`` joined with ``flows.label/is_attack``.
+* a flow store (``nidsflow.store.Store``): ``flow_features`` joined with ``flows.label/is_attack``.
 
 SPEC "HIKARI meta-ensemble", preprocessing: numeric columns only; ID-like columns dropped by name;
 +-Inf -> NaN -> median; constant columns dropped. Medians and the constant mask are fitted on the
@@ -180,7 +180,7 @@ def load_flow_table(source: dict, id_tokens=DEFAULT_ID_TOKENS, id_names=DEFAULT_
             labels = df[cat].astype(str).to_numpy()
         X, dropped = select_numeric_features(df, label_column, id_tokens, id_names, drop_columns)
     elif "store" in source:
-        from nidsflow.capture.store import UNMATCHED, Store
+        from nidsflow.store import UNMATCHED, Store
 
         spec = str(source["store"])
         store = Store(spec)

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nidsflow.mahalanobis import mahalanobis_squared
+
 log = logging.getLogger(__name__)
 
 META_FEATURE_NAMES: tuple[str, ...] = ("ae_hybrid", "gmm_score", "iso_score", "latent_prob", "xgb_prob")
@@ -225,8 +227,7 @@ class ResidualModel:
 
 
 def _mahalanobis(r: np.ndarray, mu: np.ndarray, precision: np.ndarray) -> np.ndarray:
-    c = r - mu
-    return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", c, precision, c), 0.0))
+    return np.sqrt(np.maximum(mahalanobis_squared(r, mu, precision), 0.0))
 
 
 @dataclass

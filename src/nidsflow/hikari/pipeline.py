@@ -241,8 +241,9 @@ def permutation_stage(prep_path, cfg: dict, out_json, threads: int = 1) -> dict:
 
 
 def binary_metrics(y: np.ndarray, pred: np.ndarray, score: np.ndarray) -> dict:
-    from sklearn.metrics import accuracy_score, average_precision_score, f1_score, precision_score, recall_score
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+    from nidsflow.evaluate.metrics import auroc, average_precision
 
     both = len(np.unique(y)) == 2
     return {
@@ -250,8 +251,8 @@ def binary_metrics(y: np.ndarray, pred: np.ndarray, score: np.ndarray) -> dict:
         "precision": float(precision_score(y, pred, zero_division=0)),
         "recall": float(recall_score(y, pred, zero_division=0)),
         "f1": float(f1_score(y, pred, zero_division=0)),
-        "roc_auc": float(roc_auc_score(y, score)) if both else float("nan"),
-        "ap": float(average_precision_score(y, score)) if both else float("nan"),
+        "roc_auc": auroc(y, score) if both else float("nan"),
+        "ap": average_precision(y, score) if both else float("nan"),
     }
 
 

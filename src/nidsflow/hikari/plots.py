@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from nidsflow.plotting import plt
 
 
 def confusion_matrix_plot(y: np.ndarray, pred: np.ndarray, out_png, title: str = "") -> np.ndarray:

@@ -38,6 +38,8 @@ from pathlib import Path
 import joblib
 import numpy as np
 
+from nidsflow.evaluate.metrics import auroc, average_precision
+
 log = logging.getLogger(__name__)
 
 DEFAULTS = {"n_permutations": 5, "n_bootstrap": 200, "noise_rates": [0.005, 0.01, 0.02, 0.05], "perturb_eps": 0.01,
@@ -79,9 +81,7 @@ def _cv_prob(X, y_fit, seed, k):
 
 
 def _auc_ap(y, s):
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    return float(roc_auc_score(y, s)), float(average_precision_score(y, s))
+    return auroc(y, s), average_precision(y, s)
 
 
 def _prf(y, pred):

@@ -2,5 +2,6 @@
 
 Modules: ``data`` (normalisation, batches), ``paths`` (OT-CFM path, OT coupling, mixture path),
 ``model`` (network and variants' flags), ``variants`` (config -> settings), ``train`` (training, resume),
-``score`` (10-d scores, phase 1, cross scoring), ``synthetic`` (small stores for tests and benchmarks).
+``score`` (10-d scores of a split). Scoring runs with their AUROC reports are
+:mod:`nidsflow.evaluate.phase1`.
 """

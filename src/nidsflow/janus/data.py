@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nidsflow.capture.store import BINARY_CHANNELS, CHANNELS, CONTINUOUS_CHANNELS, Store
+from nidsflow.scaling import signed_log1p
+from nidsflow.store import BINARY_CHANNELS, CHANNELS, CONTINUOUS_CHANNELS, Store
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,6 @@ _LEGACY_UNIT_SCALE: tuple[float, ...] = (1.0, 1.0, 1.0)
 
 class JanusDataError(ValueError):
     """The store does not hold what a JANUS model needs (features, packets, columns)."""
-
-
-def signed_log1p(x: np.ndarray) -> np.ndarray:
-    """y = sign(x) * log1p(|x|): compresses heavy tails of either sign, odd and monotone."""
-    return np.sign(x) * np.log1p(np.abs(x))
 
 
 @dataclass

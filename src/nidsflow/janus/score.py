@@ -33,7 +33,6 @@ no FLOW token (B1): terminal_flow is NaN (terminal_norm covers the packet dims);
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import sys
@@ -43,15 +42,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from nidsflow.capture.store import Store
 from nidsflow.janus.data import N_BIN, JanusBatch, Normaliser, load_raw
 from nidsflow.janus.model import JanusModel
 from nidsflow.janus.paths import MixtureDiscretePath, bit_nll
 from nidsflow.janus.train import load_model, pick_device
 from nidsflow.janus.variants import ScoreSettings, score_settings
-from nidsflow.evaluate.aggregators import CNF_SCORE
-from nidsflow.scores import JANUS_SCORE_NAMES, ScoreTable
+from nidsflow.scores import CNF_SCORE, JANUS_SCORE_NAMES, ScoreTable
 from nidsflow.splits import Split
+from nidsflow.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -345,47 +343,3 @@ def score_split(model_path: str | Path, store_root: str | Path, split_path: str 
     data = norm.transform(feats, pk, ln, len(ids), source=str(store.root))
     S = scorer.score(data, desc=f"janus {meta['variant']} scoring {store.root}", flow_ids=ids)
     return ScoreTable.from_flows(store.flows, ids, which, scorer.score_names, S)
-
-
-def auroc_report(table: ScoreTable) -> dict:
-    """Overall + per-attack-class test AUROC of each score column and of the Mahalanobis-OAS aggregate (A1)."""
-    from nidsflow.evaluate.aggregators import make_aggregator
-    from nidsflow.evaluate.metrics import evaluate_scores
-
-    report: dict = {"scores": {}}
-    for j, name in enumerate(table.score_names):
-        col = table.scores[:, j]
-        if not np.all(np.isfinite(col)):
-            report["scores"][name] = None  # the variant has no such head (see nidsflow.janus.score)
-            continue
-        report["scores"][name] = evaluate_scores(table.split, table.attack_class, table.is_attack, col)
-    agg = make_aggregator("A1").fit_table(table)
-    report["mahalanobis_oas"] = evaluate_scores(table.split, table.attack_class, table.is_attack,
-                                                agg.score_table(table))
-    report["mahalanobis_oas"]["columns"] = list(agg.columns)
-    return report
-
-
-def score_phase1(model_path, store_root, split_path, out_scores, out_auroc, janus_cfg: dict,
-                 device: str | None = None, progress: bool = True) -> dict:
-    table = score_split(model_path, store_root, split_path, janus_cfg, device, progress)
-    table.save(out_scores)
-    report = auroc_report(table)
-    Path(out_auroc).write_text(json.dumps(report, indent=1))
-    a = report["mahalanobis_oas"]["auroc"]
-    log.info("%s: Mahalanobis-OAS test AUROC %s", out_scores, f"{a:.4f}" if a is not None else "undefined")
-    return report
-
-
-def score_cross(model_path, target_store, target_split, out_scores, janus_cfg: dict, device: str | None = None,
-                progress: bool = True) -> ScoreTable:
-    """The source's cross model scores the target's benign val and test flows (target store + split)."""
-    table = score_split(model_path, target_store, target_split, janus_cfg, device, progress)
-    table.save(out_scores)
-    try:
-        a = auroc_report(table)["mahalanobis_oas"]["auroc"]
-        log.info("%s: Mahalanobis-OAS (fitted on target benign val) test AUROC %s", out_scores,
-                 f"{a:.4f}" if a is not None else "undefined")
-    except Exception as e:  # the AUROC here is only informative; evaluation recomputes it
-        log.warning("%s: AUROC not computed (%s)", out_scores, e)
-    return table

@@ -34,12 +34,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from nidsflow.capture.store import Store
 from nidsflow.janus.data import JanusBatch, Normaliser, load_raw
 from nidsflow.janus.model import JanusConfig, JanusModel
 from nidsflow.janus.paths import ConditionalOTPath, MixtureDiscretePath, OTPlanCoupler, bit_nll, masked_mse
 from nidsflow.janus.variants import TrainSettings, resolve_variant
 from nidsflow.splits import Split
+from nidsflow.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -313,10 +313,9 @@ def _save_atomic(obj, path: Path) -> None:
 
 
 def write_train_log(history: list[dict], tsv: Path, png: Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pandas as pd
+
+    from nidsflow.plotting import plt
 
     df = pd.DataFrame(history)
     df.to_csv(tsv, sep="\t", index=False, float_format="%.6g")

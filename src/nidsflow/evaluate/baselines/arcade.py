@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nidsflow.evaluate.baselines.common import Baseline, BaselineError, PacketPreprocessor
+from nidsflow.evaluate.baselines.common import Baseline, BaselineError, PacketPreprocessor, select_on_grid
 from nidsflow.evaluate.baselines.encoders import PacketDecoder, PacketEncoder
 from nidsflow.evaluate.baselines.nn_utils import batches, count_parameters, in_chunks, packet_tokens, seed_torch
 
@@ -81,9 +81,7 @@ class ARCADEBaseline(Baseline):
     name = "arcade"
     view = "packets"
     description = "ARCADE-style adversarially regularised (WGAN-GP critic) 1-D conv autoencoder over the first packets"
-
-    def _get(self, key):
-        return self.params.get(key, DEFAULTS[key])
+    defaults = DEFAULTS
 
     def build(self, T: int) -> tuple[ConvAutoencoder, nn.Module]:
         widths = [int(w) for w in self._get("widths")]
@@ -142,15 +140,14 @@ class ARCADEBaseline(Baseline):
         self.pre = PacketPreprocessor().fit(train.packets, train.lengths)
         Xt, _ = packet_tokens(self.pre, train)
         Xv, _ = packet_tokens(self.pre, val)
-        best = None
-        for lr in self._get("lr_grid"):
-            ae, critic, crit, epoch = self._train_one(Xt, Xv, float(lr))
-            self.selected.setdefault("grid", []).append({"lr": float(lr), "val_reconstruction": crit,
-                                                         "best_epoch": epoch})
-            if best is None or crit < best[0]:
-                best = (crit, float(lr), ae, critic)
-        self.ae = best[2]
-        self.selected.update({"lr": best[1], "n_params": count_parameters(best[2], best[3]),
+
+        def fit_one(lr):
+            ae, critic, crit, epoch = self._train_one(Xt, Xv, lr)
+            return crit, (ae, critic), {"val_reconstruction": crit, "best_epoch": epoch}
+
+        lr, (self.ae, critic), _ = select_on_grid(self.selected, "lr", [float(v) for v in self._get("lr_grid")],
+                                                  fit_one, better=lambda new, old: new < old)
+        self.selected.update({"lr": lr, "n_params": count_parameters(self.ae, critic),
                               "criterion": "benign val reconstruction error (mean squared)"})
 
     def _score(self, x):

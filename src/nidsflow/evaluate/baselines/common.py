@@ -55,11 +55,16 @@ class Baseline:
     name = "base"
     view = "flow"
     description = ""
+    #: The hyper-parameters' defaults (a module's ``DEFAULTS``); ``params`` override them, :meth:`_get` reads one.
+    defaults: dict = {}
 
     def __init__(self, seed: int = 0, **params):
         self.seed = int(seed)
         self.params = params
         self.selected: dict = {}
+
+    def _get(self, key):
+        return self.params.get(key, self.defaults[key])
 
     def fit(self, train: BaselineInput, val: BaselineInput | None = None) -> "Baseline":
         self._check(train, "train")
@@ -116,6 +121,20 @@ def improves(new: float, best: float, rtol: float) -> bool:
     still wins.
     """
     return bool(np.isfinite(new)) and (not np.isfinite(best) or new < best - rtol * max(abs(best), 1.0))
+
+
+def select_on_grid(selected: dict, key: str, values, fit_one, better=None) -> tuple:
+    """The label-free grid search on benign val: ``fit_one(value) -> (criterion, model, record)`` per value,
+    in order; ``{key: value, **record}`` is appended to ``selected["grid"]``. The best value has the lowest
+    criterion, a later one winning only by GRID_RTOL (:func:`improves`), unless ``better(new, best)``
+    decides. Returns (best value, its model, its criterion)."""
+    best = None
+    for value in values:
+        crit, model, record = fit_one(value)
+        selected.setdefault("grid", []).append({key: value, **record})
+        if best is None or (better(crit, best[0]) if better is not None else improves(crit, best[0], GRID_RTOL)):
+            best = (crit, value, model)
+    return best[1], best[2], best[0]
 
 
 def count_parameters(*modules, trainable_only: bool = False) -> int:

@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nidsflow.evaluate.baselines.common import Baseline, FlowPreprocessor, PacketPreprocessor
+from nidsflow.evaluate.baselines.common import Baseline, FlowPreprocessor, PacketPreprocessor, select_on_grid
 from nidsflow.evaluate.baselines.encoders import PacketEncoder, flow_mlp
 from nidsflow.evaluate.baselines.nn_utils import count_parameters, in_chunks, packet_tokens, seed_torch, \
     train_early_stopping
@@ -103,9 +103,7 @@ class ConMDBaseline(Baseline):
     view = "packets+flow"
     description = ("ConMD-style: contrastive (InfoNCE) packet/flow-statistics embedding + DDPM denoising error "
                    "in the joint embedding")
-
-    def _get(self, key):
-        return self.params.get(key, DEFAULTS[key])
+    defaults = DEFAULTS
 
     def build(self, T: int, n_flow: int) -> tuple[TwoViewEncoder, Denoiser]:
         k = int(self._get("embed"))
@@ -151,24 +149,24 @@ class ConMDBaseline(Baseline):
         return (den(ab.sqrt() * y + (1 - ab).sqrt() * eps, t) - eps).pow(2).mean(1)
 
     def _fit_contrastive(self, Pt, Ft, Pv, Fv):
-        best = None
-        for tau in self._get("temperature_grid"):
+
+        def fit_one(tau):
             seed_torch(self.seed)
             enc, _ = self.build(Pt.shape[1], Ft.shape[1])
             crit, epoch = train_early_stopping(
-                enc, lambda idx, enc=enc, tau=float(tau): info_nce(*enc(Pt[idx], Ft[idx]), tau),
-                lambda enc=enc, tau=float(tau): self._val_contrast(enc, Pv, Fv, tau)[0], len(Pt),
+                enc, lambda idx: info_nce(*enc(Pt[idx], Ft[idx]), tau),
+                lambda: self._val_contrast(enc, Pv, Fv, tau)[0], len(Pt),
                 int(self._get("epochs")), int(self._get("batch_size")), float(self._get("lr")), self.seed,
                 int(self._get("patience")), min_batch=2)
-            acc = self._val_contrast(enc, Pv, Fv, float(tau))[1]
-            self.selected.setdefault("grid", []).append({"temperature": float(tau), "val_info_nce": crit,
-                                                         "val_retrieval_top1": acc, "best_epoch": epoch})
-            if best is None or acc > best[0]:
-                best = (acc, float(tau), enc)
-        for q in best[2].parameters():
+            acc = self._val_contrast(enc, Pv, Fv, tau)[1]
+            return acc, enc, {"val_info_nce": crit, "val_retrieval_top1": acc, "best_epoch": epoch}
+
+        tau, enc, _ = select_on_grid(self.selected, "temperature", [float(t) for t in self._get("temperature_grid")],
+                                     fit_one, better=lambda new, old: new > old)
+        for q in enc.parameters():
             q.requires_grad_(False)
-        self.selected["temperature"] = best[1]
-        return best[2]
+        self.selected["temperature"] = tau
+        return enc
 
     def _fit(self, train, val):
         self.pre_p = PacketPreprocessor().fit(train.packets, train.lengths)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nidsflow.evaluate.baselines.common import EPOCH_RTOL, GRID_RTOL, Baseline, SignedLogRobustScaler, improves
+from nidsflow.evaluate.baselines.common import EPOCH_RTOL, Baseline, SignedLogRobustScaler, improves, select_on_grid
 from nidsflow.evaluate.baselines.nn_utils import batches, seed_torch
 
 
@@ -109,14 +109,14 @@ class GANomalyBaseline(Baseline):
         self.pre = SignedLogRobustScaler(self.params.get("clip", 20.0)).fit(train.flow, train.feature_names)
         Xt = torch.from_numpy(self.pre.transform(train.flow))
         Xv = torch.from_numpy(self.pre.transform(val.flow))
-        best = None
-        for latent in self.params.get("latent_grid", [8, 16]):
+
+        def fit_one(latent):
             net, crit = self._train_one(Xt, Xv, latent)
-            self.selected.setdefault("grid", []).append({"latent": int(latent), "val_l1_reconstruction": crit})
-            if best is None or improves(crit, best[0], GRID_RTOL):
-                best = (crit, int(latent), net)
-        self.net = best[2]
-        self.selected.update({"latent": best[1], "criterion": "benign val L1 reconstruction error"})
+            return crit, net, {"val_l1_reconstruction": crit}
+
+        latent, self.net, _ = select_on_grid(self.selected, "latent",
+                                             [int(v) for v in self.params.get("latent_grid", [8, 16])], fit_one)
+        self.selected.update({"latent": latent, "criterion": "benign val L1 reconstruction error"})
 
     @torch.no_grad()
     def _score(self, x):

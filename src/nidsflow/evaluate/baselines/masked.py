@@ -29,8 +29,32 @@ import numpy as np
 import torch
 from torch import nn
 
-from nidsflow.evaluate.baselines.common import GRID_RTOL, Baseline, PacketPreprocessor, SignedLogRobustScaler, improves
+from nidsflow.evaluate.baselines.common import Baseline, PacketPreprocessor, SignedLogRobustScaler, select_on_grid
 from nidsflow.evaluate.baselines.nn_utils import seed_torch, train_early_stopping
+
+
+def _mask_ratio_search(baseline: Baseline, ratios, build, loss, val_score, n_train: int, epochs: int) -> nn.Module:
+    """Train one network per mask ratio (``build()`` right after seeding torch with the baseline's seed;
+    ``loss(net, idx, ratio, gen)`` per batch, early stopping on ``val_score(net)``) and return the one whose
+    mean benign val score is lowest, a later ratio winning only by GRID_RTOL. Records the grid in
+    ``baseline.selected``."""
+    p = baseline.params
+
+    def fit_one(ratio):
+        gen = seed_torch(baseline.seed)
+        net = build()
+
+        def step(idx):
+            return loss(net, idx, ratio, gen)
+
+        crit, epoch = train_early_stopping(net, step, lambda: val_score(net), n_train,
+                                           int(p.get("epochs", epochs)), int(p.get("batch_size", 128)),
+                                           float(p.get("lr", 1e-3)), baseline.seed, int(p.get("patience", 5)))
+        return crit, net, {"val_score_mean": crit, "best_epoch": epoch}
+
+    ratio, net, _ = select_on_grid(baseline.selected, "mask_ratio", [float(r) for r in ratios], fit_one)
+    baseline.selected.update({"mask_ratio": ratio, "criterion": "mean benign val masked reconstruction error"})
+    return net
 
 
 class _MaskedTransformer(nn.Module):
@@ -77,27 +101,18 @@ class AnoFormerBaseline(Baseline):
         self.pre = PacketPreprocessor().fit(train.packets, train.lengths)
         Xt, Vt = self._tensors(train)
         Xv, Vv = self._tensors(val)
-        best = None
-        for ratio in p.get("mask_ratio_grid", [0.15, 0.3]):
-            gen = seed_torch(self.seed)
-            net = _MaskedTransformer(Xt.shape[1], Xt.shape[2], int(p.get("d_model", 32)), int(p.get("n_layers", 2)),
-                                     int(p.get("n_heads", 2)))
 
-            def step(idx, net=net, ratio=float(ratio), gen=gen):
-                x, v = Xt[idx], Vt[idx]
-                m = (torch.rand(v.shape, generator=gen) < ratio) & v
-                rec = net(x, v, m)
-                return ((rec - x).pow(2).mean(-1) * m).sum() / m.sum().clamp(min=1)
+        def loss(net, idx, ratio, gen):
+            x, v = Xt[idx], Vt[idx]
+            m = (torch.rand(v.shape, generator=gen) < ratio) & v
+            rec = net(x, v, m)
+            return ((rec - x).pow(2).mean(-1) * m).sum() / m.sum().clamp(min=1)
 
-            crit, epoch = train_early_stopping(net, step, lambda net=net: self._score_tensors(net, Xv, Vv).mean(),
-                                               len(Xt), int(p.get("epochs", 30)), int(p.get("batch_size", 128)),
-                                               float(p.get("lr", 1e-3)), self.seed, int(p.get("patience", 5)))
-            self.selected.setdefault("grid", []).append({"mask_ratio": float(ratio), "val_score_mean": crit,
-                                                         "best_epoch": epoch})
-            if best is None or improves(crit, best[0], GRID_RTOL):
-                best = (crit, float(ratio), net)
-        self.net = best[2]
-        self.selected.update({"mask_ratio": best[1], "criterion": "mean benign val masked reconstruction error"})
+        self.net = _mask_ratio_search(
+            self, p.get("mask_ratio_grid", [0.15, 0.3]),
+            lambda: _MaskedTransformer(Xt.shape[1], Xt.shape[2], int(p.get("d_model", 32)), int(p.get("n_layers", 2)),
+                                       int(p.get("n_heads", 2))),
+            loss, lambda net: self._score_tensors(net, Xv, Vv).mean(), len(Xt), epochs=30)
 
     def _score(self, x):
         X, V = self._tensors(x)
@@ -139,26 +154,16 @@ class MMRBaseline(Baseline):
         K = min(int(p.get("n_score_masks", 8)), d)
         # fixed, seeded partition of the features into K scoring groups
         self.groups_ = np.random.default_rng(self.seed).permutation(np.arange(d) % K)
-        best = None
-        for ratio in p.get("mask_ratio_grid", [0.25, 0.5]):
-            gen = seed_torch(self.seed)
-            net = _MaskedMLP(d, int(p.get("hidden", 128)))
 
-            def step(idx, net=net, ratio=float(ratio), gen=gen):
-                x = Xt[idx]
-                m = torch.rand(x.shape, generator=gen) < ratio
-                rec = net(x, m)
-                return ((rec - x).pow(2) * m).sum() / m.sum().clamp(min=1)
+        def loss(net, idx, ratio, gen):
+            x = Xt[idx]
+            m = torch.rand(x.shape, generator=gen) < ratio
+            rec = net(x, m)
+            return ((rec - x).pow(2) * m).sum() / m.sum().clamp(min=1)
 
-            crit, epoch = train_early_stopping(net, step, lambda net=net: self._score_tensors(net, Xv).mean(),
-                                               len(Xt), int(p.get("epochs", 40)), int(p.get("batch_size", 128)),
-                                               float(p.get("lr", 1e-3)), self.seed, int(p.get("patience", 5)))
-            self.selected.setdefault("grid", []).append({"mask_ratio": float(ratio), "val_score_mean": crit,
-                                                         "best_epoch": epoch})
-            if best is None or improves(crit, best[0], GRID_RTOL):
-                best = (crit, float(ratio), net)
-        self.net = best[2]
-        self.selected.update({"mask_ratio": best[1], "criterion": "mean benign val masked reconstruction error"})
+        self.net = _mask_ratio_search(self, p.get("mask_ratio_grid", [0.25, 0.5]),
+                                      lambda: _MaskedMLP(d, int(p.get("hidden", 128))), loss,
+                                      lambda net: self._score_tensors(net, Xv).mean(), len(Xt), epochs=40)
 
     def _score(self, x):
         return self._score_tensors(self.net, torch.from_numpy(self.pre.transform(x.flow)))

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nidsflow.evaluate.baselines.common import Baseline, FlowPreprocessor, PacketPreprocessor
+from nidsflow.evaluate.baselines.common import Baseline, FlowPreprocessor, PacketPreprocessor, select_on_grid
 from nidsflow.evaluate.baselines.encoders import PacketDecoder, PacketEncoder, flow_mlp
 from nidsflow.evaluate.baselines.nn_utils import count_parameters, in_chunks, packet_tokens, seed_torch, \
     train_early_stopping
@@ -74,9 +74,7 @@ class MFADBaseline(Baseline):
     name = "mfad"
     view = "packets+flow"
     description = "MFAD-style fused reconstruction of packet sequence + flow statistics (per-view normalised error)"
-
-    def _get(self, key):
-        return self.params.get(key, DEFAULTS[key])
+    defaults = DEFAULTS
 
     def build(self, T: int, n_flow: int) -> FusedAutoencoder:
         return FusedAutoencoder(T, n_flow, [int(w) for w in self._get("widths")], int(self._get("hidden")),
@@ -94,22 +92,22 @@ class MFADBaseline(Baseline):
         self.pre_f = FlowPreprocessor(self.params.get("clip", 20.0)).fit(train.flow, train.feature_names)
         Pt, Ft = self._tensors(train)
         Pv, Fv = self._tensors(val)
-        best = None
-        for lr in self._get("lr_grid"):
+
+        def fit_one(lr):
             seed_torch(self.seed)
             net = self.build(Pt.shape[1], Ft.shape[1])
             crit, epoch = train_early_stopping(
-                net, lambda idx, net=net: net(Pt[idx], Ft[idx]).mean(),
-                lambda net=net: in_chunks(net, Pv, Fv).mean(), len(Pt), int(self._get("epochs")),
-                int(self._get("batch_size")), float(lr), self.seed, int(self._get("patience")), min_batch=2)
-            self.selected.setdefault("grid", []).append({"lr": float(lr), "val_loss": crit, "best_epoch": epoch})
-            if best is None or crit < best[0]:
-                best = (crit, float(lr), net)
-        self.net = best[2]
+                net, lambda idx: net(Pt[idx], Ft[idx]).mean(),
+                lambda: in_chunks(net, Pv, Fv).mean(), len(Pt), int(self._get("epochs")),
+                int(self._get("batch_size")), lr, self.seed, int(self._get("patience")), min_batch=2)
+            return crit, net, {"val_loss": crit, "best_epoch": epoch}
+
+        lr, self.net, _ = select_on_grid(self.selected, "lr", [float(v) for v in self._get("lr_grid")], fit_one,
+                                         better=lambda new, old: new < old)
         e = in_chunks(self.net, Pv, Fv).double().numpy()
         q1, self.med_, q3 = np.percentile(e, [25, 50, 75], axis=0)
         self.iqr_ = np.maximum(q3 - q1, 1e-9)
-        self.selected.update({"lr": best[1], "n_params": count_parameters(self.net),
+        self.selected.update({"lr": lr, "n_params": count_parameters(self.net),
                               "view_median": self.med_.tolist(), "view_iqr": self.iqr_.tolist(),
                               "criterion": "benign val mean reconstruction error of the two views"})
 

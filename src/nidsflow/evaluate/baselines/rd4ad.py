@@ -104,9 +104,7 @@ class RD4ADBaseline(STFPMBaseline):
     description = ("RD4AD reverse distillation on packet sequences: frozen teacher (STFPM's masked-packet "
                    "pretraining), one-class bottleneck, student decoder; score = max over packets of the "
                    "summed 1 - cosine maps")
-
-    def _get(self, key):
-        return self.params.get(key, DEFAULTS[key])
+    defaults = DEFAULTS
 
     def __init__(self, seed: int = 0, **params):
         # the inherited teacher / epoch helpers read these keys: RD4AD's own defaults apply to them

@@ -31,7 +31,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.inspection import permutation_importance
 from torch import nn
 
-from nidsflow.evaluate.baselines.common import GRID_RTOL, Baseline, BaselineError, SignedLogRobustScaler, improves
+from nidsflow.evaluate.baselines.common import Baseline, BaselineError, SignedLogRobustScaler, select_on_grid
 from nidsflow.evaluate.baselines.nn_utils import seed_torch, train_early_stopping
 
 log = logging.getLogger(__name__)
@@ -144,24 +144,23 @@ class ShafirNFBaseline(Baseline):
         Tt = torch.from_numpy(((Zt - self.mu_) / self.sd_).astype(np.float32))
         Tv = torch.from_numpy(((Zv - self.mu_) / self.sd_).astype(np.float32))
         noise = float(p.get("dequant_noise", 0.05))
-        best = None
-        for n_layers in p.get("n_layers_grid", [4, 8]):
-            gen = seed_torch(self.seed)
-            flow = RealNVP(Tt.shape[1], int(n_layers), int(p.get("hidden", 64)))
 
-            def step(idx, flow=flow, gen=gen):
+        def fit_one(n_layers):
+            gen = seed_torch(self.seed)
+            flow = RealNVP(Tt.shape[1], n_layers, int(p.get("hidden", 64)))
+
+            def step(idx):
                 x = Tt[idx] + noise * torch.randn(Tt[idx].shape, generator=gen)
                 return -flow.log_prob(x).mean()
 
-            crit, epoch = train_early_stopping(flow, step, lambda flow=flow: -flow.log_prob(Tv).mean(), len(Tt),
+            crit, epoch = train_early_stopping(flow, step, lambda: -flow.log_prob(Tv).mean(), len(Tt),
                                                int(p.get("epochs", 60)), int(p.get("batch_size", 128)),
                                                float(p.get("lr", 2e-3)), self.seed, int(p.get("patience", 8)))
-            self.selected.setdefault("grid", []).append({"n_layers": int(n_layers), "val_nll": crit,
-                                                         "best_epoch": epoch})
-            if best is None or improves(crit, best[0], GRID_RTOL):
-                best = (crit, int(n_layers), flow)
-        self.flow = best[2]
-        self.selected.update({"n_layers": best[1], "criterion": "benign val negative log-likelihood"})
+            return crit, flow, {"val_nll": crit, "best_epoch": epoch}
+
+        n_layers, self.flow, _ = select_on_grid(self.selected, "n_layers",
+                                                [int(v) for v in p.get("n_layers_grid", [4, 8])], fit_one)
+        self.selected.update({"n_layers": n_layers, "criterion": "benign val negative log-likelihood"})
 
     @torch.no_grad()
     def _score(self, x):

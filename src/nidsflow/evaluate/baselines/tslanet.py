@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nidsflow.evaluate.baselines.common import Baseline, PacketPreprocessor
+from nidsflow.evaluate.baselines.common import Baseline, PacketPreprocessor, select_on_grid
 from nidsflow.evaluate.baselines.nn_utils import (count_parameters, in_chunks, packet_tokens, seed_torch,
                                                   train_early_stopping)
 
@@ -147,9 +147,7 @@ class TSLANetBaseline(Baseline):
     view = "packets"
     description = ("TSLANet-style (adaptive spectral block + interactive convolution block) masked reconstruction "
                    "of packet sequences")
-
-    def _get(self, key):
-        return self.params.get(key, DEFAULTS[key])
+    defaults = DEFAULTS
 
     def build(self, T: int) -> nn.Module:
         return TSLANetReconstructor(T, int(self._get("d_model")), int(self._get("depth")), int(self._get("mlp_ratio")),
@@ -178,27 +176,27 @@ class TSLANetBaseline(Baseline):
         self.pre = PacketPreprocessor().fit(train.packets, train.lengths)
         Xt, Vt = packet_tokens(self.pre, train)
         Xv, Vv = packet_tokens(self.pre, val)
-        best = None
-        for ratio in self._get("mask_ratio_grid"):
+
+        def fit_one(ratio):
             gen = seed_torch(self.seed)
             net = self.build(Xt.shape[1])
 
-            def step(idx, net=net, ratio=float(ratio), gen=gen):
+            def step(idx):
                 x, v = Xt[idx], Vt[idx]
                 patch_of = torch.arange(v.shape[1]) // net.patch
                 m = (torch.rand(len(v), int(patch_of[-1]) + 1, generator=gen) < ratio)[:, patch_of] & v
                 err = (net(mask_packets(x, m)) - x[..., :N_PACKET]).pow(2).mean(-1)
                 return (err * m).sum() / m.sum().clamp(min=1)
 
-            crit, epoch = train_early_stopping(net, step, lambda net=net: self._score_tensors(net, Xv, Vv).mean(),
+            crit, epoch = train_early_stopping(net, step, lambda: self._score_tensors(net, Xv, Vv).mean(),
                                                len(Xt), int(self._get("epochs")), int(self._get("batch_size")),
                                                float(self._get("lr")), self.seed, int(self._get("patience")))
-            self.selected.setdefault("grid", []).append({"mask_ratio": float(ratio), "val_score_mean": crit,
-                                                         "best_epoch": epoch})
-            if best is None or crit < best[0]:
-                best = (crit, float(ratio), net)
-        self.net = best[2]
-        self.selected.update({"mask_ratio": best[1], "n_params": count_parameters(self.net),
+            return crit, net, {"val_score_mean": crit, "best_epoch": epoch}
+
+        ratio, self.net, _ = select_on_grid(self.selected, "mask_ratio",
+                                            [float(r) for r in self._get("mask_ratio_grid")], fit_one,
+                                            better=lambda new, old: new < old)
+        self.selected.update({"mask_ratio": ratio, "n_params": count_parameters(self.net),
                               "criterion": "mean benign val masked reconstruction error"})
 
     def _score(self, x):

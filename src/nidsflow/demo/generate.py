@@ -8,7 +8,7 @@ RTT, MTU, TCP windows/OS mix, service and attack mix, capture format and clock) 
 - ``{out_dir}/{domain}/sessions.csv``: the generator's ground truth, one row per generated session
   (label, service or family, 5-tuple, start, whether a full handshake was generated);
 - ``{out_dir}/{domain}/labels.csv``: one CIC-IDS2017 GeneratedLabelledFlows row per flow of the
-  capture (flow definition and statistics in :mod:`nidsflow.capture.demo_flows`), the Timestamp
+  capture (flow definition and statistics in :mod:`nidsflow.demo.flows`), the Timestamp
   being the flow's first packet in the domain's local time (capture UTC + ``utc_offset_s``: demo_a
   UTC-3 h, demo_b UTC+1 h, demo_c UTC+7 h), written with ``timestamp_format``
   ("%d/%m/%Y %H:%M:%S", as CIC-IDS2017's Monday file);
@@ -32,11 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nidsflow.capture.demo_flows import (CIC_COLUMNS, HIKARI_BACKGROUND_KINDS, HIKARI_CATEGORY, HIKARI_COLUMNS,
-                                         Flow, assemble_flows, cic_row, flow_arrays, flow_label, hikari_row,
-                                         packet_columns)
-from nidsflow.capture.demo_traffic import ATTACK_FAMILIES, BENIGN, PROFILES, DomainBuilder, DomainProfile
-from nidsflow.capture.demo_wire import FrameBuilder, ip_to_str, write_pcap, write_pcapng
+from nidsflow.demo.flows import CIC_COLUMNS, assemble_flows, cic_row, flow_arrays, flow_label, packet_columns
+from nidsflow.demo.hikari_csv import write_hikari
+from nidsflow.demo.traffic import ATTACK_FAMILIES, BENIGN, PROFILES, DomainBuilder, DomainProfile
+from nidsflow.demo.wire import FrameBuilder, ip_to_str, write_pcap, write_pcapng
 
 log = logging.getLogger(__name__)
 
@@ -143,48 +142,6 @@ def generate_domain(domain: str, out_dir: str | Path, seed: int, benign_sessions
     return DomainResult(domain, flows, labels, cols, traffic.sessions, n)
 
 
-def _zeek_uid(rnd: random.Random) -> str:
-    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-    return "C" + "".join(rnd.choice(alphabet) for _ in range(17))
-
-
-def hikari_category(label: str, kind: str) -> str:
-    if label == BENIGN:
-        return "Background" if kind in HIKARI_BACKGROUND_KINDS else "Benign"
-    return HIKARI_CATEGORY[label]
-
-
-def write_hikari(path: Path, results: list[DomainResult], n_rows: int, seed: int) -> Counter:
-    """HIKARI-2021-format CSV of ``n_rows`` flows drawn without replacement from all domains' flows."""
-    pool = [(d, i) for d, res in enumerate(results) for i in range(len(res.flows))]
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 2021]))
-    if n_rows >= len(pool):
-        log.warning("demo HIKARI CSV: %d rows asked, only %d flows exist: writing all of them", n_rows, len(pool))
-        chosen = pool
-    else:
-        pick = np.sort(rng.choice(len(pool), size=n_rows, replace=False))
-        chosen = [pool[int(k)] for k in pick]
-    chosen.sort(key=lambda di: (results[di[0]].flows[di[1]].start_us, di))
-    rnd = random.Random(f"nidsflow-demo-hikari/{seed}")
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(HIKARI_COLUMNS)
-    cats: Counter = Counter()
-    for row_i, (d, i) in enumerate(chosen):
-        res = results[d]
-        f: Flow = res.flows[i]
-        label = res.labels[i]
-        cat = hikari_category(label, res.sessions[f.sid].kind)
-        cats[cat] += 1
-        feats = hikari_row(f, flow_arrays(f, res.cols))
-        w.writerow([row_i, row_i, _zeek_uid(rnd), ip_to_str(f.src), f.sport, ip_to_str(f.dst), f.dport,
-                    *[repr(float(v)) if isinstance(v, (float, np.floating)) else int(v) for v in feats],
-                    cat, 0 if label == BENIGN else 1])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(buf.getvalue())
-    return cats
-
-
 def _resolve(cfg: dict) -> dict:
     unknown = set(cfg) - set(DEFAULTS) - {"out_dir"}
     if unknown:
@@ -236,5 +193,5 @@ def generate_demo(out_dir: str | Path, cfg: dict) -> dict:
     return manifest
 
 
-__all__ = ["DEFAULTS", "PROFILES", "SESSION_COLUMNS", "DomainResult", "capture_file", "labels_file", "sessions_file", "generate_demo", "generate_domain",
-           "hikari_category", "profile", "write_hikari"]
+__all__ = ["DEFAULTS", "PROFILES", "SESSION_COLUMNS", "DomainResult", "capture_file", "labels_file", "sessions_file",
+           "generate_demo", "generate_domain", "profile"]

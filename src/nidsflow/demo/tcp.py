@@ -22,7 +22,7 @@ import random
 import struct
 from dataclasses import dataclass
 
-from nidsflow.capture.demo_wire import ACK, FIN, OPT_TS, PSH, RST, SYN, TCP
+from nidsflow.demo.wire import ACK, FIN, OPT_TS, PSH, RST, SYN, TCP
 
 #: Per-OS TCP behaviour: initial TTL, SYN option layout and window-scale shift (None: no scaling).
 OS_TCP = {

@@ -198,7 +198,6 @@ class StoreWriter:
         """Like :meth:`finish`, but flow_features comes as an iterable of row blocks (in flow order),
         written to the parquet file block by block so the whole feature table is never in memory."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         missing = [c for c in FLOW_COLUMNS if c not in flows.columns]
         if missing:
@@ -208,24 +207,38 @@ class StoreWriter:
             raise StoreError(f"packet shards hold {self.n_flows} flows but the flows table has {n}")
         flows = flows.copy()
         flows["flow_id"] = np.arange(n, dtype=np.int64)
-        writer, written = None, 0
-        path = self.root / "flow_features.parquet"
-        try:
+
+        def numbered():
+            start = 0
             for part in feature_parts:
                 part = part.reset_index(drop=True).drop(columns=["flow_id"], errors="ignore")
-                part.insert(0, "flow_id", np.arange(written, written + len(part), dtype=np.int64))
-                table = pa.Table.from_pandas(part, preserve_index=False)
-                if writer is None:
-                    writer = pq.ParquetWriter(path, table.schema)
-                writer.write_table(table)
-                written += len(part)
-        finally:
-            if writer is not None:
-                writer.close()
+                part.insert(0, "flow_id", np.arange(start, start + len(part), dtype=np.int64))
+                start += len(part)
+                yield pa.Table.from_pandas(part, preserve_index=False)
+
+        written = write_parquet_tables(self.root / "flow_features.parquet", numbered())
         if written != n:
             raise StoreError(f"flow_features has {written} rows, flows {n}")
         flows.to_parquet(self.root / "flows.parquet", index=False)
         self.write_manifest(n, has_packets)
+
+
+def write_parquet_tables(path: str | Path, tables) -> int:
+    """Write arrow ``tables`` (one schema) one after the other into the parquet file ``path``, so only one
+    of them is in memory at a time; returns the number of rows written (no file when there is no table)."""
+    import pyarrow.parquet as pq
+
+    writer, written = None, 0
+    try:
+        for table in tables:
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+            written += len(table)
+    finally:
+        if writer is not None:
+            writer.close()
+    return written
 
 
 def read_rows(path: str | Path, columns=None, rows=None) -> pd.DataFrame:

@@ -11,8 +11,8 @@ import random
 import struct
 from dataclasses import dataclass, field
 
-from nidsflow.capture.demo_tcp import OS_TCP, Session, TcpConn, lognormal, lognormal_int, syn_options
-from nidsflow.capture.demo_wire import ACK, RST, SYN, TCP, UDP
+from nidsflow.demo.tcp import OS_TCP, Session, TcpConn, lognormal, lognormal_int, syn_options
+from nidsflow.demo.wire import ACK, RST, SYN, TCP, UDP
 
 BENIGN = "BENIGN"
 #: Attack families and their CIC-style label strings.
@@ -115,7 +115,7 @@ class Traffic:
 
 
 class DomainBuilder:
-    """Generates one domain's sessions into packet records (see demo_wire.R_* for the record layout)."""
+    """Generates one domain's sessions into packet records (see nidsflow.demo.wire.R_* for the record layout)."""
 
     def __init__(self, profile: DomainProfile, seed: int, duration_s: float):
         self.p = profile
@@ -535,49 +535,50 @@ class DomainBuilder:
                     answer = "rst"
                 self._syn_probe(t, "PortScan", attacker, tgt, port, sp, os_name, answer, vlan)
 
+    def _guessing(self, n: int, label: str, service: str, port: int, max_threads: int, gap_median_s: float):
+        """The connections of a password-guessing family, handshake done: 1-3 campaigns, each from one
+        attacker (80 % public, else a LAN client) running 1-``max_threads`` parallel threads, connections
+        spread over the campaign plus a log-normal gap (median ``gap_median_s``)."""
+        r = self.rnd
+        for start, length, m in self.campaigns(n, 60.0, 900.0):
+            attacker = self.public_ip() if r.random() < 0.8 else r.choice(self.clients)
+            target = self.srv[service]
+            threads = r.randint(1, max_threads)
+            for i in range(m):
+                t = start + length * (i // threads) / max(1, m // threads) + self.ln(gap_median_s, 1.0, 0.001, 20.0)
+                c = self.tcp(label, label, attacker, target, port, t)
+                c.handshake(t)
+                yield c
+
     def attack_ssh_patator(self, n: int) -> None:
         """SSH password guessing: repeated complete connections (handshake, SSH set-up as benign,
         1-4 password attempts of log-normal size, failures answered after the server's delay,
         server disconnect), several in parallel, gaps log-normal (median 0.6 s)."""
         r = self.rnd
-        for start, length, m in self.campaigns(n, 60.0, 900.0):
-            attacker = self.public_ip() if r.random() < 0.8 else r.choice(self.clients)
-            target = self.srv["ssh"]
-            threads = r.randint(1, 6)
-            for i in range(m):
-                t = start + length * (i // threads) / max(1, m // threads) + self.ln(0.6, 1.0, 0.001, 20.0)
-                c = self.tcp("SSH-Patator", "SSH-Patator", attacker, target, 22, t)
-                c.handshake(t)
-                self._ssh_setup(c)
-                for _ in range(r.randint(1, 4)):
-                    c.send(True, self.lni(100, 0.5, 36, 400), think=self.ln(0.05, 1.0, 0.001, 2.0))
-                    c.send(False, self.lni(52, 0.4, 28, 200), think=self.ln(1.0, 0.8, 0.05, 5.0))
-                c.close("sfin" if r.random() < 0.8 else "crst", self.ln(0.01, 1.0, 0.0005, 1.0))
+        for c in self._guessing(n, "SSH-Patator", "ssh", 22, 6, 0.6):
+            self._ssh_setup(c)
+            for _ in range(r.randint(1, 4)):
+                c.send(True, self.lni(100, 0.5, 36, 400), think=self.ln(0.05, 1.0, 0.001, 2.0))
+                c.send(False, self.lni(52, 0.4, 28, 200), think=self.ln(1.0, 0.8, 0.05, 5.0))
+            c.close("sfin" if r.random() < 0.8 else "crst", self.ln(0.01, 1.0, 0.0005, 1.0))
 
     def attack_ftp_patator(self, n: int) -> None:
         """FTP password guessing: banner, USER/331, PASS/530 (server delay 0.5-3 s) repeated 1-3
         times, then QUIT/221 or a reset; sizes log-normal around the protocol's usual lengths."""
         r = self.rnd
-        for start, length, m in self.campaigns(n, 60.0, 900.0):
-            attacker = self.public_ip() if r.random() < 0.8 else r.choice(self.clients)
-            target = self.srv["ftp"]
-            threads = r.randint(1, 4)
-            for i in range(m):
-                t = start + length * (i // threads) / max(1, m // threads) + self.ln(0.5, 1.0, 0.001, 20.0)
-                c = self.tcp("FTP-Patator", "FTP-Patator", attacker, target, 21, t)
-                c.handshake(t)
-                c.send(False, self.lni(45, 0.5, 14, 200), think=self.ln(0.002, 1.0, 0.0001, 0.3))
-                for _ in range(r.randint(1, 3)):
-                    c.send(True, self.lni(14, 0.3, 7, 60), think=self.ln(0.01, 1.0, 0.0005, 1.0))
-                    c.send(False, self.lni(34, 0.3, 20, 80), think=self.ln(0.001, 1.0, 0.0001, 0.1))
-                    c.send(True, self.lni(15, 0.4, 7, 60), think=self.ln(0.01, 1.0, 0.0005, 1.0))
-                    c.send(False, self.lni(22, 0.3, 14, 60), think=self.ln(1.2, 0.5, 0.3, 4.0))
-                if r.random() < 0.6:
-                    c.send(True, 6, think=self.ln(0.01, 1.0, 0.0005, 0.5))
-                    c.send(False, self.lni(14, 0.3, 10, 40))
-                    c.close("sfin", 0.0005)
-                else:
-                    c.close("crst", self.ln(0.01, 1.0, 0.0005, 0.5))
+        for c in self._guessing(n, "FTP-Patator", "ftp", 21, 4, 0.5):
+            c.send(False, self.lni(45, 0.5, 14, 200), think=self.ln(0.002, 1.0, 0.0001, 0.3))
+            for _ in range(r.randint(1, 3)):
+                c.send(True, self.lni(14, 0.3, 7, 60), think=self.ln(0.01, 1.0, 0.0005, 1.0))
+                c.send(False, self.lni(34, 0.3, 20, 80), think=self.ln(0.001, 1.0, 0.0001, 0.1))
+                c.send(True, self.lni(15, 0.4, 7, 60), think=self.ln(0.01, 1.0, 0.0005, 1.0))
+                c.send(False, self.lni(22, 0.3, 14, 60), think=self.ln(1.2, 0.5, 0.3, 4.0))
+            if r.random() < 0.6:
+                c.send(True, 6, think=self.ln(0.01, 1.0, 0.0005, 0.5))
+                c.send(False, self.lni(14, 0.3, 10, 40))
+                c.close("sfin", 0.0005)
+            else:
+                c.close("crst", self.ln(0.01, 1.0, 0.0005, 0.5))
 
     def attack_slow_http(self, n: int) -> None:
         """Slowloris: many connections to the LAN web server, each sending a partial request

@@ -16,7 +16,8 @@ Two tables are computed from each flow's own packets:
   header length = transport header bytes; subflows split at gaps > 1 s; bulk = >= 4 consecutive
   payload packets of one direction with gaps <= 1 s; active/idle periods split at gaps > 5 s;
   rates with a zero duration are written "Infinity" (or "NaN" for 0/0) as CICFlowMeter does.
-- HIKARI-2021 ALLFLOWMETER columns (:data:`HIKARI_COLUMNS`, Zeek flowmeter definitions): durations
+- HIKARI-2021 ALLFLOWMETER statistics (:func:`hikari_row`, the columns of
+  :data:`nidsflow.demo.hikari_csv.HIKARI_COLUMNS`, Zeek flowmeter definitions): durations
   in seconds, IATs and active/idle in microseconds, payload statistics in bytes, population std,
   header sizes = transport header bytes, subflows at gaps > 1 s, bulk as above, active/idle at gaps
   > 5 s, rates 0 when the duration is 0.
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nidsflow.capture.demo_wire import (ACK, CWR, ECE, FIN, PSH, R_DST, R_DPORT, R_FLAGS, R_OPT, R_PLEN, R_PROTO,
+from nidsflow.demo.wire import (ACK, CWR, ECE, FIN, PSH, R_DST, R_DPORT, R_FLAGS, R_OPT, R_PLEN, R_PROTO,
                                         R_SID, R_SPORT, R_SRC, R_TS, R_VLAN, R_WIN, RST, SYN, TCP, URG, ip_to_str,
                                         l4_header_len)
 
@@ -51,35 +52,6 @@ CIC_COLUMNS: tuple[str, ...] = (
     " act_data_pkt_fwd", " min_seg_size_forward", "Active Mean", " Active Std", " Active Max", " Active Min",
     "Idle Mean", " Idle Std", " Idle Max", " Idle Min", " Label",
 )
-
-HIKARI_COLUMNS: tuple[str, ...] = (
-    "", "Unnamed: 0", "uid", "originh", "originp", "responh", "responp", "flow_duration", "fwd_pkts_tot",
-    "bwd_pkts_tot", "fwd_data_pkts_tot", "bwd_data_pkts_tot", "fwd_pkts_per_sec", "bwd_pkts_per_sec",
-    "flow_pkts_per_sec", "down_up_ratio", "fwd_header_size_tot", "fwd_header_size_min", "fwd_header_size_max",
-    "bwd_header_size_tot", "bwd_header_size_min", "bwd_header_size_max", "flow_FIN_flag_count",
-    "flow_SYN_flag_count", "flow_RST_flag_count", "fwd_PSH_flag_count", "bwd_PSH_flag_count", "flow_ACK_flag_count",
-    "fwd_URG_flag_count", "bwd_URG_flag_count", "flow_CWR_flag_count", "flow_ECE_flag_count",
-    "fwd_pkts_payload.min", "fwd_pkts_payload.max", "fwd_pkts_payload.tot", "fwd_pkts_payload.avg",
-    "fwd_pkts_payload.std", "bwd_pkts_payload.min", "bwd_pkts_payload.max", "bwd_pkts_payload.tot",
-    "bwd_pkts_payload.avg", "bwd_pkts_payload.std", "flow_pkts_payload.min", "flow_pkts_payload.max",
-    "flow_pkts_payload.tot", "flow_pkts_payload.avg", "flow_pkts_payload.std", "fwd_iat.min", "fwd_iat.max",
-    "fwd_iat.tot", "fwd_iat.avg", "fwd_iat.std", "bwd_iat.min", "bwd_iat.max", "bwd_iat.tot", "bwd_iat.avg",
-    "bwd_iat.std", "flow_iat.min", "flow_iat.max", "flow_iat.tot", "flow_iat.avg", "flow_iat.std",
-    "payload_bytes_per_second", "fwd_subflow_pkts", "bwd_subflow_pkts", "fwd_subflow_bytes", "bwd_subflow_bytes",
-    "fwd_bulk_bytes", "bwd_bulk_bytes", "fwd_bulk_packets", "bwd_bulk_packets", "fwd_bulk_rate", "bwd_bulk_rate",
-    "active.min", "active.max", "active.tot", "active.avg", "active.std", "idle.min", "idle.max", "idle.tot",
-    "idle.avg", "idle.std", "fwd_init_window_size", "bwd_init_window_size", "fwd_last_window_size",
-    "traffic_category", "Label",
-)
-
-#: HIKARI traffic_category of each demo label (benign services split into Benign / Background).
-HIKARI_CATEGORY = {
-    "SYN Flood": "Probing", "PortScan": "Probing", "UDP Flood": "Probing", "Slow HTTP DoS": "Probing",
-    "SSH-Patator": "Bruteforce", "FTP-Patator": "Bruteforce", "Web Attack - Oversized": "Bruteforce-XML",
-    "C2 Beaconing": "XMRIGCC CryptoMiner",
-}
-#: Benign kinds HIKARI would call "Background" (infrastructure chatter rather than user activity).
-HIKARI_BACKGROUND_KINDS = frozenset({"dns", "ntp", "long"})
 
 SUBFLOW_GAP_US = 1_000_000
 BULK_GAP_US = 1_000_000
@@ -344,5 +316,5 @@ def flow_label(f: Flow, sids: np.ndarray, sessions) -> str:
     return labels.pop()
 
 
-__all__ = ["CIC_COLUMNS", "HIKARI_COLUMNS", "HIKARI_CATEGORY", "HIKARI_BACKGROUND_KINDS", "Flow", "FlowStats",
-           "assemble_flows", "cic_row", "flow_arrays", "flow_label", "hikari_row", "packet_columns"]
+__all__ = ["CIC_COLUMNS", "Flow", "FlowStats", "assemble_flows", "cic_row", "flow_arrays", "flow_label", "hikari_row",
+           "packet_columns"]
