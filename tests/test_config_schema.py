@@ -204,7 +204,7 @@ def test_flow_meter_defaults_agree_with_the_schema():
 
 
 def test_demo_generator_defaults_agree_with_the_schema():
-    from nidsflow.capture.demo import DEFAULTS
+    from nidsflow.demo.generate import DEFAULTS
 
     demo = schema_defaults(SCHEMA, "demo")
     assert set(DEFAULTS) - set(demo) == {"idle_timeout_s", "active_timeout_s"}  # the rule passes extract's
