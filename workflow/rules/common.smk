@@ -223,6 +223,11 @@ def hikari_names():
     return list(config["hikari"]["datasets"])
 
 
+#: The HIKARI branch is one chain of single jobs; started first, it runs beside JANUS and the baselines
+#: instead of after them (on the demo it was the last ~4 minutes of the run, on one core).
+HIKARI_PRIORITY = 10
+
+
 HIKARI_OUTPUTS = (
     "comparison.md", "comparison.csv", "confusion_matrix.png",
     "validation_summary.json", "calibration_curve.png", "probability_distributions.png",

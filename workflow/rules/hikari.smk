@@ -10,6 +10,7 @@ rule hikari_preprocess:
     output:
         prep="results/{study}/hikari/{hk}/prep.npz",
         imputer="results/{study}/hikari/{hk}/imputer.joblib",
+    priority: HIKARI_PRIORITY
     log:
         "logs/{study}/hikari/{hk}_preprocess.log",
     benchmark:
@@ -30,6 +31,7 @@ rule hikari_ae:
         model="results/{study}/hikari/{hk}/ae.keras",
         scalers="results/{study}/hikari/{hk}/scalers.joblib",
         history="results/{study}/hikari/{hk}/ae_history.json",
+    priority: HIKARI_PRIORITY
     log:
         "logs/{study}/hikari/{hk}_ae.log",
     benchmark:
@@ -52,6 +54,7 @@ rule hikari_residual:
     output:
         residual="results/{study}/hikari/{hk}/residual.joblib",
         scores="results/{study}/hikari/{hk}/residual_scores.npz",
+    priority: HIKARI_PRIORITY
     log:
         "logs/{study}/hikari/{hk}_residual.log",
     benchmark:
@@ -75,6 +78,7 @@ rule hikari_base:
         iforest="results/{study}/hikari/{hk}/iforest.joblib",
         latent_lr="results/{study}/hikari/{hk}/latent_lr.joblib",
         scores="results/{study}/hikari/{hk}/base_scores.npz",
+    priority: HIKARI_PRIORITY
     log:
         "logs/{study}/hikari/{hk}_base.log",
     benchmark:
@@ -103,6 +107,7 @@ rule hikari_meta:
         feature_names="results/{study}/hikari/{hk}/feature_names.json",
         meta_prob_test="results/{study}/hikari/{hk}/meta_prob_test.npy",
         y_test="results/{study}/hikari/{hk}/y_test.npy",
+    priority: HIKARI_PRIORITY
     log:
         "logs/{study}/hikari/{hk}_meta.log",
     benchmark:
@@ -124,6 +129,7 @@ rule hikari_thresholds:
         oof_iforest="results/{study}/hikari/{hk}/oof_iforest.npz",
     output:
         thresholds="results/{study}/hikari/{hk}/thresholds.json",
+    priority: HIKARI_PRIORITY
     log:
         "logs/{study}/hikari/{hk}_thresholds.log",
     params:
@@ -139,6 +145,7 @@ rule hikari_permutation:
         prep="results/{study}/hikari/{hk}/prep.npz",
     output:
         result="results/{study}/hikari/{hk}/permutation_e2e.json",
+    priority: HIKARI_PRIORITY
     log:
         "logs/{study}/hikari/{hk}_permutation.log",
     benchmark:
@@ -168,6 +175,7 @@ rule hikari_evaluate:
             category="HIKARI",
             subcategory="{hk}",
         ),
+    priority: HIKARI_PRIORITY
     log:
         "logs/{study}/hikari/{hk}_evaluate.log",
     conda:
@@ -200,6 +208,7 @@ rule hikari_validate:
             category="HIKARI",
             subcategory="{hk}",
         ),
+    priority: HIKARI_PRIORITY
     log:
         "logs/{study}/hikari/{hk}_validate.log",
     benchmark:
