@@ -8,7 +8,7 @@
 
 rule fit_aggregator:
     input:
-        scores="results/{study}/{ds}/janus/{variant}/seed{seed}/phase1_scores.npz",
+        scores=layout.PHASE1_SCORES,
     output:
         "results/{study}/{ds}/janus/{variant}/seed{seed}/aggregator.json",
     log:

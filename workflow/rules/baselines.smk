@@ -9,7 +9,7 @@ rule baseline:
         features="results/{study}/{ds}/store/flow_features.parquet",
         split="results/{study}/{ds}/splits/seed{seed}.npz",
     output:
-        scores="results/{study}/{ds}/baselines/{method}/seed{seed}/scores.npz",
+        scores=layout.BASELINE_SCORES,
         auroc="results/{study}/{ds}/baselines/{method}/seed{seed}/auroc.json",
     log:
         "logs/{study}/baselines/{ds}_{method}_seed{seed}.log",

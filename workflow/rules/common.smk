@@ -13,7 +13,8 @@ from snakemake.utils import validate
 from nidsflow.demo.generate import HIKARI_FILE, MANIFEST_FILE, capture_file
 from nidsflow.capture.extract import plan_parts
 from nidsflow.config_schema import load_schema, order_like_schema, unknown_key_message
-from nidsflow.evaluate.tables import CROSS_VARIANT, TABLE_NAMES
+from nidsflow import layout
+from nidsflow.evaluate.tables import TABLE_NAMES
 from nidsflow.janus.variants import ScoreSettings
 
 
@@ -63,8 +64,6 @@ JANUS = config["janus"]
 DEMO_DOMAINS = list(config["demo"]["domains"])
 #: Drivers whose stores have no packet sequences: only flow-level models run on them.
 FLOW_TABLE_DRIVERS = {"flow_table"}
-#: JANUS variants that need packet sequences (all but B2, the flow-features-only model).
-PACKET_FREE_VARIANTS = {"B2"}
 
 
 def _regex(names):
@@ -78,7 +77,7 @@ wildcard_constraints:
     tgt=_regex(DATASETS),
     domain=_regex(DEMO_DOMAINS),
     seed=r"\d+",
-    variant=_regex(set(JANUS["variants"]) | {"cross"}),
+    variant=_regex(set(JANUS["variants"]) | {layout.CROSS_VARIANT}),
     method=_regex(config["baselines"]["methods"]),
     hk=_regex(config["hikari"]["datasets"]),
 
@@ -150,16 +149,9 @@ def packet_datasets():
 
 
 def janus_runs():
-    """(ds, variant, seed) of every JANUS model scored within its dataset."""
-    runs = []
-    for ds in DATASETS:
-        main = "full" if has_packets(ds) else "B2"
-        runs += [(ds, main, s) for s in SEEDS]
-        if ds in JANUS["ablation_datasets"]:
-            for variant in JANUS["variants"]:
-                if variant != main and (has_packets(ds) or variant in PACKET_FREE_VARIANTS):
-                    runs += [(ds, variant, s) for s in JANUS["ablation_seeds"]]
-    return sorted(set(runs))
+    """(ds, variant, seed) of every JANUS model scored within its dataset (nidsflow.layout.janus_runs)."""
+    return layout.janus_runs(DATASETS, has_packets, SEEDS, JANUS["variants"], JANUS["ablation_datasets"],
+                             JANUS["ablation_seeds"])
 
 
 #: janus keys that only plan which runs exist: changing them adds or drops jobs, never reruns a model.
@@ -178,41 +170,24 @@ def janus_score_params():
     return {k: v for k, v in JANUS.items() if k not in JANUS_PLAN_KEYS}
 
 
-def cross_pairs():
-    """Ordered (source, target) pairs scored across datasets (both need packets); none when janus.cross is off."""
-    if not JANUS["cross"]:
-        return []
-    ds = packet_datasets()
-    return [(s, t) for s in ds for t in ds if s != t]
-
-
 def cross_runs():
-    """(src, tgt, variant, seed) of every cross-dataset scoring.
-
-    The cross matrix: every pair with the source's "cross" model, every seed. The group-B cross columns: on a
-    source among janus.ablation_datasets, each variant trained there (janus_runs(); the full model always, as the
-    reference the variants are compared with) scores every other packet dataset, for each ablation seed.
-    """
-    trained = set(janus_runs())
-    runs = [(a, b, CROSS_VARIANT, s) for a, b in cross_pairs() for s in SEEDS]
-    for a, b in cross_pairs():
-        if a in JANUS["ablation_datasets"]:
-            for v in dict.fromkeys(["full", *JANUS["variants"]]):
-                runs += [(a, b, v, s) for s in map(int, JANUS["ablation_seeds"]) if (a, v, s) in trained]
-    return list(dict.fromkeys(runs))
+    """(src, tgt, variant, seed) of every cross-dataset scoring (nidsflow.layout.cross_runs)."""
+    return layout.cross_runs(layout.cross_pairs(packet_datasets(), JANUS["cross"]), SEEDS, janus_runs(),
+                             JANUS["variants"], JANUS["ablation_datasets"], JANUS["ablation_seeds"])
 
 
 def phase1_files():
-    return [f"{RESULTS}/{ds}/janus/{v}/seed{s}/phase1_scores.npz" for ds, v, s in janus_runs()]
+    return [layout.path(layout.PHASE1_SCORES, study=STUDY, ds=ds, variant=v, seed=s) for ds, v, s in janus_runs()]
 
 
 def cross_files():
-    return [f"{RESULTS}/cross/{a}__{b}/{v}/seed{s}/cross_scores.npz" for a, b, v, s in cross_runs()]
+    return [layout.path(layout.CROSS_SCORES, study=STUDY, src=a, tgt=b, variant=v, seed=s)
+            for a, b, v, s in cross_runs()]
 
 
 def baseline_files():
     return [
-        f"{RESULTS}/{ds}/baselines/{m}/seed{s}/scores.npz"
+        layout.path(layout.BASELINE_SCORES, study=STUDY, ds=ds, method=m, seed=s)
         for ds in DATASETS
         for m in config["baselines"]["methods"]
         for s in config["baselines"]["seeds"]
@@ -337,8 +312,7 @@ def tables_baseline_inputs(wildcards):
 
 
 def main_variant(ds):
-    """JANUS's main variant of a dataset: the full model, or B2 (flow features only) on a flow-table store."""
-    return "full" if has_packets(ds) else "B2"
+    return layout.main_variant(has_packets(ds))
 
 
 def figure_seed():
@@ -350,8 +324,9 @@ def figure_seed():
 def figures_inputs(wildcards):
     """JANUS's main-variant scores ("janus") and each configured baseline's scores (by method name), one seed."""
     seed, ds = figure_seed(), wildcards.ds
-    files = {m: f"{RESULTS}/{ds}/baselines/{m}/seed{seed}/scores.npz" for m in config["baselines"]["methods"]}
-    files["janus"] = f"{RESULTS}/{ds}/janus/{main_variant(ds)}/seed{seed}/phase1_scores.npz"
+    files = {m: layout.path(layout.BASELINE_SCORES, study=STUDY, ds=ds, method=m, seed=seed)
+             for m in config["baselines"]["methods"]}
+    files["janus"] = layout.path(layout.PHASE1_SCORES, study=STUDY, ds=ds, variant=main_variant(ds), seed=seed)
     return files
 
 

@@ -37,7 +37,7 @@ rule score_phase1:
         features="results/{study}/{ds}/store/flow_features.parquet",
         split="results/{study}/{ds}/splits/seed{seed}.npz",
     output:
-        scores="results/{study}/{ds}/janus/{variant}/seed{seed}/phase1_scores.npz",
+        scores=layout.PHASE1_SCORES,
         auroc="results/{study}/{ds}/janus/{variant}/seed{seed}/phase1_auroc.json",
     log:
         "logs/{study}/janus/score_{ds}_{variant}_seed{seed}.log",
@@ -61,7 +61,7 @@ rule score_cross:
         features="results/{study}/{tgt}/store/flow_features.parquet",
         split="results/{study}/{tgt}/splits/seed{seed}.npz",
     output:
-        scores="results/{study}/cross/{src}__{tgt}/{variant}/seed{seed}/cross_scores.npz",
+        scores=layout.CROSS_SCORES,
     log:
         "logs/{study}/janus/cross_{src}__{tgt}_{variant}_seed{seed}.log",
     benchmark:

@@ -229,46 +229,35 @@ def _add_packet(state, chan, s, t, is_bwd, ip_len, hdr, payload, flags, win, is_
         state[s, SF_COUNT] += 1.0
         _update_active_idle(state, s, t, activity_timeout)
     state[s, SF_LAST_TS] = t
+    # the direction's columns; MIN_SEG_FWD and ACT_DATA_FWD exist for the forward direction only
     if is_bwd:
-        if state[s, BWD_LEN] > 0:
-            _welford(state, s, BWD_IAT, (t - state[s, LAST_BWD_TS]) * 1e6)
-        _welford(state, s, BWD_LEN, payload)
-        state[s, BWD_BYTES] += payload
-        state[s, BWD_IP_BYTES] += ip_len
-        state[s, BWD_HDR] += hdr
-        state[s, LAST_BWD_TS] = t
-        if is_tcp and state[s, INIT_WIN_BWD] < 0:
-            state[s, INIT_WIN_BWD] = win
-        if flags & F_PSH:
-            state[s, BWD_PSH] += 1.0
-        if flags & F_URG:
-            state[s, BWD_URG] += 1.0
-        if flags & F_RST:
-            state[s, BWD_RST] += 1.0
-        _update_bulk(state, s, BWD_BULK, FWD_BULK, t, payload, bulk_gap)
+        n_col, iat_col, last_col, bytes_col, ipb_col, hdr_col, win_col = (
+            BWD_LEN, BWD_IAT, LAST_BWD_TS, BWD_BYTES, BWD_IP_BYTES, BWD_HDR, INIT_WIN_BWD)
+        psh_col, urg_col, rst_col, bulk_col, other_bulk_col = BWD_PSH, BWD_URG, BWD_RST, BWD_BULK, FWD_BULK
     else:
-        if state[s, FWD_LEN] > 0:
-            _welford(state, s, FWD_IAT, (t - state[s, LAST_FWD_TS]) * 1e6)
-            if hdr < state[s, MIN_SEG_FWD]:
-                state[s, MIN_SEG_FWD] = hdr
-        else:
-            state[s, MIN_SEG_FWD] = hdr
-        _welford(state, s, FWD_LEN, payload)
-        state[s, FWD_BYTES] += payload
-        state[s, FWD_IP_BYTES] += ip_len
-        state[s, FWD_HDR] += hdr
-        state[s, LAST_FWD_TS] = t
-        if payload >= 1:
-            state[s, ACT_DATA_FWD] += 1.0
-        if is_tcp and state[s, INIT_WIN_FWD] < 0:
-            state[s, INIT_WIN_FWD] = win
-        if flags & F_PSH:
-            state[s, FWD_PSH] += 1.0
-        if flags & F_URG:
-            state[s, FWD_URG] += 1.0
-        if flags & F_RST:
-            state[s, FWD_RST] += 1.0
-        _update_bulk(state, s, FWD_BULK, BWD_BULK, t, payload, bulk_gap)
+        n_col, iat_col, last_col, bytes_col, ipb_col, hdr_col, win_col = (
+            FWD_LEN, FWD_IAT, LAST_FWD_TS, FWD_BYTES, FWD_IP_BYTES, FWD_HDR, INIT_WIN_FWD)
+        psh_col, urg_col, rst_col, bulk_col, other_bulk_col = FWD_PSH, FWD_URG, FWD_RST, FWD_BULK, BWD_BULK
+    if state[s, n_col] > 0:
+        _welford(state, s, iat_col, (t - state[s, last_col]) * 1e6)
+    if not is_bwd and (state[s, FWD_LEN] == 0 or hdr < state[s, MIN_SEG_FWD]):
+        state[s, MIN_SEG_FWD] = hdr
+    _welford(state, s, n_col, payload)
+    state[s, bytes_col] += payload
+    state[s, ipb_col] += ip_len
+    state[s, hdr_col] += hdr
+    state[s, last_col] = t
+    if not is_bwd and payload >= 1:
+        state[s, ACT_DATA_FWD] += 1.0
+    if is_tcp and state[s, win_col] < 0:
+        state[s, win_col] = win
+    if flags & F_PSH:
+        state[s, psh_col] += 1.0
+    if flags & F_URG:
+        state[s, urg_col] += 1.0
+    if flags & F_RST:
+        state[s, rst_col] += 1.0
+    _update_bulk(state, s, bulk_col, other_bulk_col, t, payload, bulk_gap)
     for b in range(8):
         if flags & (1 << b):
             # bit order FIN SYN RST PSH ACK URG ECE CWR -> columns FIN SYN RST PSH ACK URG CWR ECE
@@ -276,6 +265,18 @@ def _add_packet(state, chan, s, t, is_bwd, ip_len, hdr, payload, flags, win, is_
             state[s, col] += 1.0
     state[s, LAST_TS] = t
     _update_active_idle(state, s, t, activity_timeout)
+
+
+@nb.njit(cache=True, inline="always")
+def _end_flow(state, keys, table, counters, out, s, reason):
+    """End flow ``s``: record the reason, free its table entry, queue its slot in ``out`` for collection."""
+    state[s, END_REASON] = reason
+    state[s, ALIVE] = 0.0
+    _table_remove(table, keys, s)
+    counters[3] += 1
+    counters[4] -= 1
+    out[counters[2]] = s
+    counters[2] += 1
 
 
 @nb.njit(cache=True)
@@ -338,13 +339,7 @@ def process_packets(start, ts, s64, d64, sport, dport, proto, ip_len, hdr, paylo
                 else:
                     reason = R_FIN
             if reason >= 0:
-                state[slot, END_REASON] = reason
-                state[slot, ALIVE] = 0.0
-                _table_remove(table, keys, slot)
-                counters[3] += 1
-                counters[4] -= 1
-                out[counters[2]] = slot
-                counters[2] += 1
+                _end_flow(state, keys, table, counters, out, slot, reason)
                 slot = -1
         if slot < 0:
             if counters[0] > 0:
@@ -378,13 +373,7 @@ def process_packets(start, ts, s64, d64, sport, dport, proto, ip_len, hdr, paylo
                 if state[slot, FIN_FWD] == 1.0 and state[slot, FIN_BWD] == 1.0:
                     state[slot, CLOSING] = 1.0
             if end >= 0:
-                state[slot, END_REASON] = end
-                state[slot, ALIVE] = 0.0
-                _table_remove(table, keys, slot)
-                counters[3] += 1
-                counters[4] -= 1
-                out[counters[2]] = slot
-                counters[2] += 1
+                _end_flow(state, keys, table, counters, out, slot, end)
     return n, ST_DONE
 
 
@@ -405,11 +394,5 @@ def expire(now, state, keys, table, counters, out, idle_timeout, active_timeout,
             continue
         if counters[2] >= out.shape[0]:
             return False
-        state[s, END_REASON] = reason
-        state[s, ALIVE] = 0.0
-        _table_remove(table, keys, s)
-        counters[3] += 1
-        counters[4] -= 1
-        out[counters[2]] = s
-        counters[2] += 1
+        _end_flow(state, keys, table, counters, out, s, reason)
     return True

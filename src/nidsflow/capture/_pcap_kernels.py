@@ -191,13 +191,8 @@ def _l3_from_ethertype(buf, off, etype, end):
         elif etype == 0x8864:  # PPPoE session: 6-byte header then PPP protocol
             if off + 8 > end:
                 return off, 0, ST_TRUNC_L2
-            ppp = _be16(buf, off + 6)
-            off += 8
-            if ppp == 0x0021:
-                return off, 4, ST_OK
-            if ppp == 0x0057:
-                return off, 6, ST_OK
-            return off, 0, ST_NON_IP
+            version = _ppp_ip_version(_be16(buf, off + 6))
+            return off + 8, version, ST_OK if version else ST_NON_IP
         elif etype == 0x8847 or etype == 0x8848:  # MPLS: pop to bottom of stack, guess by nibble
             while True:
                 if off + 4 > end:
@@ -215,6 +210,16 @@ def _l3_from_ethertype(buf, off, etype, end):
         else:
             return off, 0, ST_NON_IP
     return off, 0, ST_NON_IP
+
+
+@njit(cache=True)
+def _ppp_ip_version(proto):
+    """PPP protocol number -> IP version (0x0021 IPv4, 0x0057 IPv6; 0 for anything else)."""
+    if proto == 0x21:
+        return 4
+    if proto == 0x57:
+        return 6
+    return 0
 
 
 @njit(cache=True)
@@ -240,11 +245,8 @@ def _l3_from_ppp(buf, off, end):
             return off, 0, ST_TRUNC_L2
         proto = _be16(buf, off)
         off += 2
-    if proto == 0x21:
-        return off, 4, ST_OK
-    if proto == 0x57:
-        return off, 6, ST_OK
-    return off, 0, ST_NON_IP
+    version = _ppp_ip_version(proto)
+    return off, version, ST_OK if version else ST_NON_IP
 
 
 @njit(cache=True)

@@ -114,19 +114,17 @@ class TcpConn:
 
     def emit(self, t: float, from_client: bool, flags: int, plen: int, opt=None, seq: int | None = None) -> None:
         advance = seq is None
-        if from_client:
-            if seq is None:
-                seq = self.cseq
-            ack = self.sseq if flags & ACK else 0
-            win = self.syn_win_c if flags & SYN else self.window(True)
-            src, dst, sport, dport, ttl = self.cli, self.srv, self.sport, self.dport, self.ttl_c
+        c = from_client
+        own_seq, peer_seq = (self.cseq, self.sseq) if c else (self.sseq, self.cseq)
+        if seq is None:
+            seq = own_seq
+        ack = peer_seq if flags & ACK else 0
+        win = (self.syn_win_c if c else self.syn_win_s) if flags & SYN else self.window(c)
+        src, dst, sport, dport, ttl = ((self.cli, self.srv, self.sport, self.dport, self.ttl_c) if c
+                                       else (self.srv, self.cli, self.dport, self.sport, self.ttl_s))
+        if c:  # bytes the other side has received (its advertised window grows with them)
             self.rcvd_s += plen
         else:
-            if seq is None:
-                seq = self.sseq
-            ack = self.cseq if flags & ACK else 0
-            win = self.syn_win_s if flags & SYN else self.window(False)
-            src, dst, sport, dport, ttl = self.srv, self.cli, self.dport, self.sport, self.ttl_s
             self.rcvd_c += plen
         if opt is None and self.ts_ok and not flags & SYN:
             opt = OPT_TS

@@ -7,7 +7,7 @@ small matrices where a second torch thread buys little. N worker processes with 
 
 **Identical scores.** The work unit is one *score batch* of :meth:`janus.score.JanusScorer.score`: the
 flows of one ``Detector.score`` call are ordered by packet count (stable) and cut into
-``score_batch_size`` batches exactly as the in-process scorer does (:func:`score_batches`); a worker scores
+``score_batch_size`` batches by the in-process scorer's own rule (:func:`janus.score.score_batches`); a worker scores
 one such batch (its rows are already length-ordered, so its scorer keeps them as one batch, cut after the
 same longest flow). The corruption draws are seeded per flow by (score_seed, flow id), so every flow
 sees the same draws, the same batch and the same kernels (one thread) as in one process with one torch
@@ -60,16 +60,6 @@ def _score_batch(flow: np.ndarray, pkt: np.ndarray, bits: np.ndarray, valid: np.
     b = JanusBatch(torch.from_numpy(flow), torch.from_numpy(pkt), torch.from_numpy(bits), torch.from_numpy(valid))
     S = _SCORER.score(b, flow_ids=flow_ids)
     return S, _SCORER.pos_nll_sum, _SCORER.pos_count, _SCORER.n_forced, _SCORER.n_no_packet
-
-
-def score_batches(data, batch_size: int) -> list[np.ndarray]:
-    """The rows of each batch :meth:`JanusScorer.score` makes of ``data``: stable order by packet count,
-    then ``batch_size`` rows at a time (keep in step with that method)."""
-    import torch
-
-    n = len(data)
-    order = torch.argsort(data.lengths, stable=True) if data.valid.shape[1] else torch.arange(n)
-    return [order[s:s + batch_size].numpy() for s in range(0, n, batch_size)]
 
 
 @dataclass
@@ -141,13 +131,14 @@ class ScoringPool:
     def submit(self, data, flow_ids: np.ndarray) -> PendingScores:
         """Queue the score batches of ``data`` (a JanusBatch, as ``Detector.normalise`` makes it)."""
         from nidsflow.janus.data import N_BIN
+        from nidsflow.janus.score import score_batches
 
         flow_ids = np.asarray(flow_ids, dtype=np.int64)
         if len(flow_ids) != len(data):
             raise ValueError(f"{len(flow_ids)} flow ids for {len(data)} flows")
         flow, pkt, bits, valid = (t.numpy() for t in (data.flow, data.pkt, data.bits, data.valid))
         pend = PendingScores(len(data), valid.shape[1], len(self.score_names), N_BIN)
-        for rows in score_batches(data, self.batch_size):
+        for rows in (idx.numpy() for idx in score_batches(data, self.batch_size)):
             pend.parts.append((rows, self._ex.submit(_score_batch, flow[rows], pkt[rows], bits[rows], valid[rows],
                                                      flow_ids[rows])))
         return pend

@@ -25,7 +25,6 @@ import datetime as _dt
 import hashlib
 import json
 import logging
-import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nidsflow.layout import CROSS_VARIANT
+from nidsflow import layout
 from nidsflow.evaluate.aggregators import AGGREGATORS, DEPLOYABLE, AggregatorError, make_aggregator
 from nidsflow.evaluate.baselines import ALL_METHODS, DISPLAY, NOT_RUN
 from nidsflow.evaluate.metrics import MetricError, evaluate_scores, format_mean_std, mean_std
@@ -43,23 +44,6 @@ log = logging.getLogger(__name__)
 
 NOT_RUN_CELL = "not run"
 ABLATION_VARIANTS = ("B1", "B2", "B3", "B4", "B5")
-#: The variant whose cross scores make the cross matrix and the group-A cross columns (sigma = janus.cross_sigma).
-CROSS_VARIANT = "cross"
-
-#: Score files by path (results/{study}/...: the study folder is matched, not kept).
-_PHASE1 = re.compile(r"results/[^/]+/(?P<ds>[^/]+)/janus/(?P<variant>[^/]+)/seed(?P<seed>\d+)/phase1_scores\.npz$")
-_CROSS = re.compile(r"results/[^/]+/cross/(?P<src>[^/]+?)__(?P<tgt>[^/]+)/(?P<variant>[^/]+)/seed(?P<seed>\d+)"
-                    r"/cross_scores\.npz$")
-_BASELINE = re.compile(r"results/[^/]+/(?P<ds>[^/]+)/baselines/(?P<method>[^/]+)/seed(?P<seed>\d+)/scores\.npz$")
-
-
-def _match(rx, path):
-    m = rx.search(Path(path).as_posix())
-    if not m:
-        raise ValueError(f"{path}: does not look like {rx.pattern}")
-    d = m.groupdict()
-    d["seed"] = int(d["seed"])
-    return d
 
 
 # ---------------------------------------------------------------- provenance
@@ -118,13 +102,13 @@ class ResultSet:
     def from_files(cls, phase1_files=(), cross_files=(), baseline_files=()) -> "ResultSet":
         r = cls()
         for f in phase1_files:
-            d = _match(_PHASE1, f)
+            d = layout.parse(layout.PHASE1_SCORES, f)
             r.janus[(d["ds"], d["variant"], d["seed"])] = Path(f)
         for f in cross_files:
-            d = _match(_CROSS, f)
+            d = layout.parse(layout.CROSS_SCORES, f)
             r.cross[(d["src"], d["tgt"], d["variant"], d["seed"])] = Path(f)
         for f in baseline_files:
-            d = _match(_BASELINE, f)
+            d = layout.parse(layout.BASELINE_SCORES, f)
             r.baselines[(d["ds"], d["method"], d["seed"])] = Path(f)
         return r
 

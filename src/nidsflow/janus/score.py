@@ -287,10 +287,8 @@ class JanusScorer:
         bs = self.s.score_batch_size
         out = np.full((n, len(self.score_names)), np.nan, dtype=np.float64)
         self.n_forced = self.n_no_packet = 0
-        order = torch.argsort(data.lengths, stable=True) if data.valid.shape[1] else torch.arange(n)
-        starts = range(0, n, bs)
-        for start in tqdm(starts, desc=desc, file=sys.stderr, disable=not self.progress, mininterval=5.0):
-            idx = order[start:start + bs]
+        for idx in tqdm(score_batches(data, bs), desc=desc, file=sys.stderr, disable=not self.progress,
+                        mininterval=5.0):
             b = data.index(idx).trimmed().to(self.device)
             rows = idx.numpy()
             cnf = np.full(len(rows), np.nan)
@@ -304,6 +302,15 @@ class JanusScorer:
         if self.n_no_packet and self.model.cfg.disc_head:
             log.warning("%d of %d flows have no valid packet: their disc_nll scores are NaN", self.n_no_packet, n)
         return out
+
+
+def score_batches(data: JanusBatch, batch_size: int) -> list[torch.Tensor]:
+    """The rows of each score batch of :meth:`JanusScorer.score`: a stable order by packet count, then
+    ``batch_size`` rows at a time (so each batch can be cut after its longest flow). The parallel scorer
+    (:mod:`nidsflow.deploy.parallel`) sends these same batches to its workers."""
+    n = len(data)
+    order = torch.argsort(data.lengths, stable=True) if data.valid.shape[1] else torch.arange(n)
+    return [order[s:s + batch_size] for s in range(0, n, batch_size)]
 
 
 def bf16_enabled(setting: bool | str, device: torch.device) -> bool:
