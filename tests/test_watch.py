@@ -81,6 +81,9 @@ def demo(tmp_path_factory):
     generate_domain("demo_a", tmp / "train", seed=1, benign_sessions=500, attack_sessions=0, duration_s=600)
     generate_domain("demo_a", tmp / "benign", seed=2, benign_sessions=60, attack_sessions=0, duration_s=120)
     generate_domain("demo_a", tmp / "attack", seed=3, benign_sessions=1, attack_sessions=40, duration_s=120)
+    # the generated captures share a start time; the attack one comes an hour after the benign one, as
+    # rotation files follow each other (overlapping files would stitch benign and attack flows together)
+    _shift_pcap(tmp / "attack" / capture_file("demo_a"), 3600)
     store = _store_from_captures([tmp / "train" / capture_file("demo_a")], tmp / "store")
     n = len(Store(store).flows)
     split = make_split(Store(store).flows, seed=0, n_train=int(n * 0.6), n_val=int(n * 0.3))
@@ -133,15 +136,30 @@ def _env():
                 OMP_NUM_THREADS="1")
 
 
-def _split_pcap(src: Path, out1: Path, out2: Path, at: float = 0.5) -> int:
-    """Write the first ``at`` of a classic pcap's records to out1 and the rest to out2 (same header)."""
-    raw = src.read_bytes()
+def _records(raw: bytes) -> tuple[str, list[int]]:
+    """(struct byte order, offset of each record header) of a classic pcap."""
     endian = {b"\xd4\xc3\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">", b"\x4d\x3c\xb2\xa1": "<",
               b"\xa1\xb2\x3c\x4d": ">"}[raw[:4]]
     pos, offsets = 24, []
     while pos + 16 <= len(raw):
         offsets.append(pos)
         pos += 16 + struct.unpack(endian + "IIII", raw[pos:pos + 16])[2]
+    return endian, offsets
+
+
+def _shift_pcap(path: Path, seconds: int) -> None:
+    """Move every packet of a classic pcap ``seconds`` later (in place)."""
+    raw = bytearray(path.read_bytes())
+    endian, offsets = _records(bytes(raw))
+    for pos in offsets:
+        struct.pack_into(endian + "I", raw, pos, struct.unpack_from(endian + "I", raw, pos)[0] + seconds)
+    path.write_bytes(bytes(raw))
+
+
+def _split_pcap(src: Path, out1: Path, out2: Path, at: float = 0.5) -> int:
+    """Write the first ``at`` of a classic pcap's records to out1 and the rest to out2 (same header)."""
+    raw = src.read_bytes()
+    _, offsets = _records(raw)
     cut = offsets[int(len(offsets) * at)]
     out1.write_bytes(raw[:cut])
     out2.write_bytes(raw[:24] + raw[cut:])
