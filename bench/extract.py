@@ -276,7 +276,7 @@ def multi(a) -> None:
               "packets": sum(r["packets"] for r in nf), "peak_rss_mib": max(r["peak_rss_mib"] for r in nf)}
     print(f"nfstream on the {len(caps)} captures, one after the other: {nf_sum['seconds']:.1f} s, "
           f"{nf_sum['flows']:,} flows, peak RSS {nf_sum['peak_rss_mib']:.0f} MiB", flush=True)
-    fl = {w: measure(w, flood, a.out / f"store_flood_{w}") for w in ("ours", "ours_batch16384", "nfstream")}
+    fl = {w: measure(w, flood, a.out / f"store_flood_{w}") for w in ("ours", "ours_batch262144", "nfstream")}
     for w, r in fl.items():
         print(f"flood {w:9s} {r['packets']:>10d} packets {r['flows']:>9d} flows {r['seconds']:8.1f} s "
               f"peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
@@ -330,18 +330,18 @@ sources drawn from 10.0.0.0/8 x 32 768 ports, spread over one hour), {flood.stat
 {flood_rows}
 
 `ours` = `extract_dataset` in one process (plan, the part, the gather: the store written), the default
-`extract.batch_packets` 262 144; `ours_batch16384` the same with `batch_packets: 16384`. The peak is the
+`extract.batch_packets` 16 384; `ours_batch262144` the same with `batch_packets: 262144` (the default until
+2026-12-02). The peak is the
 interpreter with numba/pandas/pyarrow loaded (about 250 MiB), the flow meter's live flows (about 1.3 KiB per
 slot, slots doubling as needed, and the old and new arrays both held while they double), one shard being
 filled (up to {200000:,} flows x T x 9 float32) and one 65 536-row parquet row group; the flows table itself
 streams to disk, so the peak follows the flows **alive at once**, not the number of flows. The meter sweeps
 idle flows out after each reader batch, so the live flows are those of the last idle timeout (120 s) plus one
-batch's span of capture time; a smaller `batch_packets` sweeps more often (at this size one default batch
-spans most of the capture, hence nearly every flow alive at once). A smaller batch changes the order in which
+batch's span of capture time; a smaller `batch_packets` sweeps more often (here one 262 144-packet batch spans
+about two minutes of the flood). A smaller batch changes the order in which
 the flows are written, not their content (checked on this flood: same flows, features and packets once
-sorted). At the issue's size (5 M flows in the hour) a default batch spans less capture time but more flows
-are alive in it: only the full-size run says whether the default stays under 1 GiB; where it does not,
-`batch_packets: 16384` is the knob.
+sorted). The flows of the last idle timeout are alive whatever the batch (here about 1 400 new flows a second
+x 120 s = 167 000), so that part of the peak is the flood's, not the extractor's.
 
 """
     text = a.write_doc.read_text() if a.write_doc.exists() else "# Benchmarks\n"

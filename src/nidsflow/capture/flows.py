@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from nidsflow.capture import _flow_kernels as K
-from nidsflow.capture.pcap import CaptureError, CaptureReader
+from nidsflow.capture.pcap import DEFAULT_BATCH_PACKETS, CaptureError, CaptureReader
 from nidsflow.store import CHANNELS
 
 log = logging.getLogger(__name__)
@@ -311,7 +311,7 @@ def meter_capture(path, cfg: FlowConfig | None, extract_cfg: dict | None = None,
                    progress=None) -> Iterator[FlowChunk]:
     """Flows of one capture as chunks (the one path from a capture to flows); reader and meter stats go
     to ``meter_out``. A corrupt record mid-file keeps the flows read before it, then re-raises."""
-    reader = CaptureReader(path, batch_packets=int((extract_cfg or {}).get("batch_packets", 262144)))
+    reader = CaptureReader(path, batch_packets=int((extract_cfg or {}).get("batch_packets", DEFAULT_BATCH_PACKETS)))
     meter = FlowMeter(cfg)
     seen = 0
     error = None
@@ -333,7 +333,7 @@ def meter_capture(path, cfg: FlowConfig | None, extract_cfg: dict | None = None,
         raise error
 
 
-def flows_of_capture(path, cfg: FlowConfig | None = None, batch_packets: int = 262144):
+def flows_of_capture(path, cfg: FlowConfig | None = None, batch_packets: int = DEFAULT_BATCH_PACKETS):
     """All flows of one capture file at once (small files, tests): (FlowChunk, MeterStats, ReadStats)."""
     stats: dict = {}
     cfg = cfg or FlowConfig()

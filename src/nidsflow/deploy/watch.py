@@ -141,6 +141,7 @@ class Watcher:
                  summary: str | Path | None = None, state: str | Path | None = None,
                  settings: WatchSettings | None = None, pool=None):
         from nidsflow.capture.flows import FlowConfig
+        from nidsflow.capture.pcap import DEFAULT_BATCH_PACKETS
 
         self.dir = Path(directory)
         if not self.dir.is_dir():
@@ -151,7 +152,7 @@ class Watcher:
         self.state_path = Path(state) if state else self.dir / ".nidsflow-watch-state.npz"
         self.settings = settings or WatchSettings()
         self.flow_cfg = FlowConfig.from_extract_config(detector.extract_cfg)
-        self.batch_packets = int(detector.extract_cfg.get("batch_packets", 262144))
+        self.batch_packets = int(detector.extract_cfg.get("batch_packets", DEFAULT_BATCH_PACKETS))
         self.fingerprint = json.dumps({"extract": detector.extract_cfg, "model": _sha256(detector.model_path),
                                        "aggregator": _sha256(detector.aggregator_path)}, sort_keys=True, default=str)
         self.stop_requested = False
