@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from nidsflow.evaluate.baselines.common import EPOCH_RTOL, Baseline, SignedLogRobustScaler, improves, select_on_grid
-from nidsflow.evaluate.baselines.nn_utils import batches, seed_torch
+from nidsflow.evaluate.baselines.nn_utils import batches, count_parameters, seed_torch
 
 
 def _mlp(sizes, last_act=None):
@@ -57,6 +57,12 @@ class GANomalyBaseline(Baseline):
     name = "ganomaly"
     view = "flow"
     description = "GANomaly encoder-decoder-encoder on flow statistics; score = latent distance"
+
+    def n_parameters(self, T: int = 0, n_flow: int = 0) -> int:
+        """Parameters of the generator and the discriminator for ``n_flow`` features, at the grid's largest
+        latent size (the packet view is not used)."""
+        latent = max(int(v) for v in self.params.get("latent_grid", [8, 16]))
+        return count_parameters(_GANomalyNet(n_flow, int(self.params.get("hidden", 64)), latent))
 
     def _train_one(self, Xt, Xv, latent):
         p = self.params

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from nidsflow.evaluate.baselines.common import Baseline, PacketPreprocessor, SignedLogRobustScaler, select_on_grid
-from nidsflow.evaluate.baselines.nn_utils import seed_torch, train_early_stopping
+from nidsflow.evaluate.baselines.nn_utils import count_parameters, seed_torch, train_early_stopping
 
 
 def _mask_ratio_search(baseline: Baseline, ratios, build, loss, val_score, n_train: int, epochs: int) -> nn.Module:
@@ -77,6 +77,14 @@ class AnoFormerBaseline(Baseline):
     name = "anoformer"
     view = "packets"
     description = "AnoFormer-style masked Transformer reconstruction of packet sequences"
+
+    def n_parameters(self, T: int, n_flow: int = 0) -> int:
+        """Parameters of the masked Transformer at these sizes (the flow view is not used)."""
+        from nidsflow.store import CHANNELS
+
+        p = self.params
+        return count_parameters(_MaskedTransformer(T, len(CHANNELS), int(p.get("d_model", 32)),
+                                                   int(p.get("n_layers", 2)), int(p.get("n_heads", 2))))
 
     def _tensors(self, x):
         tok, valid = self.pre.transform(x.packets, x.lengths)
@@ -134,6 +142,10 @@ class MMRBaseline(Baseline):
     name = "mmr"
     view = "flow"
     description = "MMR-style masked reconstruction of flow statistics"
+
+    def n_parameters(self, T: int = 0, n_flow: int = 0) -> int:
+        """Parameters of the masked MLP for ``n_flow`` features (the packet view is not used)."""
+        return count_parameters(_MaskedMLP(n_flow, int(self.params.get("hidden", 128))))
 
     @torch.no_grad()
     def _score_tensors(self, net, X):

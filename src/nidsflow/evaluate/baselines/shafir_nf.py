@@ -32,7 +32,7 @@ from sklearn.inspection import permutation_importance
 from torch import nn
 
 from nidsflow.evaluate.baselines.common import Baseline, BaselineError, SignedLogRobustScaler, select_on_grid
-from nidsflow.evaluate.baselines.nn_utils import seed_torch, train_early_stopping
+from nidsflow.evaluate.baselines.nn_utils import count_parameters, seed_torch, train_early_stopping
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,13 @@ class ShafirNFBaseline(Baseline):
     name = "shafir_nf"
     view = "flow"
     description = "RealNVP on label-free SHAP-like-selected flow statistics (Shafir-style)"
+
+    def n_parameters(self, T: int = 0, n_flow: int = 0) -> int:
+        """Parameters of the RealNVP on ``top_k`` selected features, at the grid's most coupling layers."""
+        p = self.params
+        d = min(int(p.get("top_k", 5)), n_flow) if not p.get("features") else len(p["features"])
+        layers = max(int(v) for v in p.get("n_layers_grid", [4, 8]))
+        return count_parameters(RealNVP(d, layers, int(p.get("hidden", 64))))
 
     def _fit(self, train, val):
         p = self.params

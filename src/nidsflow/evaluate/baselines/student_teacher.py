@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nidsflow.evaluate.baselines.common import Baseline, PacketPreprocessor
-from nidsflow.evaluate.baselines.nn_utils import seed_torch, train_early_stopping
+from nidsflow.evaluate.baselines.nn_utils import count_parameters, seed_torch, train_early_stopping
 
 #: Packet channels of the store (size, iat, win + six binary), as PacketPreprocessor returns them.
 N_PACKET = 9
@@ -135,6 +135,12 @@ class STFPMBaseline(Baseline):
     view = "packets"
     description = ("STFPM-style student-teacher feature mismatch on packet sequences (teacher pretrained "
                    "on benign train by masked-packet reconstruction, then frozen)")
+
+    def n_parameters(self, T: int = 0, n_flow: int = 0) -> int:
+        """Parameters of the teacher and the student (the teacher's pretraining decoder, discarded after
+        pretraining, not counted; the sizes do not depend on T or the flow view)."""
+        widths = [int(w) for w in self.params.get("widths", DEFAULTS["widths"])]
+        return count_parameters(_PyramidCNN(N_CHANNELS, widths), _PyramidCNN(N_CHANNELS, widths))
 
     def _tensors(self, x):
         """(tokens [n, T, 11]: 9 preprocessed channels, valid flag, masked flag (0); valid mask [n, T])."""
