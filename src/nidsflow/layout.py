@@ -27,18 +27,9 @@ PACKET_FREE_VARIANTS = frozenset({"B2"})
 _INT_KEYS = {"seed"}
 
 
-def _fields(template: str) -> list[str]:
-    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
-
-
 def path(template: str, **keys) -> str:
     """The file of one run: every field of the template filled (a missing key is a KeyError naming it)."""
     return template.format(**keys)
-
-
-def pattern(template: str, **keys) -> str:
-    """The template with the given fields filled and the others left as ``{name}`` (Snakemake wildcards)."""
-    return template.format(**{name: keys.get(name, "{" + name + "}") for name in _fields(template)})
 
 
 def _regex(template: str) -> re.Pattern:

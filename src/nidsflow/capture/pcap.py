@@ -50,8 +50,8 @@ MAX_RECORD_BYTES = 256 * 1024 * 1024
 #: Captured lengths up to max(snaplen, this) are accepted (Wireshark's standard maximum).
 STANDARD_MAX_SNAPLEN = 262144
 #: Packets per reader batch. The flow meter sweeps idle flows after every batch, so a batch's span of capture
-#: time adds to the flows held at once: a 5 M-flow spoofed flood peaked at 1 251 MiB with 262 144 and at
-#: 980 MiB with 16 384, at the same speed (docs/benchmarks.md, "Extraction in parallel").
+#: time adds to the flows held at once: a 5 M-flow spoofed flood peaked at 1 253 MiB with 262 144 and at
+#: 960 MiB with 16 384, at the same speed (docs/benchmarks.md, "Extraction in parallel").
 DEFAULT_BATCH_PACKETS = 16384
 DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024  # fits in cache: the decoder re-reads what the walker read
 

@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nidsflow.layout import CROSS_VARIANT
 from nidsflow import layout
 from nidsflow.evaluate.aggregators import AGGREGATORS, DEPLOYABLE, AggregatorError, make_aggregator
 from nidsflow.evaluate.baselines import ALL_METHODS, DISPLAY, NOT_RUN
@@ -235,7 +234,7 @@ class TableWriter:
             self._janus_cache[key] = None if t is None else aggregated_metrics(t, aggregator, self.fpr, str(path))
         return self._janus_cache[key]
 
-    def cross_run(self, src, tgt, seed, aggregator=DEPLOYABLE, variant=CROSS_VARIANT):
+    def cross_run(self, src, tgt, seed, aggregator=DEPLOYABLE, variant=layout.CROSS_VARIANT):
         key = ("x", src, tgt, variant, seed, aggregator)
         if key not in self._janus_cache:
             path = self.r.cross.get((src, tgt, variant, seed))
@@ -246,7 +245,7 @@ class TableWriter:
     def _seeds(self, keys, ds=None, variant=None):
         return sorted({k[2] for k in keys if (ds is None or k[0] == ds) and (variant is None or k[1] == variant)})
 
-    def _cross_keys(self, variant=CROSS_VARIANT, pair=None):
+    def _cross_keys(self, variant=layout.CROSS_VARIANT, pair=None):
         """(src, tgt, seed) of the cross scores of one variant (of one (src, tgt) pair)."""
         return sorted((a, b, s) for a, b, v, s in self.r.cross if v == variant and (pair is None or (a, b) == pair))
 
