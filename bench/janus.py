@@ -33,7 +33,7 @@ from nidsflow.evaluate.metrics import auroc
 from nidsflow.fixtures import make_scan_flood_store
 from nidsflow.janus.data import load_raw
 from nidsflow.janus.model import JanusConfig, JanusModel
-from nidsflow.janus.score import JanusScorer, ODESolver
+from nidsflow.janus.score import JanusScorer, ODESolver, score_batches
 from nidsflow.janus.train import JanusObjective, load_model, load_training_data, train_janus
 from nidsflow.janus.variants import ScoreSettings, resolve_variant
 from nidsflow.scores import JANUS_SCORE_NAMES, ScoreTable
@@ -154,13 +154,11 @@ def main():
             sc = JanusScorer(model, ScoreSettings(solver, steps_, disc_times, PAPER["score_batch_size"],
                                                   PAPER["score_seed"], bf16), dev, progress=False)
             S = np.empty((len(ids), 10))
-            order = torch.argsort(data.lengths, stable=True)
             t_term = t_disc = 0.0
-            for k, start in enumerate(range(0, len(ids), sc.s.score_batch_size)):
-                idx = order[start:start + sc.s.score_batch_size]
+            for k, idx in enumerate(score_batches(data, sc.s.score_batch_size)):
                 b = data.index(idx).trimmed().to(dev)
                 S[idx.numpy(), :3], dt1 = _timed(lambda: sc.terminal(b))
-                S[idx.numpy(), 3:], dt2 = _timed(lambda: sc.disc_nll(b, sc.s.score_seed + k))
+                S[idx.numpy(), 3:], dt2 = _timed(lambda: sc.disc_nll(b, np.asarray(ids)[idx.numpy()], k))
                 t_term, t_disc = t_term + dt1, t_disc + dt2
             return S, t_term, t_disc
 

@@ -233,3 +233,39 @@ def test_cnf_nll_score_option_adds_a_column_and_leaves_the_10d_vector(trained, d
     np.testing.assert_allclose(make_aggregator("A1").fit_table(on).score_table(on),
                                make_aggregator("A1").fit_table(ref).score_table(ref), rtol=1e-4)
     assert make_aggregator("A8").fit_table(on).columns == ("cnf_nll",)
+
+
+def test_nofix_disc_reproduces_the_seeds_batch_dependence_and_zero_fill(trained, domain_a):
+    """The nofix_disc ablation (disc_draws "batch") must show the two defects the fix removed: a flow's
+    disc_nll changes with the batch size, and at t = 1 (no position corrupted) every channel scores 0."""
+    store, split = domain_a
+    model = trained[0] / "model.pt"
+    seedlike = {**CFG, "disc_draws": "batch"}
+    a = score_split(model, store, split, seedlike, progress=False)
+    b = score_split(model, store, split, {**seedlike, "score_batch_size": 37}, progress=False)
+    assert not np.allclose(a.scores[:, 3:], b.scores[:, 3:])
+    np.testing.assert_allclose(a.scores[:, :3], b.scores[:, :3], rtol=2e-4, atol=1e-5)  # continuous side untouched
+    zero = score_split(model, store, split, {**seedlike, "disc_times": [1.0]}, progress=False)
+    assert (zero.scores[:, 3:] == 0).all()
+
+
+def test_nofix_variants_are_the_seeds_settings_and_run(domain_a, tmp_path):
+    """nofix_iat trains with IAT in seconds (the normaliser's k_iat 1), nofix_ot with the seed's coupling;
+    each is the full model otherwise, and its scores differ from the fixed model's."""
+    from nidsflow.janus.variants import FIX_ABLATIONS, SEED_COUPLING, is_packet_free, resolve_variant, score_settings
+
+    _, ts = resolve_variant({}, "nofix_ot")
+    assert (ts.ot_method, ts.ot_reg, ts.ot_reg_scale, ts.ot_pairing) == tuple(SEED_COUPLING.values())
+    assert resolve_variant({}, "nofix_iat")[1].iat_unit_scale == 1.0 and resolve_variant({}, "full")[1].iat_unit_scale == 1e6
+    assert score_settings({}, "nofix_disc").disc_draws == "batch" and score_settings({}, "full").disc_draws == "flow"
+    assert is_packet_free({}, "B2_nofix_ot") and not is_packet_free({}, "nofix_all")
+    assert FIX_ABLATIONS["B2_nofix_ot"] == "B2"
+    store, split = domain_a
+    cfg = {**CFG, "epochs": 1, "ot_method": "sinkhorn_log", "ot_reg": 0.1, "ot_pairing": "sample_unique"}
+    out = {}
+    for v in ("full", "nofix_iat"):
+        model = train_janus(store, split, tmp_path / v, cfg, v, 42, progress=False)
+        _, norm, _ = load_model(model)
+        out[v] = (norm.packet_unit_scale, score_split(model, store, split, cfg, progress=False).scores)
+    assert out["full"][0] == [1.0, 1e6, 1.0] and out["nofix_iat"][0] == [1.0, 1.0, 1.0]
+    assert not np.allclose(out["full"][1], out["nofix_iat"][1])

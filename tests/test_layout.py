@@ -49,3 +49,17 @@ def test_janus_runs_and_cross_runs_of_a_small_plan():
                               ablation_datasets=["a", "flows"], ablation_seeds=[1])
     assert cross == [("a", "b", "cross", 1), ("a", "b", "cross", 2), ("b", "a", "cross", 1), ("b", "a", "cross", 2),
                      ("a", "b", "full", 1), ("a", "b", "B1", 1), ("a", "b", "B2", 1)]
+
+
+def test_fix_ablations_run_only_beside_the_variant_they_are_compared_with():
+    """nofix_* (issue 11) runs on packet stores next to full; B2_nofix_ot only where B2 runs (the flow table's
+    main variant, or a packet store whose variants list B2); every packet-free variant is in PACKET_FREE_VARIANTS."""
+    from nidsflow.janus.variants import DEFAULT_VARIANT_OVERRIDES, is_packet_free
+
+    assert layout.PACKET_FREE_VARIANTS == {v for v in DEFAULT_VARIANT_OVERRIDES if is_packet_free({}, v)} \
+        == {"B2", "B2_nofix_ot"}
+    has_packets = {"pk": True, "tab": False}.__getitem__
+    runs = layout.janus_runs(["pk", "tab"], has_packets, [1], ["nofix_iat", "B2_nofix_ot"], ["pk", "tab"], [1])
+    assert runs == [("pk", "full", 1), ("pk", "nofix_iat", 1), ("tab", "B2", 1), ("tab", "B2_nofix_ot", 1)]
+    runs = layout.janus_runs(["pk"], has_packets, [1], ["B2", "B2_nofix_ot"], ["pk"], [1])
+    assert ("pk", "B2_nofix_ot", 1) in runs and ("pk", "B2", 1) in runs

@@ -65,6 +65,8 @@ def results(tmp_path_factory):
             bl.append(_save(_baseline_table(seed), r / ds / "baselines/iforest" / f"seed{seed}/scores.npz"))
             bl.append(_save(_empty(), r / ds / "baselines/ocsvm" / f"seed{seed}/scores.npz"))
     p1.append(_save(make_janus_like_table(seed=1, nan_columns=DISC), r / "da/janus/B3/seed1/phase1_scores.npz"))
+    for seed in (1, 2):  # issue 11's fix ablation: a model without the IAT fix, less separable, on da
+        p1.append(_save(make_janus_like_table(seed=50 + seed, shift=1.0), r / f"da/janus/nofix_iat/seed{seed}/phase1_scores.npz"))
     cr.append(_save(make_janus_like_table(seed=30, shift=1.5), _cross_path(r, "da", "db", "cross", 1)))
     for i, ((src, tgt, variant, seed), shift) in enumerate(ABLATION_CROSS.items()):
         cr.append(_save(make_janus_like_table(seed=40 + i, shift=shift), _cross_path(r, src, tgt, variant, seed)))
@@ -212,6 +214,37 @@ def test_ablation_cross_deltas_match_a_hand_computation(results):
     assert f"| {100 * mean:+.2f} |" in b3_line
     assert f"| {100 * pair[worst_pair]:+.2f} ({worst_pair[0]} → {worst_pair[1]}) |" in b3_line
     assert "not with the cross matrix's \"cross\" model" in md and "seeds where both ran" in md
+
+
+def test_fixes_table_compares_each_undone_fix_with_the_fixed_model(results):
+    """Delta = fixed - unfixed per seed, then the mean; the OAS row is A1z - A1 on the main model; the bar is
+    the best baseline's seed mean; a dataset without a fix ablation has no rows."""
+    r, out = results
+    a1 = {(v, s): _a1_auroc(ScoreTable.load(r / f"da/janus/{v}/seed{s}/phase1_scores.npz"))
+          for v in ("full", "nofix_iat") for s in (1, 2)}
+    delta = np.mean([a1["full", s] - a1["nofix_iat", s] for s in (1, 2)])
+    assert delta > 0  # the unfixed tables were drawn less separable
+
+    def a1z(s):
+        t = ScoreTable.load(r / f"da/janus/full/seed{s}/phase1_scores.npz")
+        z = make_aggregator("A1z").fit_table(t).score_table(t)
+        return roc_auc_score(t.is_attack[t.split == "test"], z[t.split == "test"])
+
+    fx = pd.read_csv(out / "fixes.csv", comment="#")
+    assert set(fx.dataset) == {"da"}
+    cell = lambda row, column: fx[(fx.variant == row) & (fx.column == column)].iloc[0]  # noqa: E731
+    assert cell("nofix_iat", "overall delta").auroc_mean == pytest.approx(delta)
+    assert cell("nofix_iat", "overall delta").n_seeds == 2
+    assert cell("nofix_iat", "overall with the fix").auroc_mean == pytest.approx(np.mean([a1["full", s] for s in (1, 2)]))
+    oas = np.mean([a1z(s) - a1["full", s] for s in (1, 2)])
+    assert cell("full", "overall delta").auroc_mean == pytest.approx(oas)
+    iforest = np.mean([roc_auc_score(t.is_attack[t.split == "test"], t.scores[t.split == "test", 0])
+                       for t in (ScoreTable.load(r / f"da/baselines/iforest/seed{s}/scores.npz") for s in (1, 2))])
+    bar = fx[(fx.row == "best baseline") & (fx.column == "overall")].iloc[0]
+    assert bar.variant == "Isolation Forest" and bar.auroc_mean == pytest.approx(iforest)
+    md = (out / "fixes.md").read_text()
+    line = next(x for x in md.splitlines() if "nofix_iat → full" in x)
+    assert f"| {100 * delta:+.2f} ± " in line and "(Isolation Forest)" in line
 
 
 def test_unparsable_path_is_a_clear_error(tmp_path):

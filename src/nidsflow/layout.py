@@ -12,6 +12,8 @@ import re
 import string
 from collections.abc import Callable, Iterable
 
+from nidsflow.janus.variants import DEFAULT_VARIANT_OVERRIDES, FIX_ABLATIONS, is_packet_free
+
 #: JANUS scores of a model on its own dataset's split (rule score_phase1).
 PHASE1_SCORES = "results/{study}/{ds}/janus/{variant}/seed{seed}/phase1_scores.npz"
 #: A model trained on ``src`` scoring ``tgt``'s split (rule score_cross).
@@ -22,7 +24,7 @@ BASELINE_SCORES = "results/{study}/{ds}/baselines/{method}/seed{seed}/scores.npz
 #: The variant whose cross scores make the cross matrix and the group-A cross columns (sigma = janus.cross_sigma).
 CROSS_VARIANT = "cross"
 #: JANUS variants that read no packet sequences (B2: flow features only), so they run on flow-table stores.
-PACKET_FREE_VARIANTS = frozenset({"B2"})
+PACKET_FREE_VARIANTS = frozenset(v for v in DEFAULT_VARIANT_OVERRIDES if is_packet_free({}, v))
 #: Keys that are whole numbers in a path.
 _INT_KEYS = {"seed"}
 
@@ -70,14 +72,17 @@ def janus_runs(datasets: Iterable[str], has_packets: Callable[[str], bool], seed
     """(ds, variant, seed) of every JANUS model scored within its dataset, sorted.
 
     Every dataset's main variant at every seed; on the ablation datasets, each other variant that the store
-    can feed (packet-free ones only on flow tables) at the ablation seeds.
+    can feed (packet-free ones only on flow tables) at the ablation seeds. A fix ablation
+    (:data:`~nidsflow.janus.variants.FIX_ABLATIONS`) runs only where the variant it is compared with runs.
     """
-    runs, ablation = set(), set(ablation_datasets)
+    runs, ablation, variants = set(), set(ablation_datasets), list(variants)
     for ds in datasets:
         main = main_variant(has_packets(ds))
         runs.update((ds, main, int(s)) for s in seeds)
         if ds in ablation:
             for v in variants:
+                if v in FIX_ABLATIONS and FIX_ABLATIONS[v] not in (main, *variants):
+                    continue
                 if v != main and (has_packets(ds) or v in PACKET_FREE_VARIANTS):
                     runs.update((ds, v, int(s)) for s in ablation_seeds)
     return sorted(runs)

@@ -2,9 +2,6 @@
 # capture never seen (nidsflow.evaluate). Input lists come from common.smk's phase1_files(),
 # cross_files() and baseline_files() (every score file the config asks for).
 
-#: nidsflow.evaluate.tables.TABLE_NAMES, spelled out so parsing the workflow does not import the package
-#: (tests/test_tables.py checks the two agree).
-
 
 rule fit_aggregator:
     input:

@@ -77,7 +77,7 @@ wildcard_constraints:
     tgt=_regex(DATASETS),
     domain=_regex(DEMO_DOMAINS),
     seed=r"\d+",
-    variant=_regex(set(JANUS["variants"]) | {layout.CROSS_VARIANT}),
+    variant=_regex(set(JANUS["variants"]) | {layout.CROSS_VARIANT, layout.main_variant(True), layout.main_variant(False)}),
     method=_regex(config["baselines"]["methods"]),
     hk=_regex(config["hikari"]["datasets"]),
 

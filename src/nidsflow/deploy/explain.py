@@ -90,8 +90,8 @@ class ExplainingScorer(JanusScorer):
         finally:
             self._rec = None
 
-    def disc_positions(self, b: JanusBatch, flow_ids: np.ndarray):
-        nll, w = super().disc_positions(b, flow_ids)
+    def disc_positions(self, b: JanusBatch, flow_ids: np.ndarray, batch_index: int = 0):
+        nll, w = super().disc_positions(b, flow_ids, batch_index)
         if self._rec is not None and self._rec.last_rows is not None:
             rows, L = self._rec.last_rows, b.valid.shape[1]
             self.pos_nll_sum[rows, :L] = (nll * w).sum(0).cpu().numpy()

@@ -111,11 +111,13 @@ def mean_std(values) -> tuple[float, float, int]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
 
 
-def format_mean_std(values, scale: float = 100.0, digits: int = 2) -> str:
-    """'98.26 +- 0.35' (AUROC in percent), '98.26 (1 seed)' for one value, 'not run' for none."""
+def format_mean_std(values, scale: float = 100.0, digits: int = 2, signed: bool = False) -> str:
+    """'98.26 +- 0.35' (AUROC in percent), '98.26 (1 seed)' for one value, 'not run' for none; ``signed``
+    prints the mean's sign (a difference: '+1.20 ± 0.35')."""
     m, s, n = mean_std(values)
+    sign = "+" if signed else ""
     if n == 0:
         return "not run"
     if n == 1:
-        return f"{m * scale:.{digits}f} (1 seed)"
-    return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
+        return f"{m * scale:{sign}.{digits}f} (1 seed)"
+    return f"{m * scale:{sign}.{digits}f} ± {s * scale:.{digits}f}"

@@ -35,6 +35,7 @@ import pandas as pd
 from nidsflow import layout
 from nidsflow.evaluate.aggregators import AGGREGATORS, DEPLOYABLE, AggregatorError, make_aggregator
 from nidsflow.evaluate.baselines import ALL_METHODS, DISPLAY, NOT_RUN
+from nidsflow.janus.variants import FIX_ABLATIONS
 from nidsflow.evaluate.metrics import MetricError, evaluate_scores, format_mean_std, mean_std
 from nidsflow.report import write_markdown_as_html
 from nidsflow.scores import ScoreTable
@@ -519,14 +520,87 @@ class TableWriter:
                               "cross-worst Δ"], table_rows)
         self._write("ablation_B", md, rows, all_seeds, notes)
 
+    # ---- issue 11's before/after table
+    def _best_baseline(self, ds, key):
+        """(display name, seed-mean AUROC) of the baseline with the highest seed mean on ``ds`` (None if none ran)."""
+        best = None
+        for method in ALL_METHODS:
+            seeds = sorted(k[2] for k in self.r.baselines if k[0] == ds and k[1] == method)
+            per = {}
+            for s in seeds:
+                t = self.r.load(self.r.baselines[(ds, method, s)])
+                per[s] = None if t is None else baseline_metrics(t, self.fpr)
+            vals, _ = _collect(per, key)
+            if vals and (best is None or np.mean(vals) > best[1]):
+                best = (DISPLAY.get(method, method), float(np.mean(vals)))
+        return best
+
+    def fixes(self):
+        """Each bias fix of issue 11 undone, against the model with every fix, on the same datasets and seeds.
+
+        Rows: a ``nofix_*`` variant (``janus.variants``) against the variant it undoes a fix of
+        (:data:`nidsflow.janus.variants.FIX_ABLATIONS`), both with aggregator A1; and the OAS fix, A1 (the seed's
+        OAS on raw scores, the deployable default) against A1z on the main model. Cells: mean ± std over the seeds
+        where both ran; delta = with the fix − without, mean of the per-seed differences."""
+        rows, table_rows, all_seeds = [], [], set()
+        fix_of = {"nofix_iat": "IAT in microseconds", "nofix_ot": "sharp OT coupling", "nofix_disc":
+                  "disc_nll drawn per flow", "nofix_all": "all three", "B2_nofix_ot": "sharp OT coupling"}
+        for ds in self.r.datasets():
+            main = self.r.janus_main_variant(ds)
+            pairs = [(v, FIX_ABLATIONS[v], DEPLOYABLE, DEPLOYABLE) for v in FIX_ABLATIONS
+                     if self._seeds(self.r.janus, ds, v)]
+            if main is not None and pairs:
+                pairs.append((main, main, DEPLOYABLE, "A1z"))
+            best = {k: self._best_baseline(ds, k) for k in (None, MEDIAN_COLUMN)}
+            for before, after, agg_before, agg_after in pairs:
+                seeds = [s for s in self._seeds(self.r.janus, ds, before) if (ds, after, s) in self.r.janus]
+                label = (f"{fix_of[before]} ({before} → {after})" if before != after
+                         else f"OAS on benign-val-standardised scores ({after} A1 → A1z)")
+                cells = [ds, label]
+                for key in (None, MEDIAN_COLUMN):
+                    vb, sb = _collect({s: self.janus_run(ds, before, s, agg_before) for s in seeds}, key)
+                    va, sa = _collect({s: self.janus_run(ds, after, s, agg_after) for s in seeds}, key)
+                    both = sorted(set(sb) & set(sa))
+                    all_seeds.update(both)
+                    d = [va[sa.index(s)] - vb[sb.index(s)] for s in both]
+                    col = "overall" if key is None else MEDIAN_COLUMN
+                    cells += [format_mean_std(vb), format_mean_std(va), format_mean_std(d, signed=True)]
+                    for what, vals in (("without the fix", vb), ("with the fix", va), ("delta", d)):
+                        m, sd, n = mean_std(vals)
+                        rows.append({"dataset": ds, "row": label, "variant": before, "compared_with": after,
+                                     "column": f"{col} {what}", "auroc_mean": m if n else None,
+                                     "auroc_std": sd if n else None, "n_seeds": n, "cell": format_mean_std(vals)})
+                for key in (None, MEDIAN_COLUMN):
+                    b = best[key]
+                    cells.append(NOT_RUN_CELL if b is None else f"{100 * b[1]:.2f} ({b[0]})")
+                table_rows.append(cells)
+            for key, b in best.items():
+                if pairs and b is not None:
+                    rows.append({"dataset": ds, "row": "best baseline", "variant": b[0], "compared_with": "",
+                                 "column": "overall" if key is None else MEDIAN_COLUMN, "auroc_mean": b[1],
+                                 "auroc_std": None, "n_seeds": None, "cell": f"{100 * b[1]:.2f}"})
+        md = ["# JANUS: each bias fix undone (issue 11)", "",
+              "Test AUROC (%), mean ± sample std over the seeds where both rows ran. Each row undoes one fix of "
+              "issue 11 (janus.variants nofix_*: the seed's behaviour) and compares that model with the one "
+              "with every fix, both scored with A1; the OAS row compares A1 with A1z on the main model. Δ = with "
+              "the fix − without, per seed, then mean ± std. The best baseline of the same run (highest seed "
+              "mean over its seeds) is the bar JANUS has to clear.", ""]
+        md += markdown_table(["dataset", "fix (without → with)", "overall without", "overall with", "overall Δ",
+                              f"{MEDIAN_COLUMN} without", f"{MEDIAN_COLUMN} with", f"{MEDIAN_COLUMN} Δ",
+                              "best baseline overall", f"best baseline {MEDIAN_COLUMN}"], table_rows)
+        notes = [] if table_rows else ["no fix ablation was run (janus.variants has no nofix_* variant on the "
+                                       "ablation datasets)"]
+        self._write("fixes", md, rows, all_seeds, notes)
+
     def write_all(self):
         self.within()
         self.cross_matrix()
         self.aggregators()
         self.ablation_B()
+        self.fixes()
 
 
-TABLE_NAMES = ("within", "cross_matrix", "aggregators", "ablation_B")
+TABLE_NAMES = ("within", "cross_matrix", "aggregators", "ablation_B", "fixes")
 
 
 def write_tables(phase1_files, cross_files, baseline_files, out_dir, config: dict, fpr_target=None) -> None:

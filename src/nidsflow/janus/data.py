@@ -120,7 +120,10 @@ class Normaliser:
     # ------------------------------------------------------------------ fit
     @classmethod
     def fit(cls, features: pd.DataFrame | None, packets: np.ndarray | None, lengths: np.ndarray | None,
-            T: int, feature_clip: float = 10.0, source: str = "store") -> "Normaliser":
+            T: int, feature_clip: float = 10.0, source: str = "store",
+            packet_unit_scale: tuple[float, ...] = PACKET_UNIT_SCALE) -> "Normaliser":
+        """``packet_unit_scale``: k_c of the module docstring (the default reads IAT in microseconds; (1, 1, 1),
+        IAT in seconds, is the seed's transform, kept for the before/after ablation of issue 11)."""
         names, med, scale = [], [], []
         if features is not None:
             numeric = features.select_dtypes(include=[np.number, bool])
@@ -140,13 +143,13 @@ class Normaliser:
         pmean, pstd = [0.0] * N_CONT, [1.0] * N_CONT
         if packets is not None:
             x, valid = _truncate(packets, lengths, T)
-            z = np.log1p(np.maximum(x[..., :N_CONT], 0.0) * np.asarray(PACKET_UNIT_SCALE))[valid]
+            z = np.log1p(np.maximum(x[..., :N_CONT], 0.0) * np.asarray(packet_unit_scale, dtype=np.float64))[valid]
             if len(z) == 0:
                 raise JanusDataError(f"{source}: benign train has no valid packets")
             pmean = z.mean(axis=0).tolist()
             pstd = np.maximum(z.std(axis=0), _MIN_SCALE).tolist()
         return cls(names, [float(v) for v in med], [float(v) for v in scale], float(feature_clip),
-                   [float(v) for v in pmean], [float(v) for v in pstd], int(T), list(PACKET_UNIT_SCALE))
+                   [float(v) for v in pmean], [float(v) for v in pstd], int(T), list(packet_unit_scale))
 
     # ------------------------------------------------------------------ transform
     def transform(self, features: pd.DataFrame | None, packets: np.ndarray | None, lengths: np.ndarray | None,

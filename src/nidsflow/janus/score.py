@@ -204,36 +204,50 @@ class JanusScorer:
         return out
 
     @torch.no_grad()
-    def disc_nll(self, b: JanusBatch, flow_ids: np.ndarray) -> np.ndarray:
+    def disc_nll(self, b: JanusBatch, flow_ids: np.ndarray, batch_index: int = 0) -> np.ndarray:
         """[n, 7]: disc_nll_total then one per binary channel (NaN without a DFM head): the mean over
-        corrupted valid positions of :meth:`disc_positions`' NLL."""
+        corrupted valid positions of :meth:`disc_positions`' NLL.
+
+        ``disc_draws = "batch"`` is the seed's scoring, kept only for issue 11's before/after ablation: the
+        draws come from one generator per score batch (seeded by (score_seed, ``batch_index``)) and a
+        channel with no corrupted position scores 0."""
         n = len(b)
         out = np.full((n, 1 + N_BIN), np.nan, dtype=np.float64)
         if not self.model.cfg.disc_head:
             return out
-        nll, w = self.disc_positions(b, flow_ids)
+        nll, w = self.disc_positions(b, flow_ids, batch_index)
         s = (nll * w).sum(dim=(0, 2))                                    # [n, 6]
         c = w.sum(dim=(0, 2))
-        per = torch.where(c > 0, s / c.clamp_min(1), torch.full_like(s, torch.nan))
-        total = torch.where(c.sum(1) > 0, s.sum(1) / c.sum(1).clamp_min(1), torch.full_like(s[:, 0], torch.nan))
+        empty = 0.0 if self.s.disc_draws == "batch" else torch.nan
+        per = torch.where(c > 0, s / c.clamp_min(1), torch.full_like(s, empty))
+        total = torch.where(c.sum(1) > 0, s.sum(1) / c.sum(1).clamp_min(1), torch.full_like(s[:, 0], empty))
+        if self.s.disc_draws == "batch":  # the seed gave a flow without packets 0 as well
+            no_pkt = ~b.valid.any(1)
+            per[no_pkt], total[no_pkt] = torch.nan, torch.nan
         self.n_no_packet += int((~b.valid.any(1)).sum())
         out[:, 0] = total.cpu().numpy()
         out[:, 1:] = per.cpu().numpy()
         return out
 
     @torch.no_grad()
-    def disc_positions(self, b: JanusBatch, flow_ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def disc_positions(self, b: JanusBatch, flow_ids: np.ndarray, batch_index: int = 0,
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """(nll, w), each [k, n, L, 6]: -log p(true bit) per corruption time, flow, packet position and
         binary channel, and w = 1 where that position was corrupted (and valid), else 0."""
         n = len(b)
         times = torch.tensor(self.s.disc_times, dtype=torch.float32)
         k, L = len(times), b.valid.shape[1]
-        u, src = self._flow_draws(flow_ids, k, L)                      # [k, n, L, 6] each
+        if self.s.disc_draws == "batch":
+            u, src = self._batch_draws(batch_index, k, n, L)
+        else:
+            u, src = self._flow_draws(flow_ids, k, L)                  # [k, n, L, 6] each
         kappa = self.dpath.kappa(times)[:, None, None, None]
         valid = b.valid.cpu()[None, :, :, None].expand(k, n, L, N_BIN)
         corrupted = (u >= kappa) & valid
         # a (flow, channel) without any corrupted valid position: corrupt its (t, i) closest to being drawn
         empty = ~corrupted.any(dim=(0, 2)) & b.valid.cpu().any(1)[:, None]  # [n, 6]
+        if self.s.disc_draws == "batch":
+            empty[:] = False  # the seed's scoring leaves such a channel unscored (0, see disc_nll)
         if empty.any():
             gap = torch.where(valid, u - kappa, torch.full_like(u, -torch.inf))  # [k, n, L, 6]
             best = gap.permute(1, 3, 0, 2).reshape(n, N_BIN, k * L).argmax(-1)  # [n, 6] -> flat (t, i)
@@ -259,6 +273,14 @@ class JanusScorer:
                 for fid in np.asarray(flow_ids, dtype=np.int64)]
         e = np.stack(rows, axis=1)[:, :, :D] * 2.0 - 1.0 if rows else np.zeros((K, 0, D))
         return torch.from_numpy(e).float().to(self.device)
+
+    def _batch_draws(self, batch_index: int, k: int, n: int, L: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The seed's draws: u [k, n, L, 6] (and source bits) from one generator per score batch, so a flow's
+        corruption depends on the flows batched with it (``disc_draws = "batch"``, ablation only)."""
+        g = np.random.default_rng([int(self.s.score_seed) & 0xFFFFFFFF, int(batch_index)])
+        u = torch.from_numpy(g.random((k, n, L, N_BIN))).float()
+        src = torch.from_numpy(g.integers(0, 2, (k, n, L, N_BIN))) if self.dpath.source == "uniform" else None
+        return u, src
 
     def _flow_draws(self, flow_ids: np.ndarray, k: int, L: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Uniforms u [k, n, L, 6] (and source bits for a uniform source) from one generator per flow,
@@ -287,13 +309,13 @@ class JanusScorer:
         bs = self.s.score_batch_size
         out = np.full((n, len(self.score_names)), np.nan, dtype=np.float64)
         self.n_forced = self.n_no_packet = 0
-        for idx in tqdm(score_batches(data, bs), desc=desc, file=sys.stderr, disable=not self.progress,
-                        mininterval=5.0):
+        for j, idx in enumerate(tqdm(score_batches(data, bs), desc=desc, file=sys.stderr, disable=not self.progress,
+                                     mininterval=5.0)):
             b = data.index(idx).trimmed().to(self.device)
             rows = idx.numpy()
             cnf = np.full(len(rows), np.nan)
             out[rows, :3] = self.terminal(b, flow_ids[rows], cnf)
-            out[rows, 3:10] = self.disc_nll(b, flow_ids[rows])
+            out[rows, 3:10] = self.disc_nll(b, flow_ids[rows], j)
             if self.s.cnf_nll:
                 out[rows, 10] = cnf
         if self.n_forced:
@@ -330,7 +352,7 @@ def scorer_for(model_path: str | Path, janus_cfg: dict, device: str | None = Non
                ) -> tuple[JanusScorer, Normaliser, dict]:
     model, norm, meta = load_model(model_path, device)
     ts = meta["train_settings"]
-    scorer = JanusScorer(model, score_settings(janus_cfg), device, ts["dfm_source"], ts["kappa_power"], progress)
+    scorer = JanusScorer(model, score_settings(janus_cfg, meta.get("variant")), device, ts["dfm_source"], ts["kappa_power"], progress)
     return scorer, norm, meta
 
 

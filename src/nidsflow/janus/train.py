@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from nidsflow.janus.data import JanusBatch, Normaliser, load_raw
+from nidsflow.janus.data import PACKET_UNIT_SCALE, JanusBatch, Normaliser, load_raw
 from nidsflow.janus.model import JanusConfig, JanusModel
 from nidsflow.janus.paths import ConditionalOTPath, MixtureDiscretePath, OTPlanCoupler, bit_nll, masked_mse
 from nidsflow.janus.variants import TrainSettings, resolve_variant
@@ -146,7 +146,9 @@ def load_training_data(store: Store, split: Split, model_kw: dict, settings: Tra
     if use_pkt and store.T < T:
         log.warning("%s: store keeps %d packets per flow, model T is %d: the rest is padding", store.root, store.T, T)
     feats, pk, ln = load_raw(store, split.train, True, use_pkt)
-    norm = Normaliser.fit(feats if use_flow else None, pk, ln, T, settings.feature_clip, source=str(store.root))
+    units = (PACKET_UNIT_SCALE[0], float(settings.iat_unit_scale), PACKET_UNIT_SCALE[2])
+    norm = Normaliser.fit(feats if use_flow else None, pk, ln, T, settings.feature_clip, source=str(store.root),
+                          packet_unit_scale=units)
     train = norm.transform(feats, pk, ln, len(split.train), source=str(store.root))
     val_ids = split.val
     if len(val_ids) > settings.val_max_flows:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-#: name -> overrides of the janus section (model flags or training keys).
+#: The seed's minibatch coupling (issue 11): Sinkhorn-Knopp with reg 0.05 on the max-normalised cost, argmax pairing.
+SEED_COUPLING = {"ot_method": "sinkhorn", "ot_reg": 0.05, "ot_reg_scale": "max", "ot_pairing": "argmax"}
+
+#: name -> overrides of the janus section (model flags, training or scoring keys).
 DEFAULT_VARIANT_OVERRIDES: dict[str, dict] = {
     "full": {},
     "cross": {},  # sigma <- cross_sigma, see resolve_variant
@@ -18,7 +21,17 @@ DEFAULT_VARIANT_OVERRIDES: dict[str, dict] = {
     "B3": {"disc_head": False},                           # no discrete head
     "B4": {"cont_head": False},                           # no continuous head
     "B5": {"separate_backbones": True},                   # the heads trained on two backbones
+    # Issue 11's before/after ablation: the full model (or B2) with one bias fix undone, the seed's behaviour.
+    "nofix_iat": {"iat_unit_scale": 1.0},                 # IAT through log1p in seconds, not microseconds
+    "nofix_ot": dict(SEED_COUPLING),                      # the seed's blurred Sinkhorn plan and argmax pairing
+    "nofix_disc": {"disc_draws": "batch"},                # disc_nll drawn per score batch, empty channels scored 0
+    "nofix_all": {"iat_unit_scale": 1.0, **SEED_COUPLING, "disc_draws": "batch"},
+    "B2_nofix_ot": {"use_packets": False, "disc_head": False, **SEED_COUPLING},
 }
+
+#: variant -> the variant it undoes a fix of (the row it is compared with in the table ``fixes``).
+FIX_ABLATIONS: dict[str, str] = {"nofix_iat": "full", "nofix_ot": "full", "nofix_disc": "full",
+                                 "nofix_all": "full", "B2_nofix_ot": "B2"}
 
 MODEL_KEYS = ("T", "d_model", "n_layers", "n_heads", "mlp_ratio", "dropout",
               "flow_token", "use_packets", "cont_head", "disc_head", "separate_backbones")
@@ -45,6 +58,7 @@ class TrainSettings:
     patience: int = 5
     feature_clip: float = 10.0
     val_max_flows: int = 4000
+    iat_unit_scale: float = 1e6      # IAT multiplier before log1p (data.PACKET_UNIT_SCALE); 1.0 is the seed's seconds
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,6 +74,7 @@ class ScoreSettings:
     score_bf16: bool | str = False   # or "auto": on where bfloat16 is native (score.bf16_enabled)
     cnf_nll: bool = False            # score option: the CNF's exact NLL per dim (score.cnf_log_likelihood)
     cnf_probes: int = 1              # Hutchinson probes per ODE evaluation
+    disc_draws: str = "flow"         # "flow": per-flow generators; "batch": the seed's per-batch draws (ablation)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,8 +85,8 @@ def _pick(cls, d: dict):
     return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def resolve_variant(janus_cfg: dict, variant: str) -> tuple[dict, TrainSettings]:
-    """(model keyword overrides, training settings) of ``variant`` under the ``janus:`` section."""
+def _variant_config(janus_cfg: dict, variant: str) -> dict:
+    """The ``janus:`` section with ``variant``'s overrides applied."""
     table = {k: dict(v) for k, v in DEFAULT_VARIANT_OVERRIDES.items()}
     for name, over in (janus_cfg.get("variant_overrides") or {}).items():
         table.setdefault(name, {}).update(over or {})
@@ -81,11 +96,25 @@ def resolve_variant(janus_cfg: dict, variant: str) -> tuple[dict, TrainSettings]
     if variant == "cross":
         merged["sigma"] = janus_cfg.get("cross_sigma", 0.6)
     merged.update(table[variant])
+    return merged
+
+
+def resolve_variant(janus_cfg: dict, variant: str) -> tuple[dict, TrainSettings]:
+    """(model keyword overrides, training settings) of ``variant`` under the ``janus:`` section."""
+    merged = _variant_config(janus_cfg, variant)
     model_kw = {k: merged[k] for k in MODEL_KEYS if k in merged}
     return model_kw, _pick(TrainSettings, merged)
 
 
-def score_settings(janus_cfg: dict) -> ScoreSettings:
-    s = _pick(ScoreSettings, janus_cfg)
+def is_packet_free(janus_cfg: dict, variant: str) -> bool:
+    """Whether ``variant`` reads no packet sequence (so it can run on a flow-table store)."""
+    return not _variant_config(janus_cfg, variant).get("use_packets", True)
+
+
+def score_settings(janus_cfg: dict, variant: str | None = None) -> ScoreSettings:
+    """Scoring settings of the ``janus:`` section (with ``variant``'s overrides, when one is named)."""
+    s = _pick(ScoreSettings, janus_cfg if variant is None else _variant_config(janus_cfg, variant))
+    if s.disc_draws not in ("flow", "batch"):
+        raise ValueError(f"janus.disc_draws must be 'flow' or 'batch', got {s.disc_draws!r}")
     s.disc_times = tuple(float(t) for t in s.disc_times)
     return s
