@@ -246,6 +246,15 @@ class TableWriter:
     def _seeds(self, keys, ds=None, variant=None):
         return sorted({k[2] for k in keys if (ds is None or k[0] == ds) and (variant is None or k[1] == variant)})
 
+    def _baseline_runs(self, ds, method):
+        """(seeds, seed -> metrics or None) of one baseline on one dataset (None: its file says "not run")."""
+        seeds = sorted(k[2] for k in self.r.baselines if k[0] == ds and k[1] == method)
+        per = {}
+        for s in seeds:
+            t = self.r.load(self.r.baselines[(ds, method, s)])
+            per[s] = None if t is None else baseline_metrics(t, self.fpr)
+        return seeds, per
+
     def _cross_keys(self, variant=layout.CROSS_VARIANT, pair=None):
         """(src, tgt, seed) of the cross scores of one variant (of one (src, tgt) pair)."""
         return sorted((a, b, s) for a, b, v, s in self.r.cross if v == variant and (pair is None or (a, b) == pair))
@@ -281,11 +290,7 @@ class TableWriter:
                     entries.append((label, {s: self.janus_run(ds, variant, s) for s in seeds}, None,
                                     [janus_parameter_count(self.r.janus[(ds, variant, s)]) for s in seeds], False))
             for method in ALL_METHODS:
-                seeds = sorted(k[2] for k in self.r.baselines if k[0] == ds and k[1] == method)
-                per = {}
-                for s in seeds:
-                    t = self.r.load(self.r.baselines[(ds, method, s)])
-                    per[s] = None if t is None else baseline_metrics(t, self.fpr)
+                seeds, per = self._baseline_runs(ds, method)
                 reason = NOT_RUN.get(method) if not any(v is not None for v in per.values()) else None
                 if reason is None and not any(v is not None for v in per.values()):
                     reason = self._baseline_reason(ds, method, seeds)
@@ -525,12 +530,7 @@ class TableWriter:
         """(display name, seed-mean AUROC) of the baseline with the highest seed mean on ``ds`` (None if none ran)."""
         best = None
         for method in ALL_METHODS:
-            seeds = sorted(k[2] for k in self.r.baselines if k[0] == ds and k[1] == method)
-            per = {}
-            for s in seeds:
-                t = self.r.load(self.r.baselines[(ds, method, s)])
-                per[s] = None if t is None else baseline_metrics(t, self.fpr)
-            vals, _ = _collect(per, key)
+            vals, _ = _collect(self._baseline_runs(ds, method)[1], key)
             if vals and (best is None or np.mean(vals) > best[1]):
                 best = (DISPLAY.get(method, method), float(np.mean(vals)))
         return best
