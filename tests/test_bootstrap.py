@@ -1,0 +1,67 @@
+"""The bootstrap interval of the AUROC against its closed forms."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from nidsflow.evaluate.metrics import MetricError, _pair_positions, _weighted_auroc, bootstrap_auroc
+
+
+def test_weighted_auroc_with_unit_weights_is_sklearns_auroc_with_ties():
+    rng = np.random.default_rng(0)
+    s = rng.integers(0, 5, 300).astype(float)      # many ties
+    y = rng.random(300) < 0.3
+    order, lo, hi = _pair_positions(s[y], s[~y])
+    got = _weighted_auroc(np.ones((1, y.sum())), np.ones((1, (~y).sum())), lo, hi)[0]
+    assert got == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+
+
+def test_weighted_auroc_counts_a_row_as_often_as_it_is_drawn():
+    rng = np.random.default_rng(1)
+    s, y = rng.normal(size=200), rng.random(200) < 0.5
+    w = rng.integers(0, 4, 200)
+    rep = np.repeat(np.arange(200), w)
+    order, lo, hi = _pair_positions(s[y], s[~y])
+    got = _weighted_auroc(w[y][None].astype(float), w[~y][order][None].astype(float), lo, hi)[0]
+    assert got == pytest.approx(roc_auc_score(y[rep], s[rep]), abs=1e-12)
+
+
+def test_perfect_detector_interval_is_exactly_one():
+    y = np.r_[np.zeros(500, bool), np.ones(50, bool)]
+    s = np.r_[np.linspace(0, 1, 500), np.linspace(2, 3, 50)]
+    assert bootstrap_auroc(y, s, n_boot=200) == (1.0, 1.0)
+    groups = np.repeat(np.arange(55), 10)
+    assert bootstrap_auroc(y, s, groups=groups, n_boot=200) == (1.0, 1.0)
+
+
+@pytest.mark.parametrize("n", [200, 5000])
+def test_random_detector_interval_covers_one_half_and_narrows_with_n(n):
+    rng = np.random.default_rng(n)
+    y = rng.random(n) < 0.5
+    s = rng.normal(size=n)
+    lo, hi = bootstrap_auroc(y, s, n_boot=500, seed=3)
+    assert lo < 0.5 < hi
+    # the AUROC's standard error under H0 is sqrt((n0 + n1 + 1) / (12 n0 n1)); a 95 % interval ~ 3.92 of it
+    n1, n0 = y.sum(), (~y).sum()
+    se = np.sqrt((n0 + n1 + 1) / (12 * n0 * n1))
+    assert hi - lo == pytest.approx(3.92 * se, rel=0.2)
+
+
+def test_resampling_captures_widens_the_interval_when_flows_of_a_capture_agree():
+    rng = np.random.default_rng(7)
+    n_caps, per = 40, 50
+    groups = np.repeat(np.arange(n_caps), per)
+    y = np.repeat(rng.random(n_caps) < 0.5, per)
+    # a capture-level effect: flows of one capture share a shift
+    s = np.repeat(rng.normal(size=n_caps), per) + 0.3 * rng.normal(size=n_caps * per) + 0.5 * y
+    flow_lo, flow_hi = bootstrap_auroc(y, s, n_boot=400, seed=1)
+    cap_lo, cap_hi = bootstrap_auroc(y, s, groups=groups, n_boot=400, seed=1)
+    assert cap_hi - cap_lo > 2 * (flow_hi - flow_lo)
+
+
+def test_same_seed_same_interval_and_one_class_is_an_error():
+    rng = np.random.default_rng(2)
+    y, s = rng.random(300) < 0.4, rng.normal(size=300)
+    assert bootstrap_auroc(y, s, seed=5) == bootstrap_auroc(y, s, seed=5)
+    with pytest.raises(MetricError, match="both benign and attack"):
+        bootstrap_auroc(np.zeros(10, bool), np.arange(10.0))
