@@ -319,8 +319,8 @@ def meter_capture(path, cfg: FlowConfig | None, extract_cfg: dict | None = None,
         for batch in reader:
             yield from meter.add_batch(batch)
             if progress is not None:
-                progress.update(reader.stats.bytes_read - seen)
-                seen = reader.stats.bytes_read
+                progress.update(reader.stats.file_bytes_read - seen)
+                seen = reader.stats.file_bytes_read
     except CaptureError as exc:  # a corrupt record mid-file: keep the flows of the part read
         error = exc
     finally:

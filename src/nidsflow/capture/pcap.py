@@ -28,6 +28,15 @@ Conventions
       in ``ReadStats.truncated``. Non-IP frames are counted in ``non_ip``, broken headers in
       ``malformed``; ``skipped_by_reason`` has the fine-grained reason of every skipped record.
     * A simple packet block (pcapng SPB) carries no timestamp: it gets the previous packet's.
+
+Compressed captures
+    A gzip (``.pcap.gz``, magic ``1f 8b``) or zstd (``.zst``, magic ``28 b5 2f fd``; needs the
+    ``zstandard`` package) file is recognised by its magic bytes, whatever its name, and decompressed
+    as it is read (:class:`_DecompressedStream`: bounded chunks into the same buffer, no temporary
+    file); concatenated members/frames are one stream. Byte offsets in messages are then offsets in
+    the decompressed capture. A stream cut short (no end-of-stream marker) keeps every packet before
+    the cut: the partial last record is counted as truncated, then :class:`CaptureError` names the
+    file, the problem and the offsets; corrupt compressed data is a :class:`CaptureError` too.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -62,9 +72,9 @@ PCAP_MAGICS = {  # first 4 bytes as they appear in the file -> (big_endian, frac
     b"\xa1\xb2\x3c\x4d": (True, 1_000_000_000),
 }
 PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 KNOWN_UNSUPPORTED_MAGICS = {
-    b"\x1f\x8b": "gzip-compressed (decompress it first)",
-    b"\x28\xb5\x2f\xfd": "zstd-compressed (decompress it first)",
     b"\xa1\xb2\xcd\x34": "a modified (Kuznetzov) pcap",
     b"\x34\xcd\xb2\xa1": "a modified (Kuznetzov) pcap",
 }
@@ -91,6 +101,142 @@ _WALK_ERRORS = {
 
 class CaptureError(ValueError):
     """A capture file cannot be read; the message names the file and the problem."""
+
+
+class _StreamError(Exception):
+    """Corrupt or truncated compressed data (turned into a :class:`CaptureError` naming the file)."""
+
+
+def compression_of(head: bytes) -> str | None:
+    """"gzip" or "zstd" when the file's first bytes are that format's magic, else None."""
+    if head[:2] == GZIP_MAGIC:
+        return "gzip"
+    if head[:4] == ZSTD_MAGIC:
+        return "zstd"
+    return None
+
+
+class _DecompressedStream:
+    """The decompressed bytes of a gzip or zstd file, with ``readinto`` like a file opened "rb".
+
+    Compressed input is read in ``RAW_CHUNK`` pieces and each decoder call's output is capped
+    (zlib's ``max_length``), so memory stays bounded whatever the ratio. Concatenated gzip members
+    (``cat a.gz b.gz``, RFC 1952 section 2.2) and zstd frames are read as one stream; NUL padding
+    after the last gzip member is ignored, as gzip(1) does. A problem raises :class:`_StreamError`
+    after the bytes decoded before it have been returned.
+    """
+
+    RAW_CHUNK = 1 << 18
+    OUT_CHUNK = 1 << 20
+
+    def __init__(self, path: Path, kind: str):
+        if kind == "zstd":
+            try:
+                import zstandard
+            except ImportError:
+                raise CaptureError(f"{path}: file is zstd-compressed and the zstandard package is not "
+                                   f"installed (pip install zstandard, or decompress it first)") from None
+            self._zstd = zstandard
+            self._errors: tuple = (zstandard.ZstdError,)
+        else:
+            self._errors = (zlib.error,)
+        self.kind = kind
+        self.raw_pos = 0     # compressed bytes read from the file
+        self.out_pos = 0     # decompressed bytes handed out
+        self._f = open(path, "rb")
+        self._d = self._decoder()
+        self._in = b""       # compressed input not yet given to the decoder
+        self._out = b""      # decoded bytes not yet handed out
+        self._out_off = 0
+        self._done = False
+        self._error: _StreamError | None = None
+
+    def _decoder(self):
+        if self.kind == "gzip":
+            return zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip header and trailer (CRC-32, size)
+        return self._zstd.ZstdDecompressor().decompressobj()
+
+    def _raw(self) -> bytes:
+        data = self._f.read(self.RAW_CHUNK)
+        self.raw_pos += len(data)
+        return data
+
+    def _next_member(self) -> bool:
+        """After the end of a member/frame: start the next one; False at the clean end of the file."""
+        rest = self._d.unused_data + self._in
+        magic = GZIP_MAGIC if self.kind == "gzip" else ZSTD_MAGIC
+        while True:
+            if self.kind == "gzip":
+                rest = rest.lstrip(b"\0")  # NUL padding between/after members, skipped as gzip(1) does
+            if len(rest) >= len(magic):
+                break
+            more = self._raw()
+            if not more:
+                if not rest:
+                    return False
+                break
+            rest += more
+        if not rest.startswith(magic):
+            raise _StreamError(f"data after the end of the {self.kind} stream is not another {self.kind} "
+                               f"member (compressed byte offset {self.raw_pos - len(rest)})")
+        self._d = self._decoder()
+        self._in = rest
+        return True
+
+    def _decode_some(self) -> None:
+        """Decode the next piece of output into ``self._out`` (or set ``_done`` / raise)."""
+        if self._d.eof and not self._next_member():
+            self._done = True
+            return
+        if not self._in:
+            self._in = self._raw()
+            if not self._in:
+                raise _StreamError(f"{self.kind} stream is truncated: the file ends (compressed byte offset "
+                                   f"{self.raw_pos}) before the end-of-stream marker, after "
+                                   f"{self.out_pos + len(self._out) - self._out_off} decompressed bytes")
+        start = self.raw_pos - len(self._in)
+        try:
+            if self.kind == "gzip":
+                out = self._d.decompress(self._in, self.OUT_CHUNK)
+                self._in = self._d.unconsumed_tail if not self._d.eof else b""
+            else:
+                out = self._d.decompress(self._in)
+                self._in = b""
+        except self._errors as exc:
+            raise _StreamError(f"corrupt {self.kind} data ({exc}) in compressed bytes {start}-{self.raw_pos}, "
+                               f"after {self.out_pos} decompressed bytes") from None
+        self._out, self._out_off = out, 0
+
+    def readinto(self, buf) -> int:
+        """Fill ``buf`` (a writable memoryview) with the next decompressed bytes; 0 at the end."""
+        mv = memoryview(buf).cast("B")
+        n, want = 0, len(mv)
+        while n < want:
+            if self._out_off < len(self._out):
+                k = min(len(self._out) - self._out_off, want - n)
+                mv[n:n + k] = self._out[self._out_off:self._out_off + k]
+                self._out_off += k
+                n += k
+                continue
+            if self._done or self._error is not None:
+                break
+            try:
+                self._decode_some()
+            except _StreamError as exc:
+                self._error = exc  # raised on the next call: the bytes decoded so far go out first
+        self.out_pos += n
+        if n == 0 and self._error is not None:
+            raise self._error
+        return n
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def link_type_name(link_type: int) -> str:
@@ -155,7 +301,9 @@ class ReadStats:
     truncated_last_record: bool = False
     link_types: dict[str, int] = field(default_factory=dict)
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
-    bytes_read: int = 0
+    bytes_read: int = 0             # capture bytes (decompressed ones for a compressed file)
+    file_bytes_read: int = 0        # bytes of the file on disk (= bytes_read unless compressed)
+    compression: str | None = None  # "gzip" / "zstd" when the file was decompressed as read
 
     def as_dict(self) -> dict:
         return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()}
@@ -173,7 +321,8 @@ class CaptureReader:
     """Iterate over :class:`PacketBatch` es of a pcap or pcapng file, in bounded memory.
 
     The path and file header are validated at construction (:class:`CaptureError` otherwise);
-    ``stats`` is complete once iteration has finished; ``format`` is "pcap" or "pcapng".
+    ``stats`` is complete once iteration has finished; ``format`` is "pcap" or "pcapng";
+    ``compression`` is "gzip", "zstd" (read through :class:`_DecompressedStream`) or None.
     """
 
     def __init__(self, path: str | os.PathLike, batch_packets: int = DEFAULT_BATCH_PACKETS,
@@ -195,6 +344,9 @@ class CaptureReader:
             raise CaptureError(f"{self.path}: empty file (0 bytes), not a capture")
         with open(self.path, "rb") as f:
             head = f.read(32)
+        self.compression = compression_of(head)
+        if self.compression is not None:
+            head = self._decompressed_head()
         magic = head[:4]
         if magic in PCAP_MAGICS:
             self.format = "pcap"
@@ -209,8 +361,35 @@ class CaptureReader:
             for prefix, what in KNOWN_UNSUPPORTED_MAGICS.items():
                 if magic.startswith(prefix):
                     raise CaptureError(f"{self.path}: file is {what}, not pcap/pcapng")
+            where = f" of the decompressed {self.compression} stream" if self.compression else ""
             raise CaptureError(f"{self.path}: not a pcap or pcapng file (magic bytes "
-                               f"{magic.hex()} at offset 0)")
+                               f"{magic.hex()} at offset 0{where})")
+
+    def _decompressed_head(self) -> bytes:
+        """The first 32 bytes of the decompressed capture (CaptureError for a corrupt/empty stream)."""
+        head = bytearray(32)
+        n = 0
+        try:
+            with _DecompressedStream(self.path, self.compression) as s:
+                while n < len(head):
+                    got = s.readinto(memoryview(head)[n:])
+                    if not got:
+                        break
+                    n += got
+        except _StreamError as exc:
+            if not n:
+                raise CaptureError(f"{self.path}: file is {self.compression}-compressed and cannot be "
+                                   f"decompressed: {exc}") from None
+        if n == 0:
+            raise CaptureError(f"{self.path}: {self.compression}-compressed file holds no data (0 bytes "
+                               f"after decompression), not a capture")
+        return bytes(head[:n])
+
+    def _open(self):
+        """The capture's bytes: the file itself, or its decompressed stream."""
+        if self.compression is None:
+            return open(self.path, "rb")
+        return _DecompressedStream(self.path, self.compression)
 
     # ---- headers --------------------------------------------------------------------------
     def _parse_pcap_header(self, head: bytes) -> None:
@@ -264,7 +443,7 @@ class CaptureReader:
 
     # ---- iteration ------------------------------------------------------------------------
     def __iter__(self) -> Iterator[PacketBatch]:
-        self.stats = ReadStats()
+        self.stats = ReadStats(compression=self.compression)
         stats = self.stats
         nb = self.batch_packets
         rec_off = np.empty(nb, np.int64)
@@ -281,6 +460,7 @@ class CaptureReader:
         file_off = 0        # file offset of buf[0]
         frame_base = 0      # record index of the next record
         eof = False
+        stream_error: _StreamError | None = None  # a corrupt/truncated compressed stream, raised at the end
         is_ng = self.format == "pcapng"
         if is_ng:
             big = False
@@ -292,9 +472,12 @@ class CaptureReader:
             big = self._big
             rec_link[:] = self.link_type
 
-        with open(self.path, "rb") as f:
+        with self._open() as f:
             if not is_ng:
-                f.seek(24)
+                if self.compression is None:
+                    f.seek(24)
+                else:
+                    f.readinto(memoryview(buf)[:24])  # the header was checked at construction
                 file_off = 24
             while True:
                 if is_ng:
@@ -357,15 +540,22 @@ class CaptureReader:
                     grown = np.empty(buf.shape[0] * 2, np.uint8)
                     grown[:end] = buf[:end]
                     buf = grown
-                got = f.readinto(memoryview(buf)[end:])
+                try:
+                    got = f.readinto(memoryview(buf)[end:])
+                except _StreamError as exc:  # keep what was decoded; the partial last record is counted
+                    stream_error, got = exc, 0
                 if not got:
                     eof = True
                 end += got
                 stats.bytes_read += got
+                stats.file_bytes_read = f.raw_pos if self.compression else stats.bytes_read
 
         if filled:
             yield self._emit(batch, filled)
         self._finalize_stats(status_counts, link_counts)
+        if stream_error is not None:
+            raise CaptureError(f"{self.path}: {stream_error}; the {stats.ip_packets} IP packets of the "
+                               f"{stats.records} records before it are kept")
 
     @staticmethod
     def _interface_arrays(ifaces: list[_Interface]):
@@ -397,7 +587,8 @@ class CaptureReader:
         elif is_ng:
             btype, blen = struct.unpack(e + "II", bytes(buf[pos:pos + 8]))
             what += f" (block type {btype:#x}, length {blen})"
-        return f"{self.path}: {what} at byte offset {file_off + pos}"
+        where = f" of the decompressed {self.compression} stream" if self.compression else ""
+        return f"{self.path}: {what} at byte offset {file_off + pos}{where}"
 
     def _finish_leftover(self, buf, pos: int, end: int, big: bool, is_ng: bool, file_off: int):
         """Bytes left at end of file that do not form a whole record: a truncated last record."""
