@@ -158,3 +158,73 @@ def test_demo_driver_on_generated_domain(tmp_path, domain, offset):
     assert rep["time_offset_s"] == offset
     assert rep["unmatched_flows"] == 0 and rep["unmatched_rows"] == 0
     assert rep["matched_per_label"][BENIGN] > 0 and len(rep["matched_per_label"]) > 1
+
+
+# ---- per-file labels from a manifest (file -> category, paths relative to the manifest's folder)
+
+def _manifest(path, rows, extra_header=("packets",)):
+    lines = ["\t".join(("file", "category") + tuple(extra_header))]
+    lines += ["\t".join((f, c) + ("1",) * len(extra_header)) for f, c in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_manifest_maps_files_to_categories(tmp_path):
+    import gzip
+
+    from nidsflow.capture.extract import plan_parts
+    ben = tmp_path / "benign"
+    att = tmp_path / "attacks"
+    ben.mkdir(), att.mkdir()
+    b = write_pcap(ben / "b.pcap", [("10.0.0.1", 1000 + i, "10.0.0.2", 80, 6, i, 4) for i in range(5)])
+    s1 = write_pcap(att / "scan1.pcap", [("10.0.0.9", 2000 + i, "10.0.0.2", 22, 6, i, 1) for i in range(3)])
+    s2 = write_pcap(att / "scan2.pcap", [("10.0.0.8", 3000 + i, "10.0.0.2", 23, 6, i, 1) for i in range(2)])
+    lm = att / "lm.pcap.gz"  # a compressed capture, as the manifests of ../shared/data list them
+    lm.write_bytes(gzip.compress(write_pcap(tmp_path / "lm.pcap", [("10.0.0.7", 445, "10.0.0.3", 445, 6, 0, 6)])
+                                 .read_bytes()))
+    man = _manifest(att / "manifest.tsv", [("scan1.pcap", "Port scan"), ("scan2.pcap", "Port scan"),
+                                           ("lm.pcap.gz", "Lateral movement")])
+    cfg = {"driver": "per_file", "captures": [str(b), str(att / "*.pcap"), str(att / "*.pcap.gz")],
+           "labels": {str(ben / "*"): "BENIGN"}, "manifest": str(man)}
+    parts = plan_parts("m", cfg, EXTRACT)
+    assert all(p.labels == (str(man),) for p in parts)  # the manifest is every part's input
+    rep = extract_dataset("m", cfg, EXTRACT, tmp_path / "store")
+    assert rep["failed_captures"] == []
+    assert rep["matched_per_label"] == {BENIGN: 5, "Port scan": 5, "Lateral movement": 1}
+    s = Store(tmp_path / "store")
+    assert s.flows.groupby("source_file").attack_class.first().to_dict() == {
+        str(b): "benign", str(s1): "port_scan", str(s2): "port_scan", str(lm): "lateral_movement"}
+    # a list of manifests works as one; a manifest alone (no labels) works too
+    only = _manifest(ben / "manifest.tsv", [("b.pcap", "BENIGN")])
+    cfg2 = {"driver": "per_file", "captures": [str(b), str(s1)], "manifest": [str(only), str(man)]}
+    assert extract_dataset("m2", cfg2, EXTRACT, tmp_path / "s2")["matched_per_label"] == {BENIGN: 5, "Port scan": 3}
+
+
+def test_manifest_refuses_missing_files_and_uncovered_captures(tmp_path):
+    from nidsflow.capture.labels import LabelError
+    b = write_pcap(tmp_path / "b.pcap", [("10.0.0.1", 1000, "10.0.0.2", 80, 6, 0, 4)])
+    a = write_pcap(tmp_path / "a.pcap", [("10.0.0.9", 2000, "10.0.0.2", 22, 6, 0, 1)])
+    man = _manifest(tmp_path / "manifest.tsv", [("a.pcap", "Port scan"), ("gone.pcap.gz", "Port scan")])
+    cfg = {"driver": "per_file", "captures": [str(b), str(a)], "labels": {str(b): "BENIGN"}, "manifest": str(man)}
+    with pytest.raises(LabelError, match=r"manifest\.tsv: line 3: file 'gone\.pcap\.gz' does not exist \(.*gone\.pcap\.gz\)"):
+        extract_dataset("m", cfg, EXTRACT, tmp_path / "s")
+    _manifest(man, [("a.pcap", "Port scan")])
+    c = write_pcap(tmp_path / "c.pcap", [("10.0.0.5", 5000, "10.0.0.2", 22, 6, 0, 2)])
+    cfg["captures"].append(str(c))
+    with pytest.raises(ExtractError, match=r"captures without a label .*c\.pcap"):
+        extract_dataset("m", cfg, EXTRACT, tmp_path / "s")
+    cfg = {"driver": "per_file", "captures": [str(b), str(a)], "labels": {str(b): "BENIGN", str(a): "DDoS"},
+           "manifest": str(man)}
+    with pytest.raises(ExtractError, match=r"a\.pcap is 'DDoS' in labels .* but 'Port scan' in manifest"):
+        extract_dataset("m", cfg, EXTRACT, tmp_path / "s")
+    (tmp_path / "bad.tsv").write_text("name\tclass\na.pcap\tx\n")
+    with pytest.raises(LabelError, match=r"bad\.tsv: label manifest lacks column\(s\) \['file', 'category'\]"):
+        extract_dataset("m", {**cfg, "labels": {str(b): "BENIGN"}, "manifest": str(tmp_path / "bad.tsv")},
+                        EXTRACT, tmp_path / "s")
+
+
+def test_real_manifests_resolve(shared_data):
+    from nidsflow.capture.labels import read_label_manifest
+    m = read_label_manifest(shared_data / "lab-ad-attacks" / "manifest.tsv")
+    assert len(m) == 66 and all(f.endswith((".pcap.gz", ".pcapng.gz")) for f in m)
+    assert {"Lateral movement", "Credential access", "Malware and exploit kit"} <= set(m.values())

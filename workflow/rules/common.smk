@@ -11,7 +11,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from nidsflow.demo.generate import HIKARI_FILE, MANIFEST_FILE, capture_file
-from nidsflow.capture.extract import plan_parts
+from nidsflow.capture.extract import manifest_files, plan_parts
 from nidsflow.config_schema import load_schema, order_like_schema, unknown_key_message
 from nidsflow import layout
 from nidsflow.evaluate.tables import TABLE_NAMES
@@ -111,6 +111,7 @@ def dataset_files(ds):
     cfg = dataset_config(ds)
     labels = cfg.get("labels", [])
     files = _expand(list(cfg.get("captures", [])) + (list(labels) if isinstance(labels, dict) else list(labels)))
+    files += manifest_files(cfg)  # per-file label manifests (nidsflow.capture.extract)
     return list(dict.fromkeys(files))  # a per-file label glob names the captures again
 
 

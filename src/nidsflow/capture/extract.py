@@ -35,7 +35,7 @@ from nidsflow.capture.drivers import Driver, get_driver
 from nidsflow.capture.features import FEATURE_NAMES, canonical_feature_name, features_from_state
 from nidsflow.capture.flows import FlowChunk, FlowConfig, meter_capture
 from nidsflow.capture.labels import (DROPPED, LabelError, join_labels, read_header, read_label_csv,
-                                     resolve_columns)
+                                     read_label_manifest, resolve_columns)
 from nidsflow.capture.pcap import CaptureError
 from nidsflow.store import BENIGN, UNMATCHED, StoreWriter, write_parquet_tables
 
@@ -71,6 +71,12 @@ def capture_files(ds_cfg: dict, strict: bool = True) -> list[Path]:
     return _expand(ds_cfg.get("captures", []), strict)
 
 
+def manifest_files(ds_cfg: dict) -> list[str]:
+    """The dataset's label manifests (``manifest:``, one path or a list; per-file labels file -> category)."""
+    m = ds_cfg.get("manifest") or []
+    return [str(m)] if isinstance(m, (str, os.PathLike)) else [str(x) for x in m]
+
+
 def label_files(ds_cfg: dict, strict: bool = True) -> list[Path]:
     labels = ds_cfg.get("labels", [])
     pats = list(labels) if not isinstance(labels, dict) else []
@@ -84,7 +90,8 @@ def label_files(ds_cfg: dict, strict: bool = True) -> list[Path]:
 
 @dataclass(frozen=True)
 class ExtractPart:
-    """One extraction job: a contiguous run of the dataset's captures (and the label CSVs it joins)."""
+    """One extraction job: a contiguous run of the dataset's captures (and the label CSVs it joins, or the
+    label manifests of a per-file dataset)."""
 
     name: str
     captures: tuple[str, ...]
@@ -141,8 +148,9 @@ def plan_parts(name: str, ds_cfg: dict, extract_cfg: dict, strict: bool = True) 
     captures = [str(p) for p in capture_files(ds_cfg, strict)]
     if not captures:
         raise ExtractError(f"dataset {name}: no captures configured (datasets.{name}.captures)")
-    csv_mode = driver.kind == "csv" and not isinstance(ds_cfg.get("labels"), dict)
-    all_labels = tuple(map(str, label_files(ds_cfg, strict))) if csv_mode else ()
+    csv_mode = driver.kind == "csv" and not isinstance(ds_cfg.get("labels"), dict) and not ds_cfg.get("manifest")
+    # per-file labels: the manifests are every part's label inputs (a changed manifest re-extracts)
+    all_labels = tuple(map(str, label_files(ds_cfg, strict))) if csv_mode else tuple(manifest_files(ds_cfg))
     by_day: dict[str, list[str]] = {}
     if csv_mode:
         for f in all_labels:
@@ -316,16 +324,27 @@ def extract_part(name: str, ds_cfg: dict, extract_cfg: dict, part: ExtractPart |
 
 
 def _per_file_table(name: str, ds_cfg: dict, driver: Driver, captures) -> dict[str, str]:
-    mapping = ds_cfg.get("labels")
-    if not isinstance(mapping, dict):
-        raise ExtractError(f"dataset {name}: driver {driver.name} needs labels as a mapping capture file -> label")
-    table = {}
+    """Normalised capture path -> label, from ``labels`` (mapping glob -> label) and ``manifest`` (TSVs file ->
+    category); a file both give two different labels, or a capture neither covers, is an ExtractError."""
+    mapping = ds_cfg.get("labels") or {}
+    manifests = manifest_files(ds_cfg)
+    if not isinstance(mapping, dict) or not (mapping or manifests):
+        raise ExtractError(f"dataset {name}: driver {driver.name} needs labels as a mapping capture file -> label "
+                           f"and/or a manifest (datasets.{name}.manifest)")
+    table, origin = {}, {}
     for pattern, lab in mapping.items():
         for p in _expand([pattern]):
-            table[str(p)] = str(lab)
-    missing = [str(c) for c in captures if str(c) not in table]
+            table[os.path.normpath(p)] = str(lab)
+            origin[os.path.normpath(p)] = f"labels {pattern!r}"
+    for m in manifests:
+        for f, cat in read_label_manifest(m).items():
+            if f in table and table[f] != cat:
+                raise ExtractError(f"dataset {name}: {f} is {table[f]!r} in {origin[f]} but {cat!r} in manifest {m}")
+            table[f], origin[f] = cat, f"manifest {m}"
+    missing = [str(c) for c in captures if os.path.normpath(c) not in table]
     if missing:
-        raise ExtractError(f"dataset {name}: captures without a label in datasets.{name}.labels: {sorted(missing)}")
+        raise ExtractError(f"dataset {name}: captures without a label in datasets.{name}.labels or its manifest: "
+                           f"{sorted(missing)}")
     return {k: (BENIGN if v in driver.benign_labels else v) for k, v in table.items()}
 
 
@@ -347,7 +366,7 @@ def _captures_part(name, ds_cfg, extract_cfg, part: ExtractPart, out_dir: Path, 
     cfg = FlowConfig.from_extract_config(extract_cfg)
     shard_flows = int(extract_cfg.get("shard_flows", 200000))
     captures = [Path(c) for c in part.captures]
-    per_file = driver.kind == "per_file" or isinstance(ds_cfg.get("labels"), dict)
+    per_file = driver.kind == "per_file" or isinstance(ds_cfg.get("labels"), dict) or bool(ds_cfg.get("manifest"))
     file_labels = _per_file_table(name, ds_cfg, driver, captures) if per_file else None
     writer = _PartWriter(out_dir, cfg.T, shard_flows)
     tmp = out_dir / "_tmp"
@@ -369,7 +388,7 @@ def _captures_part(name, ds_cfg, extract_cfg, part: ExtractPart, out_dir: Path, 
                     fr["source_file"] = str(path)
                     feats = features_from_state(chunk.state)
                     if per_file:  # label known now: stream the chunk out
-                        fr["label"] = file_labels[str(path)]
+                        fr["label"] = file_labels[os.path.normpath(path)]
                         _finish_labels(fr, driver)
                         writer.add(fr.drop(columns=["end_reason"]), feats, chunk.channels,
                                    fr["n_packets"].to_numpy().astype(np.int32), ci)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import ipaddress
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,48 @@ class CsvReadStats:
     dropped_bad_timestamp: int = 0
     dropped_by_label: int = 0
     timestamp_formats: dict[str, int] = field(default_factory=dict)
+
+
+#: Columns a label manifest must have (the ../shared/data manifest.tsv layout; other columns are ignored).
+MANIFEST_COLUMNS = ("file", "category")
+
+
+def read_label_manifest(path: str | Path) -> dict[str, str]:
+    """Capture path -> category of a tab-separated manifest with a header naming ``file`` and ``category``.
+
+    ``file`` is relative to the manifest's folder (or absolute); the keys are ``os.path.normpath`` of the
+    resolved paths. A row whose file does not exist, an empty file or category, or a file listed twice
+    with two categories is a :class:`LabelError` naming the manifest, the row (line) and the problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LabelError(f"{path}: label manifest not found")
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        rows = list(csv.reader(fh, delimiter="\t"))
+    if not rows:
+        raise LabelError(f"{path}: empty label manifest (no header)")
+    header = [_norm(h) for h in rows[0]]
+    missing = [c for c in MANIFEST_COLUMNS if c not in header]
+    if missing:
+        raise LabelError(f"{path}: label manifest lacks column(s) {missing} (tab-separated header {rows[0]})")
+    i_file, i_cat = header.index("file"), header.index("category")
+    out: dict[str, str] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in row):
+            continue
+        if len(row) <= max(i_file, i_cat) or not row[i_file].strip() or not row[i_cat].strip():
+            raise LabelError(f"{path}: line {line}: empty file or category in row {row}")
+        f = os.path.normpath(path.parent / row[i_file].strip())
+        cat = row[i_cat].strip()
+        if not os.path.isfile(f):
+            raise LabelError(f"{path}: line {line}: file {row[i_file].strip()!r} does not exist ({f})")
+        if out.get(f, cat) != cat:
+            raise LabelError(f"{path}: line {line}: {row[i_file].strip()!r} listed again with another category "
+                             f"({out[f]!r}, then {cat!r})")
+        out[f] = cat
+    if not out:
+        raise LabelError(f"{path}: label manifest has no rows")
+    return out
 
 
 def _norm(name: str) -> str:
