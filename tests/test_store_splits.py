@@ -198,3 +198,36 @@ def test_split_by_source_file_with_captures_larger_than_the_parts():
     assert src[s.train].nunique() == src[s.val].nunique() == src[test_benign].nunique() == 1
     assert len({src[s.train].iloc[0], src[s.val].iloc[0], src[test_benign].iloc[0]}) == 3
     assert len(test_benign) == (flows["source_file"] == src[test_benign].iloc[0]).sum()  # test keeps its capture
+
+
+def test_split_sizes_up_to_train_at_least_test():
+    from nidsflow.splits import split_sizes
+    assert split_sizes(30000, 20000, 2000, 3000) == (20000, 2000)      # enough: as asked
+    assert split_sizes(20000, 20000, 2000, 3000) == (15000, 2000)      # train shrinks first
+    assert split_sizes(20000, 20000, 2000) == (14545, 1454)            # no floor: the proportional rule of before
+    assert split_sizes(5000, 20000, 2000, 3000) == (3636, 363)         # too few even for val + floor: proportional
+    with pytest.raises(ValueError, match="max_test_benign 100 < split.min_test_benign 3000"):
+        split_sizes(30000, 20000, 2000, 3000, max_test_benign=100)
+
+
+@pytest.mark.parametrize("group_by", ["none", "source_file"])
+def test_split_min_test_benign_keeps_val_and_the_test_floor(group_by):
+    files = {f"cap{i:02d}.pcap": n for i, n in enumerate([7, 3, 12, 5, 9, 4, 11, 6, 8, 2, 10, 5] * 4)}
+    flows = _grouped_flows(files, seed=1)  # 328 benign flows in 48 captures
+    n_benign = int((~flows["is_attack"]).sum())
+    kw = dict(n_train=400, n_val=40, min_test_benign=60, max_test_per_class=25, group_by=group_by)
+    s = make_split(flows, seed=7, **kw)
+    test_benign = [i for i in s.test if not flows.loc[i, "is_attack"]]
+    assert len(test_benign) >= 60 and len(s.val) <= 40 and len(s.train) <= n_benign - 40 - 60
+    if group_by == "none":
+        assert (len(s.train), len(s.val), len(test_benign)) == (n_benign - 100, 40, 60)
+    else:  # whole files: near the targets, never above them, every file in one part
+        assert len(s.val) >= 30 and len(s.train) >= n_benign - 100 - 12
+        src = flows.set_index("flow_id")["source_file"]
+        assert not set(src[s.train]) & set(src[test_benign]) and not set(src[s.val]) & set(src[test_benign])
+    test_labels = flows.loc[s.test, "label"]
+    assert (test_labels == "DoS").sum() == 25 and (test_labels == "Scan").sum() == 15  # the per-class cap
+    again = make_split(flows, seed=7, **kw)
+    for a, b in ((s.train, again.train), (s.val, again.val), (s.test, again.test)):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(make_split(flows, seed=8, **kw).train, s.train)

@@ -38,7 +38,7 @@ GROUP_BY = ("none", "source_file", "time")
 
 def make_split(flows: pd.DataFrame, seed: int, n_train: int, n_val: int,
                max_test_benign: int | None = None, max_test_per_class: int | None = None,
-               source: str = "store", group_by: str = "none") -> Split:
+               source: str = "store", group_by: str = "none", min_test_benign: int | None = None) -> Split:
     """Draw disjoint benign train/val sets and a test set of held-out benign + every attack class.
 
     ``group_by`` says how the benign flows are divided (attacks always go to the test set):
@@ -51,6 +51,11 @@ def make_split(flows: pd.DataFrame, seed: int, n_train: int, n_val: int,
 
     Flows labelled UNMATCHED are excluded (and counted in the log). Test benign and per-class
     attack counts are capped when a cap is given, so one huge class cannot dominate.
+
+    Sizes (:func:`split_sizes`): with ``min_test_benign`` set, the split is "up to ``n_train`` train,
+    ``n_val`` val, at least ``min_test_benign`` test": when the benign flows are too few for all three,
+    train shrinks first. Without it (or when even that leaves train smaller than val), train and val
+    shrink in proportion and at least ``MIN_TEST_BENIGN_FRACTION`` of the benign flows stay for test.
     """
     if group_by not in GROUP_BY:
         raise ValueError(f"{source}: split.group_by {group_by!r} is not one of {list(GROUP_BY)}")
@@ -66,14 +71,7 @@ def make_split(flows: pd.DataFrame, seed: int, n_train: int, n_val: int,
     if group_by != "none" and len(benign) < 3:
         raise ValueError(f"{source}: split.group_by {group_by}: only {len(benign)} benign flows; train, val and "
                          f"test need at least one each")
-    if len(benign) < (n_train + n_val) / (1 - MIN_TEST_BENIGN_FRACTION):
-        # Too few benign flows: shrink train and val in proportion, keeping a share for the test set
-        # (a handful of benign test flows would make every AUROC meaningless).
-        scale = (1 - MIN_TEST_BENIGN_FRACTION) * len(benign) / (n_train + n_val)
-        new_train, new_val = max(1, int(n_train * scale)), max(1, int(n_val * scale))
-        log.warning("%s: only %d benign flows for n_train=%d + n_val=%d + test; using %d / %d and %d for test",
-                    source, len(benign), n_train, n_val, new_train, new_val, len(benign) - new_train - new_val)
-        n_train, n_val = new_train, new_val
+    n_train, n_val = split_sizes(len(benign), n_train, n_val, min_test_benign, max_test_benign, source)
     if group_by == "none":
         benign = rng.permutation(benign)
         train, val, rest = benign[:n_train], benign[n_train:n_train + n_val], benign[n_train + n_val:]
@@ -93,10 +91,44 @@ def make_split(flows: pd.DataFrame, seed: int, n_train: int, n_val: int,
         test_parts.append(ids)
     if len(attacks) == 0:
         log.warning("%s: no attack flows; the test set is benign only and AUROC is undefined", source)
+    if min_test_benign is not None and len(rest) < min_test_benign:
+        log.warning("%s: only %d benign test flows (split.min_test_benign %d): the benign flows (or, with "
+                    "group_by source_file, their capture files) do not allow more", source, len(rest), min_test_benign)
     test = np.sort(np.concatenate(test_parts)).astype(np.int64)
     log.info("%s: split seed %d (group_by %s): train %d, val %d, test %d (benign %d)", source, seed, group_by,
              len(train), len(val), len(test), len(rest))
     return Split(np.sort(train).astype(np.int64), np.sort(val).astype(np.int64), test)
+
+
+def split_sizes(n_benign: int, n_train: int, n_val: int, min_test_benign: int | None = None,
+                max_test_benign: int | None = None, source: str = "store") -> tuple[int, int]:
+    """The train and val sizes to aim at for ``n_benign`` benign flows (the test set takes the rest).
+
+    * enough flows (``n_train + n_val + min_test_benign``, or ``(n_train + n_val) / 0.8`` without a test
+      floor): ``n_train``, ``n_val`` as asked;
+    * ``min_test_benign`` set and ``n_benign - n_val - min_test_benign >= n_val``: train takes what is left
+      after val and the test floor ("up to n_train", "at least min_test_benign");
+    * otherwise train and val shrink in proportion, keeping ``MIN_TEST_BENIGN_FRACTION`` for the test set
+      (a handful of benign test flows would make every AUROC meaningless).
+    """
+    if min_test_benign is not None:
+        if max_test_benign is not None and max_test_benign < min_test_benign:
+            raise ValueError(f"{source}: split.max_test_benign {max_test_benign} < split.min_test_benign "
+                             f"{min_test_benign}")
+        room = n_benign - n_val - min_test_benign
+        if room >= n_train:
+            return n_train, n_val
+        if room >= n_val:
+            log.warning("%s: %d benign flows: train %d (of n_train=%d), val %d, test at least %d", source,
+                        n_benign, room, n_train, n_val, min_test_benign)
+            return room, n_val
+    elif n_benign >= (n_train + n_val) / (1 - MIN_TEST_BENIGN_FRACTION):
+        return n_train, n_val
+    scale = (1 - MIN_TEST_BENIGN_FRACTION) * n_benign / (n_train + n_val)
+    new_train, new_val = max(1, int(n_train * scale)), max(1, int(n_val * scale))
+    log.warning("%s: only %d benign flows for n_train=%d + n_val=%d + test; using %d / %d and %d for test",
+                source, n_benign, n_train, n_val, new_train, new_val, n_benign - new_train - new_val)
+    return new_train, new_val
 
 
 def _assign_files(sizes: pd.Series, rng: np.random.Generator, n_train: int, n_val: int) -> dict[str, list]:

@@ -18,5 +18,6 @@ split = make_split(
     max_test_per_class=cfg.get("max_test_per_class"),
     source=f"dataset {snakemake.wildcards.ds} ({snakemake.input.flows})",
     group_by=cfg.get("group_by", "none"),
+    min_test_benign=cfg.get("min_test_benign"),
 )
 split.save(snakemake.output[0])
