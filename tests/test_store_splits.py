@@ -231,3 +231,23 @@ def test_split_min_test_benign_keeps_val_and_the_test_floor(group_by):
     for a, b in ((s.train, again.train), (s.val, again.val), (s.test, again.test)):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(make_split(flows, seed=8, **kw).train, s.train)
+
+
+def test_split_min_test_benign_by_file_samples_test_captures_from_the_whole_pool():
+    """Two captures of 400 flows and 200 of 5-15: the test part is a sample of the captures, not the two big
+    ones left over when train and val are full (what the first-fit assignment does)."""
+    rng = np.random.default_rng(0)
+    files = {"big1.pcap": 400, "big2.pcap": 400, **{f"s{i:03d}.pcap": int(rng.integers(5, 16)) for i in range(200)}}
+    flows = _grouped_flows(files)
+    n_benign = sum(files.values())
+    for seed in range(3):
+        s = make_split(flows, seed=seed, n_train=n_benign - 700, n_val=300, min_test_benign=300,
+                       group_by="source_file")
+        src = flows.set_index("flow_id")["source_file"]
+        test_benign = [i for i in s.test if not flows.loc[i, "is_attack"]]
+        assert src[test_benign].nunique() >= 10 and len(test_benign) >= 300
+        assert src[s.val].nunique() >= 10 and 250 <= len(s.val) <= 300
+    # without the floor the first-fit assignment of before is unchanged (old datasets keep their splits)
+    old = make_split(flows, seed=0, n_train=n_benign - 700, n_val=300, group_by="source_file")
+    again = make_split(flows, seed=0, n_train=n_benign - 700, n_val=300, group_by="source_file", min_test_benign=None)
+    np.testing.assert_array_equal(old.test, again.test)

@@ -78,7 +78,8 @@ def make_split(flows: pd.DataFrame, seed: int, n_train: int, n_val: int,
         if max_test_benign is not None and len(rest) > max_test_benign:
             rest = rest[:max_test_benign]
     elif group_by == "source_file":
-        train, val, rest = _split_by_file(benign_rows, rng, n_train, n_val, max_test_benign, source)
+        train, val, rest = _split_by_file(benign_rows, rng, n_train, n_val, max_test_benign, source,
+                                          balanced=min_test_benign is not None)
     else:
         train, val, rest = _split_by_time(benign_rows, rng, n_train, n_val, max_test_benign, source)
     test_parts = [rest]
@@ -156,15 +157,56 @@ def _assign_files(sizes: pd.Series, rng: np.random.Generator, n_train: int, n_va
     return parts
 
 
-def _split_by_file(benign: pd.DataFrame, rng, n_train, n_val, max_test_benign, source):
-    """Benign train / val / test flow ids with each capture file's benign flows in one part only."""
+def _assign_files_balanced(sizes: pd.Series, rng: np.random.Generator, n_train: int, n_val: int) -> dict[str, list]:
+    """Whole files -> "train" / "val" / "test", each part filled in proportion to its target.
+
+    The targets are n_train, n_val and the rest (n_benign - n_train - n_val). In a seeded random order each file
+    goes to the part that is least full (flows / target) among those it still fits in, or, fitting in none, to
+    the part least full after taking it. Every part so draws files of every size from the whole pool: the
+    test captures are a random sample of the captures, not the large ones left over when train and val are full
+    (what :func:`_assign_files` gives when a few captures hold thousands of flows). Val or test left under its
+    target then takes from train the smallest file that makes up the difference (or the largest, and again),
+    so val and test are "at least" their targets and train "up to" its own."""
+    order = list(sizes.index[rng.permutation(len(sizes))])
+    names = ("train", "val", "test")
+    target = dict(zip(names, (n_train, n_val, max(1, int(sizes.sum()) - n_train - n_val))))
+    parts = {p: [] for p in names}
+    count = dict.fromkeys(names, 0)
+    for f in order:
+        n = int(sizes[f])
+        fits = [p for p in names if count[p] + n <= target[p]]
+        part = (min(fits, key=lambda p: count[p] / target[p]) if fits
+                else min(names, key=lambda p: (count[p] + n) / target[p]))
+        parts[part].append(f)
+        count[part] += n
+    for short in ("val", "test"):  # "at least": a part left under its target takes files from train
+        while count[short] < target[short] and len(parts["train"]) > 1:
+            deficit = target[short] - count[short]
+            by_size = sorted(parts["train"], key=lambda g: (int(sizes[g]), g))
+            f = next((g for g in by_size if int(sizes[g]) >= deficit), by_size[-1])  # the least overshoot
+            parts["train"].remove(f)
+            parts[short].append(f)
+            count["train"] -= int(sizes[f])
+            count[short] += int(sizes[f])
+    for empty in names:
+        if not parts[empty]:
+            donor = max(parts, key=lambda p: len(parts[p]))
+            f = min(parts[donor], key=lambda g: (int(sizes[g]), g))
+            parts[donor].remove(f)
+            parts[empty].append(f)
+    return parts
+
+
+def _split_by_file(benign: pd.DataFrame, rng, n_train, n_val, max_test_benign, source, balanced: bool = False):
+    """Benign train / val / test flow ids with each capture file's benign flows in one part only
+    (``balanced``: :func:`_assign_files_balanced`, else :func:`_assign_files`)."""
     if "source_file" not in benign:
         raise ValueError(f"{source}: split.group_by source_file needs the flows' source_file column")
     sizes = benign.groupby("source_file", sort=True).size()
     if len(sizes) < 3:
         raise ValueError(f"{source}: split.group_by source_file needs benign flows from at least 3 capture files "
                          f"(train, val and test one each); found {len(sizes)}: {list(sizes.index)}")
-    parts = _assign_files(sizes, rng, n_train, n_val)
+    parts = (_assign_files_balanced if balanced else _assign_files)(sizes, rng, n_train, n_val)
     caps = {"train": n_train, "val": n_val, "test": max_test_benign}
     out = {}
     for part, files in parts.items():
