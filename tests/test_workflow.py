@@ -143,3 +143,32 @@ def test_real_config_diverse_dataset_gives_each_attack_file_its_own_class(shared
     assert len(set(attack.values())) == len(attack) == 9  # one class per file
     benign = {f for f, c in classes.items() if c == "benign"}
     assert len(benign) == len(glob.glob(str(shared_data / "pcaps-ndpi" / "*"))) + 1  # + the Monday excerpt
+
+
+def test_real_corpus_config_labels_every_capture(shared_data, monkeypatch):
+    """config/real.yaml's corpus: every benign and attack capture of ../shared/data, each labelled (old sets by the
+    diverse_files names, new ones by their manifest); the two entries differ only in their split."""
+    from nidsflow.capture.drivers import get_driver
+    from nidsflow.capture.extract import _per_file_table, capture_files
+
+    monkeypatch.chdir(REPO)
+    cfg = yaml.safe_load((REPO / "config" / "real.yaml").read_text())
+    ds, flow_level = cfg["datasets"]["corpus_by_capture"], cfg["datasets"]["corpus"]
+    assert {k: v for k, v in flow_level.items() if k != "split"} == {k: v for k, v in ds.items() if k != "split"}
+    assert ds["split"]["group_by"] == "source_file" and flow_level["split"]["group_by"] == "none"
+    assert cfg["datasets"]["diverse_files"]["labels"].items() <= ds["labels"].items()  # the old names kept
+    captures = capture_files(ds)
+    table = _per_file_table("corpus", ds, get_driver(ds["driver"]), captures)  # raises on an uncovered capture
+    on_disk = [f for f in glob.glob(str(shared_data / "*" / "*")) if f.endswith((".pcap", ".pcapng", ".gz"))]
+    assert len(captures) == len(on_disk) == 661
+    classes = {get_driver("per_file").attack_class(table[str(Path(c))]) for c in captures}
+    assert {"benign", "port_scan", "port_scan_iot", "lateral_movement", "cryptomining", "syn_flood",
+            "spoofed_syn_flood", "apt29_emulation"} <= classes and len(classes) == 23
+
+
+def test_quick_study_target_dry_runs(shared_data):
+    out = snakemake("quick_study", "-n", "--cores", "2", "--configfile", "config/real.yaml").stdout  # target first: --configfile takes several
+    assert "results/real/quick/tables/within.md" in out
+    jobs = {line.split()[0]: int(line.split()[1]) for line in out.splitlines()
+            if len(line.split()) == 2 and line.split()[1].isdigit()}
+    assert jobs["train_janus"] == 6 and jobs["baseline"] == 30 and jobs["quick_study"] == 1  # 2 datasets x 3 seeds

@@ -104,3 +104,26 @@ rule score_capture:
         "../envs/evaluate.yaml"
     script:
         "../scripts/aggregate_score_capture.py"
+
+
+# The quick study: JANUS and the quick.methods baselines on quick.datasets, their tables apart from the
+# study's own (README: snakemake quick_study).
+rule quick_study:
+    input:
+        phase1=quick_phase1_files(),
+        cross=[],
+        baselines=quick_baseline_files(),
+    output:
+        [f"{RESULTS}/quick/tables/{name}.md" for name in TABLE_NAMES],
+        [f"{RESULTS}/quick/tables/{name}.csv" for name in TABLE_NAMES],
+    log:
+        f"logs/{STUDY}/aggregate/quick_tables.log",
+    benchmark:
+        f"benchmarks/{STUDY}/aggregate/quick_tables.tsv"
+    params:
+        config=quick_config(),
+        fpr_target=config["evaluate"]["fpr_target"],
+    conda:
+        "../envs/evaluate.yaml"
+    script:
+        "../scripts/aggregate_tables.py"

@@ -379,3 +379,32 @@ def hikari_table_files(wildcards):
     if Path(spec).is_dir():
         return sorted(str(p) for p in Path(spec).glob("*.csv")) or [spec]
     return _expand([spec])
+
+
+# ---------------------------------------------------------------- quick study
+
+def quick_datasets():
+    """quick.datasets (every dataset when empty); a name that is not a dataset is an error."""
+    names = list(config["quick"]["datasets"]) or DATASETS
+    unknown = [ds for ds in names if ds not in config["datasets"]]
+    if unknown:
+        raise WorkflowError(f"quick.datasets names {unknown}, not datasets of this config ({DATASETS})")
+    return names
+
+
+def quick_phase1_files(wildcards=None):
+    """JANUS's main variant (full, or B2 on a flow table) at every seed on the quick datasets."""
+    return [layout.path(layout.PHASE1_SCORES, study=STUDY, ds=ds, variant=main_variant(ds), seed=s)
+            for ds in quick_datasets() for s in SEEDS]
+
+
+def quick_baseline_files(wildcards=None):
+    return [layout.path(layout.BASELINE_SCORES, study=STUDY, ds=ds, method=m, seed=s)
+            for ds in quick_datasets() for m in config["quick"]["methods"] for s in config["baselines"]["seeds"]]
+
+
+def quick_config():
+    """The config the quick tables are written with: its datasets and methods only, no variants, no cross."""
+    return {**config, "datasets": {ds: config["datasets"][ds] for ds in quick_datasets()},
+            "baselines": {**config["baselines"], "methods": list(config["quick"]["methods"])},
+            "janus": {**JANUS, "variants": [], "cross": False}}
