@@ -117,9 +117,9 @@ rule quick_study:
         [f"{RESULTS}/quick/tables/{name}.md" for name in TABLE_NAMES],
         [f"{RESULTS}/quick/tables/{name}.csv" for name in TABLE_NAMES],
     log:
-        f"logs/{STUDY}/aggregate/quick_tables.log",
+        f"{LOGS}/aggregate/quick_tables.log",
     benchmark:
-        f"benchmarks/{STUDY}/aggregate/quick_tables.tsv"
+        f"{BENCHMARKS}/aggregate/quick_tables.tsv"
     params:
         config=quick_config(),
         fpr_target=config["evaluate"]["fpr_target"],
