@@ -445,14 +445,7 @@ temporary file; same packets and flows).
 {rows}
 
 """
-        text = a.write_doc.read_text() if a.write_doc.exists() else "# Benchmarks\n"
-        start = text.find("## Extraction of gzip captures")
-        if start >= 0:
-            end = text.find("\n## ", start + 5)
-            text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-        else:
-            text = text.rstrip() + "\n\n" + section
-        a.write_doc.write_text(text)
+        _put_section(a.write_doc, "## Extraction of gzip captures", section)
 
 
 def _small(out: Path) -> Path:
@@ -494,8 +487,13 @@ flows' table for the join, about 0.4 KiB per flow). The capture is read from the
 adds the disk's read time to every extractor alike.
 
 """
+    _put_section(doc, "## Extraction", section)
+
+
+def _put_section(doc: Path, heading: str, section: str) -> None:
+    """Replace the doc's section starting at ``heading`` (up to the next "## ") by ``section``, or append it."""
     text = (doc.read_text() if doc.exists() else "") or "# Benchmarks\n"
-    start = text.find("## Extraction")
+    start = text.find(heading)
     if start >= 0:
         end = text.find("\n## ", start + 5)
         text = text[:start] + section + (text[end + 1:] if end >= 0 else "")

@@ -24,6 +24,14 @@ SMALL = ["iot-sentinel-benign/Aria_Setup-A-1-STA.pcap.gz",
 EXTRACT = {"T": 8, "idle_timeout_s": 120, "active_timeout_s": 1800, "shard_flows": 50}
 
 
+def _real(shared_data, name):
+    """A small real capture of ../shared/data (the test skips when it is absent)."""
+    path = shared_data / name
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    return path
+
+
 def _gunzip(src, dst_dir):
     dst = dst_dir / src.name[:-3]
     with gzip.open(src, "rb") as fi, open(dst, "wb") as fo:
@@ -48,9 +56,7 @@ def _counts(st):
 
 @pytest.mark.parametrize("name", SMALL)
 def test_gzip_gives_the_packets_of_the_plain_file(shared_data, tmp_path, name):
-    gz = shared_data / name
-    if not gz.exists():
-        pytest.skip(f"{gz} not found")
+    gz = _real(shared_data, name)
     plain = _gunzip(gz, tmp_path)
     # a small chunk forces many refills, records split across them and a grown buffer
     for kw in ({}, {"chunk_bytes": 4096, "batch_packets": 7}):
@@ -92,9 +98,7 @@ def test_gzip_and_plain_give_identical_stores(shared_data, tmp_path):
 
 
 def test_truncated_gzip_keeps_the_packets_before_the_cut(shared_data, tmp_path):
-    src = shared_data / SMALL[1]
-    if not src.exists():
-        pytest.skip(f"{src} not found")
+    src = _real(shared_data, SMALL[1])
     data = src.read_bytes()
     cut = tmp_path / "cut.pcapng.gz"
     cut.write_bytes(data[:len(data) * 6 // 10])
@@ -132,9 +136,7 @@ def test_corrupt_gzip_is_a_clear_error(tmp_path):
 
 
 def test_gzip_damaged_mid_stream(shared_data, tmp_path):
-    src = shared_data / SMALL[1]
-    if not src.exists():
-        pytest.skip(f"{src} not found")
+    src = _real(shared_data, SMALL[1])
     data = bytearray(src.read_bytes())
     mid = len(data) // 2
     data[mid:mid + 64] = bytes(64)  # a hole in the deflate data
@@ -146,9 +148,7 @@ def test_gzip_damaged_mid_stream(shared_data, tmp_path):
 
 def test_gzip_detected_by_magic_members_and_padding(shared_data, tmp_path):
     """A gzip file named .pcap; a capture split over two gzip members with NUL padding after them."""
-    src = shared_data / SMALL[0]
-    if not src.exists():
-        pytest.skip(f"{src} not found")
+    src = _real(shared_data, SMALL[0])
     raw = gzip.decompress(src.read_bytes())
     full, _ = _packets(src)
     named = tmp_path / "looks_plain.pcap"
@@ -179,9 +179,7 @@ def test_gzip_holding_no_capture(tmp_path):
 
 def test_zstd_capture(shared_data, tmp_path):
     zstandard = pytest.importorskip("zstandard")
-    src = shared_data / SMALL[1]
-    if not src.exists():
-        pytest.skip(f"{src} not found")
+    src = _real(shared_data, SMALL[1])
     raw = gzip.decompress(src.read_bytes())
     zst = tmp_path / "cap.pcapng.zst"
     zst.write_bytes(zstandard.ZstdCompressor(level=3).compress(raw))

@@ -148,7 +148,12 @@ def _assign_files(sizes: pd.Series, rng: np.random.Generator, n_train: int, n_va
                 else "val" if count["val"] + n <= n_val else "test")
         parts[part].append(f)
         count[part] += n
-    for empty in ("val", "test"):
+    return _fill_empty_parts(parts, sizes)
+
+
+def _fill_empty_parts(parts: dict[str, list], sizes: pd.Series) -> dict[str, list]:
+    """A part left without a file takes the smallest file of the part with most files (at least 3 files)."""
+    for empty in parts:
         if not parts[empty]:
             donor = max(parts, key=lambda p: len(parts[p]))
             f = min(parts[donor], key=lambda g: (int(sizes[g]), g))
@@ -188,13 +193,7 @@ def _assign_files_balanced(sizes: pd.Series, rng: np.random.Generator, n_train: 
             parts[short].append(f)
             count["train"] -= int(sizes[f])
             count[short] += int(sizes[f])
-    for empty in names:
-        if not parts[empty]:
-            donor = max(parts, key=lambda p: len(parts[p]))
-            f = min(parts[donor], key=lambda g: (int(sizes[g]), g))
-            parts[donor].remove(f)
-            parts[empty].append(f)
-    return parts
+    return _fill_empty_parts(parts, sizes)
 
 
 def _split_by_file(benign: pd.DataFrame, rng, n_train, n_val, max_test_benign, source, balanced: bool = False):
