@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from nidsflow.evaluate.metrics import MetricError, _pair_positions, _weighted_auroc, bootstrap_auroc
+from nidsflow.evaluate.metrics import (MetricError, _neg_cumsum, _pair_positions, _weighted_auroc, auroc_replicates,
+                                      bootstrap_auroc, percentile_interval)
 
 
 def test_weighted_auroc_with_unit_weights_is_sklearns_auroc_with_ties():
@@ -12,7 +13,7 @@ def test_weighted_auroc_with_unit_weights_is_sklearns_auroc_with_ties():
     s = rng.integers(0, 5, 300).astype(float)      # many ties
     y = rng.random(300) < 0.3
     order, lo, hi = _pair_positions(s[y], s[~y])
-    got = _weighted_auroc(np.ones((1, y.sum())), np.ones((1, (~y).sum())), lo, hi)[0]
+    got = _weighted_auroc(np.ones((1, y.sum())), _neg_cumsum(np.ones((1, (~y).sum()))), lo, hi)[0]
     assert got == pytest.approx(roc_auc_score(y, s), abs=1e-12)
 
 
@@ -22,7 +23,7 @@ def test_weighted_auroc_counts_a_row_as_often_as_it_is_drawn():
     w = rng.integers(0, 4, 200)
     rep = np.repeat(np.arange(200), w)
     order, lo, hi = _pair_positions(s[y], s[~y])
-    got = _weighted_auroc(w[y][None].astype(float), w[~y][order][None].astype(float), lo, hi)[0]
+    got = _weighted_auroc(w[y][None], _neg_cumsum(w[~y][order][None]), lo, hi)[0]
     assert got == pytest.approx(roc_auc_score(y[rep], s[rep]), abs=1e-12)
 
 

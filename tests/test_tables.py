@@ -143,7 +143,7 @@ def test_within_has_the_per_class_median_for_every_method(results):
             assert row.auroc_std == pytest.approx(np.std(vals, ddof=1))
     assert (med[(med.dataset == "da") & (med.method == "OCSVM")].cell == "not run").all()
     md = (out / "within.md").read_text()
-    assert "| method | params | overall | per-class median | dos | scan |" in md
+    assert "| method | params | overall (400 / 200) | per-class median | dos (400 / 100) | scan (400 / 100) |" in md
     assert "## Overview (per-class median AUROC)" in md
     b3 = med[(med.dataset == "da") & (med.method == "JANUS (full, A1)")].iloc[0]
     assert f"{100 * b3.auroc_mean:.2f} ± {100 * b3.auroc_std:.2f}" in md.split("## Overview (per-class median")[1]
@@ -359,7 +359,7 @@ def test_new_capture_is_scored_end_to_end(tmp_path):
 def test_within_has_a_parameter_column(results):
     _, out = results
     md = (out / "within.md").read_text()
-    assert "| method | params | overall |" in md
+    assert "| method | params | overall (" in md
     da = md.split("## da")[1].split("## db")[0]
     assert "| Isolation Forest | 2.0k † |" in da  # mean over the seeds, marked as stored values
     assert "| JANUS (full, A1) | - |" in da  # no model.pt beside these synthetic scores
