@@ -787,7 +787,8 @@ class TableWriter:
               "issue 11 (janus.variants nofix_*: the seed's behaviour) and compares that model with the one "
               "with every fix, both scored with A1; the OAS row compares A1 with A1z on the main model. Δ = with "
               "the fix − without, per seed, then mean ± std. The best baseline of the same run (highest seed "
-              "mean over its seeds) is the bar JANUS has to clear.", ""]
+              "mean over its seeds) is the bar JANUS has to clear. The per-class median is the within table's "
+              f"(classes with at least {self.min_flows} test flows).", ""]
         md += markdown_table(["dataset", "fix (without → with)", "overall without", "overall with", "overall Δ",
                               f"{MEDIAN_COLUMN} without", f"{MEDIAN_COLUMN} with", f"{MEDIAN_COLUMN} Δ",
                               "best baseline overall", f"best baseline {MEDIAN_COLUMN}"], table_rows)
