@@ -143,7 +143,7 @@ def test_within_has_the_per_class_median_for_every_method(results):
             assert row.auroc_std == pytest.approx(np.std(vals, ddof=1))
     assert (med[(med.dataset == "da") & (med.method == "OCSVM")].cell == "not run").all()
     md = (out / "within.md").read_text()
-    assert "| method | params | overall | per-class median | dos | scan |" in md
+    assert "| method | params | overall (400 / 200) | per-class median | dos (400 / 100) | scan (400 / 100) |" in md
     assert "## Overview (per-class median AUROC)" in md
     b3 = med[(med.dataset == "da") & (med.method == "JANUS (full, A1)")].iloc[0]
     assert f"{100 * b3.auroc_mean:.2f} ± {100 * b3.auroc_std:.2f}" in md.split("## Overview (per-class median")[1]
@@ -359,10 +359,165 @@ def test_new_capture_is_scored_end_to_end(tmp_path):
 def test_within_has_a_parameter_column(results):
     _, out = results
     md = (out / "within.md").read_text()
-    assert "| method | params | overall |" in md
+    assert "| method | params | overall (" in md
     da = md.split("## da")[1].split("## db")[0]
     assert "| Isolation Forest | 2.0k † |" in da  # mean over the seeds, marked as stored values
     assert "| JANUS (full, A1) | - |" in da  # no model.pt beside these synthetic scores
     df = pd.read_csv(out / "within.csv", comment="#")
     row = df[(df.dataset == "da") & (df.method == "Isolation Forest") & (df.column == "overall")].iloc[0]
     assert row.n_parameters == 2000
+
+
+# ---------------------------------------------------------------- intervals, AUPRC, operating point, small classes
+
+N_BOOT = 200
+BOOT = {"n_boot": N_BOOT, "level": 0.9, "seed": 7}
+#: flows of the store before the scored ones (train rows): score rows name flow ids 50.., as a real split does
+N_TRAIN = 50
+
+
+def _hand_table(seed):
+    """Benign val 200 / test 300 in 12 benign captures; attack classes dos (100 flows, 3 captures), scan (80, 2)
+    and rare (10, 1): rare is under the 30-flow minimum. Scores: one column, attacks shifted."""
+    rng = np.random.default_rng(seed)
+    cls = np.r_[np.full(500, "benign"), np.full(100, "dos"), np.full(80, "scan"), np.full(10, "rare")]
+    split = np.r_[np.full(200, "val"), np.full(490, "test")]
+    shift = {"benign": 0.0, "dos": 1.5, "scan": 0.7, "rare": 2.5}
+    s = rng.normal(size=len(cls)) + np.array([shift[c] for c in cls])
+    return ScoreTable(np.arange(len(cls)) + N_TRAIN, split, np.where(cls == "benign", "BENIGN", cls), cls,
+                      cls != "benign", ("score",), s[:, None].astype(np.float32))
+
+
+def _captures(n_flows=N_TRAIN + 690):
+    """source_file of every flow of the store (flow id = position): train flows, 12 benign, 6 attack captures."""
+    rng = np.random.default_rng(0)
+    src = np.r_[np.full(N_TRAIN, "train.pcap"), rng.choice([f"benign{i}.pcap" for i in range(12)], 500),
+                rng.choice(["dos0.pcap", "dos1.pcap", "dos2.pcap"], 100), rng.choice(["scan0.pcap", "scan1.pcap"], 80),
+                np.full(10, "rare.pcap")]
+    assert len(src) == n_flows
+    return src
+
+
+@pytest.fixture(scope="module")
+def hand(tmp_path_factory):
+    """Three datasets of one baseline (iforest) at seeds 1, 2: flows (split by flow), caps (split by capture, its
+    store's flows.parquet given) and same (both seeds' score files identical)."""
+    tmp = tmp_path_factory.mktemp("hand")
+    r = tmp / "results" / "unit"
+    files = []
+    for ds in ("flows", "caps", "same"):
+        for seed in (1, 2):
+            t = _hand_table(100 if ds == "same" else 10 * seed + len(ds))
+            files.append(_save(t, r / ds / "baselines/iforest" / f"seed{seed}/scores.npz"))
+    store = r / "caps/store/flows.parquet"
+    store.parent.mkdir(parents=True)
+    pd.DataFrame({"flow_id": np.arange(N_TRAIN + 690), "source_file": _captures()}).to_parquet(store)
+    out = tmp / "tables"
+    write_tables([], [], [str(f) for f in files], out, CONFIG, fpr_target=0.05, bootstrap=BOOT,
+                 group_by={"flows": "none", "caps": "source_file", "same": "none"}, store_flows=[str(store)])
+    return r, out
+
+
+def _expected(r, ds, category, units):
+    """The row intervals.csv should hold, computed here from the score files directly."""
+    from nidsflow.evaluate.metrics import auroc_replicates, percentile_interval, threshold_at_fpr
+    from sklearn.metrics import average_precision_score
+
+    au, ap, det, fpr, reps = [], [], [], [], []
+    for seed in (1, 2):
+        t = ScoreTable.load(r / ds / "baselines/iforest" / f"seed{seed}/scores.npz")
+        test = t.split == "test"
+        y, cls, s = t.is_attack[test], t.attack_class[test], t.scores[test, 0].astype(float)
+        g = units(t.flow_id)[test]
+        m = np.ones(len(y), bool) if category == "overall" else (~y | (cls == category))
+        au.append(roc_auc_score(y[m], s[m]))
+        ap.append(average_precision_score(y[m], s[m]))
+        thr = threshold_at_fpr(t.scores[t.split == "val", 0], 0.05)
+        det.append(np.mean(s[m & y] > thr))
+        fpr.append(np.mean(s[~y] > thr))
+        reps.append(auroc_replicates(y[m], s[m], g[m], n_boot=N_BOOT, seed=BOOT["seed"])["overall"])
+    lo, hi = percentile_interval(np.mean(reps, axis=0), BOOT["level"])
+    return {"auroc": np.mean(au), "auroc_lo": lo, "auroc_hi": hi, "auprc": np.mean(ap), "det_rate": np.mean(det),
+            "fpr_realised": np.mean(fpr), "n_seeds": 2, "n_benign": 300,
+            "n_attack": {"overall": 190, "dos": 100, "scan": 80, "rare": 10}[category]}
+
+
+def test_intervals_csv_matches_a_direct_computation(hand):
+    r, out = hand
+    df = pd.read_csv(out / "intervals.csv", keep_default_na=False, na_values=[""])
+    assert list(df.columns) == ["dataset", "method", "category", "n_benign", "n_attack", "n_seeds", "auroc",
+                                "auroc_lo", "auroc_hi", "auprc", "det_rate", "fpr_realised", "fpr_target",
+                                "in_median", "group_by"]
+    assert set(zip(df.dataset, df.category)) == {(d, c) for d in ("flows", "caps", "same")
+                                                 for c in ("overall", "dos", "scan", "rare")}
+    assert set(df.method) == {"Isolation Forest"} and (df.fpr_target == 0.05).all()
+    sources = _captures()
+    for ds, units, group_by in (("flows", lambda ids: ids, "none"), ("caps", lambda ids: sources[ids], "source_file")):
+        for category in ("overall", "dos", "scan", "rare"):
+            row = df[(df.dataset == ds) & (df.category == category)].iloc[0]
+            for k, v in _expected(r, ds, category, units).items():
+                assert row[k] == pytest.approx(v, abs=1e-12), (ds, category, k)
+            assert row.group_by == group_by
+            assert row.auroc_lo < row.auroc < row.auroc_hi
+    # resampling captures is another interval than resampling flows (12 benign captures: a wider one)
+    wide = df[df.category == "overall"].set_index("dataset")
+    assert (wide.auroc_hi - wide.auroc_lo)["caps"] > 1.5 * (wide.auroc_hi - wide.auroc_lo)["flows"]
+    within = pd.read_csv(out / "within.csv", comment="#")
+    w = within[(within.dataset == "caps") & (within.column == "dos") & (within.method == "Isolation Forest")].iloc[0]
+    row = df[(df.dataset == "caps") & (df.category == "dos")].iloc[0]
+    assert (w.auroc_lo, w.auroc_hi, w.auprc_mean) == pytest.approx((row.auroc_lo, row.auroc_hi, row.auprc))
+
+
+def test_a_class_under_the_minimum_is_shown_but_not_in_the_median(hand):
+    r, out = hand
+    df = pd.read_csv(out / "intervals.csv")
+    assert dict(zip(df[df.dataset == "flows"].category, df[df.dataset == "flows"].in_median)) == {
+        "overall": True, "dos": True, "scan": True, "rare": False}
+    within = pd.read_csv(out / "within.csv", comment="#")
+    flows = within[(within.dataset == "flows") & (within.method == "Isolation Forest")].set_index("column")
+    assert flows.few_flows["rare"] and not flows.few_flows["dos"] and flows.cell["rare"] != "not run"
+    med = []
+    for seed in (1, 2):
+        t = ScoreTable.load(r / "flows/baselines/iforest" / f"seed{seed}/scores.npz")
+        per = _class_aurocs(t, t.scores[:, 0])
+        assert set(per) == {"dos", "scan", "rare"}
+        med.append(np.median([per["dos"], per["scan"]]))  # rare left out
+    assert flows.auroc_mean["per-class median"] == pytest.approx(np.mean(med))
+    md = (out / "within.md").read_text()
+    assert "| rare (300 / 10) ‡ |" in md and "| dos (300 / 100) |" in md and "| overall (300 / 190) |" in md
+    assert "fewer than 30 test flows in a run" in md and "left out of the per-class median" in md
+
+
+def test_identical_seeds_give_one_seeds_interval_unwidened(hand):
+    """Both seeds score the same flows the same way: the same units draw the same counts, so the seed mean's
+    replicates are one seed's and its interval is that seed's bootstrap interval, exactly."""
+    from nidsflow.evaluate.metrics import bootstrap_auroc
+
+    r, out = hand
+    df = pd.read_csv(out / "intervals.csv")
+    row = df[(df.dataset == "same") & (df.category == "overall")].iloc[0]
+    t = ScoreTable.load(r / "same/baselines/iforest/seed1/scores.npz")
+    test = t.split == "test"
+    lo, hi = bootstrap_auroc(t.is_attack[test], t.scores[test, 0], groups=t.flow_id[test], n_boot=N_BOOT,
+                             level=BOOT["level"], seed=BOOT["seed"])
+    assert (row.auroc_lo, row.auroc_hi) == (lo, hi)
+
+
+def test_within_markdown_bolds_the_best_and_shows_the_operating_point(hand, results):
+    _, out = hand
+    md = (out / "within.md").read_text()
+    assert "### flows: AUPRC (%) and the operating point at the benign-val threshold for 5 % false positives" in md
+    assert "Bootstrap units: captures." in md.split("## caps")[1] and "Bootstrap units: flows." in md.split("## flows")[1]
+    _, out2 = results  # two methods: JANUS separates better than Isolation Forest on every column
+    da = (out2 / "within.md").read_text().split("## da")[1].split("## db")[0]
+    janus = next(x for x in da.splitlines() if x.startswith("| JANUS (full, A1) | - |"))
+    iforest = next(x for x in da.splitlines() if x.startswith("| Isolation Forest |"))
+    assert janus.count("**") == 2 * 4 and "**" not in iforest  # overall, median, dos, scan
+    overview = (out2 / "within.md").read_text().split("## Overview (overall AUROC)")[1]
+    assert next(x for x in overview.splitlines() if x.startswith("| JANUS (full, A1) |")).count("**") == 4
+
+
+def test_capture_intervals_need_the_store(tmp_path):
+    f = _save(_hand_table(1), tmp_path / "results/unit/caps/baselines/iforest/seed1/scores.npz")
+    with pytest.raises(ValueError, match="caps: split.group_by is source_file.*store/flows.parquet"):
+        write_tables([], [], [str(f)], tmp_path / "t", CONFIG, 0.05, BOOT, group_by={"caps": "source_file"})

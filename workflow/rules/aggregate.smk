@@ -24,6 +24,8 @@ rule tables:
         phase1=tables_phase1_inputs,
         cross=tables_cross_inputs,
         baselines=tables_baseline_inputs,
+        # each flow's capture, for the intervals of datasets split by capture (split.group_by source_file)
+        stores=tables_store_inputs,
     output:
         [f"results/{{study}}/tables/{name}.md" for name in TABLE_NAMES],
         [f"results/{{study}}/tables/{name}.csv" for name in TABLE_NAMES],
@@ -31,6 +33,8 @@ rule tables:
             report(f"results/{{study}}/tables/{name}.html", caption=f"../report/table_{name}.rst", category="Tables")
             for name in TABLE_NAMES
         ],
+        # the within table's numbers with their intervals, one row per (dataset, method, category)
+        intervals=f"results/{{study}}/tables/{INTERVALS_FILE}",
     log:
         "logs/{study}/aggregate/tables.log",
     benchmark:
@@ -38,6 +42,9 @@ rule tables:
     params:
         config=config,
         fpr_target=config["evaluate"]["fpr_target"],
+        bootstrap=config["evaluate"]["bootstrap"],
+        min_class_flows=config["evaluate"]["min_class_flows"],
+        group_by=tables_group_by(),
     conda:
         "../envs/evaluate.yaml"
     script:

@@ -14,7 +14,7 @@ from nidsflow.demo.generate import HIKARI_FILE, MANIFEST_FILE, capture_file
 from nidsflow.capture.extract import manifest_files, plan_parts
 from nidsflow.config_schema import load_schema, order_like_schema, unknown_key_message
 from nidsflow import layout
-from nidsflow.evaluate.tables import TABLE_NAMES
+from nidsflow.evaluate.tables import INTERVALS_FILE, STORE_FLOWS, TABLE_NAMES
 from nidsflow.janus.variants import ScoreSettings
 
 
@@ -310,6 +310,18 @@ def tables_cross_inputs(wildcards):
 
 def tables_baseline_inputs(wildcards):
     return baseline_files()
+
+
+def tables_group_by():
+    """Each dataset's split.group_by: the tables' bootstrap resamples captures where it is source_file."""
+    return {ds: {**config["split"], **(dataset_config(ds).get("split") or {})}.get("group_by", "none")
+            for ds in DATASETS}
+
+
+def tables_store_inputs(wildcards):
+    """The flows.parquet (each flow's source_file) of every dataset split by capture, for the tables' intervals."""
+    return [layout.path(STORE_FLOWS, study=STUDY, ds=ds) for ds, g in tables_group_by().items()
+            if g == "source_file"]
 
 
 def main_variant(ds):

@@ -2,9 +2,13 @@
 
 Tables written to ``out_dir`` (results/{study}/tables/):
 
-``within``        dataset x method: test AUROC (%) mean +- std over seeds, overall, the per-class median
-                  (median over attack classes of the per-class AUROC of each run) and per attack class;
-                  JANUS (its main variant, deployable aggregator A1) and every baseline.
+``within``        dataset x method: test AUROC (%) mean +- std over seeds with the 95 % bootstrap interval of
+                  the seed mean, overall, the per-class median (median over the attack classes with at least
+                  ``min_class_flows`` test flows of the per-class AUROC of each run) and per attack class, the
+                  number of test flows in each column's header, the best of each column in bold; then AUPRC and
+                  the operating point at the benign-val threshold (detection rate, realised false-positive
+                  rate); JANUS (its main variant, deployable aggregator A1) and every baseline. Its numbers
+                  are also in ``intervals.csv``, one row per (dataset, method, category), for the report.
 ``cross_matrix``  source x target AUROC of JANUS's "cross" model, aggregator fitted on the target's
                   benign val; the diagonal is the within-dataset full model.
 ``aggregators``   group A (A1-A7, A1z and the score options' rows) on the full model's score vectors: within per dataset and their
@@ -36,7 +40,8 @@ from nidsflow import layout
 from nidsflow.evaluate.aggregators import AGGREGATORS, DEPLOYABLE, AggregatorError, make_aggregator
 from nidsflow.evaluate.baselines import ALL_METHODS, DISPLAY, NOT_RUN
 from nidsflow.janus.variants import FIX_ABLATIONS
-from nidsflow.evaluate.metrics import MetricError, evaluate_scores, format_mean_std, mean_std
+from nidsflow.evaluate.metrics import (MetricError, ResamplingDraws, evaluate_scores, format_mean_std, mean_std,
+                                      percentile_interval)
 from nidsflow.report import write_markdown_as_html
 from nidsflow.scores import ScoreTable
 
@@ -44,6 +49,18 @@ log = logging.getLogger(__name__)
 
 NOT_RUN_CELL = "not run"
 ABLATION_VARIANTS = ("B1", "B2", "B3", "B4", "B5")
+#: The within table's numbers, machine-readable, beside the tables (rule tables writes it with them).
+INTERVALS_FILE = "intervals.csv"
+INTERVAL_COLUMNS = ("dataset", "method", "category", "n_benign", "n_attack", "n_seeds", "auroc", "auroc_lo",
+                    "auroc_hi", "auprc", "det_rate", "fpr_realised", "fpr_target", "in_median", "group_by")
+#: config evaluate.bootstrap's defaults (workflow/schemas/config.schema.yaml).
+BOOTSTRAP_DEFAULTS = {"n_boot": 1000, "level": 0.95, "seed": 0}
+#: config evaluate.min_class_flows's default: a category with fewer test flows is shown, not in the median.
+MIN_CLASS_FLOWS = 30
+#: Marks a category column with fewer than min_class_flows test flows (greyed by a renderer; "few_flows" in CSV).
+FEW_FLOWS_MARK = "‡"
+#: Where a dataset's store keeps each flow's capture (source_file), read for capture-level intervals.
+STORE_FLOWS = "results/{study}/{ds}/store/flows.parquet"
 
 
 # ---------------------------------------------------------------- provenance
@@ -133,8 +150,9 @@ class ResultSet:
 
 
 def aggregated_metrics(table: ScoreTable, aggregator: str = DEPLOYABLE, fpr_target: float | None = None,
-                       origin: str = "") -> dict | None:
-    """Fit the aggregator on the table's benign val rows, then evaluate its test rows; None if it cannot run."""
+                       origin: str = "", draws: ResamplingDraws | None = None, groups=None) -> dict | None:
+    """Fit the aggregator on the table's benign val rows, then evaluate its test rows (with bootstrap replicates
+    when ``draws`` is given, resampling ``groups``); None if it cannot run."""
     try:
         agg = make_aggregator(aggregator).fit_table(table)
     except AggregatorError as e:
@@ -142,15 +160,17 @@ def aggregated_metrics(table: ScoreTable, aggregator: str = DEPLOYABLE, fpr_targ
         return None
     s = agg.score_table(table)
     try:
-        return evaluate_scores(table.split, table.attack_class, table.is_attack, s, fpr_target)
+        return evaluate_scores(table.split, table.attack_class, table.is_attack, s, fpr_target, draws, groups)
     except MetricError as e:
         log.warning("%s: %s", origin, e)
         return None
 
 
-def baseline_metrics(table: ScoreTable, fpr_target=None) -> dict | None:
+def baseline_metrics(table: ScoreTable, fpr_target=None, draws: ResamplingDraws | None = None,
+                     groups=None) -> dict | None:
     try:
-        return evaluate_scores(table.split, table.attack_class, table.is_attack, table.scores[:, 0], fpr_target)
+        return evaluate_scores(table.split, table.attack_class, table.is_attack, table.scores[:, 0], fpr_target,
+                               draws, groups)
     except MetricError as e:
         log.warning("baseline: %s", e)
         return None
@@ -161,9 +181,12 @@ def baseline_metrics(table: ScoreTable, fpr_target=None) -> dict | None:
 MEDIAN_COLUMN = "per-class median"
 
 
-def per_class_median(metrics: dict) -> float | None:
-    """Median over the attack classes of the run's per-class AUROC (classes without one are left out)."""
-    vals = [c["auroc"] for c in metrics["per_class"].values() if c.get("auroc") is not None]
+def per_class_median(metrics: dict, min_flows: int = 0) -> float | None:
+    """Median over the attack classes of the run's per-class AUROC; classes without one, or with fewer than
+    ``min_flows`` test flows in this run (an AUROC of a handful of flows moves by whole points when one of
+    them changes rank), are left out."""
+    vals = [c["auroc"] for c in metrics["per_class"].values()
+            if c.get("auroc") is not None and c.get("n", min_flows) >= min_flows]
     return float(np.median(vals)) if vals else None
 
 
@@ -198,9 +221,9 @@ def format_parameters(counts: list, stored: bool = False) -> str:
     return text + (" †" if stored else "")
 
 
-def _collect(per_seed: dict[int, dict | None], key: str | None):
-    """Values over seeds of overall AUROC (key None), of the per-class median (MEDIAN_COLUMN) or of one class's
-    AUROC; (values, seeds)."""
+def _collect(per_seed: dict[int, dict | None], key: str | None, min_flows: int = 0):
+    """Values over seeds of overall AUROC (key None), of the per-class median (MEDIAN_COLUMN, over the classes
+    with at least ``min_flows`` test flows) or of one class's AUROC; (values, seeds)."""
     vals, seeds = [], []
     for s, m in sorted(per_seed.items()):
         if m is None:
@@ -208,7 +231,7 @@ def _collect(per_seed: dict[int, dict | None], key: str | None):
         if key is None:
             v = m["auroc"]
         elif key == MEDIAN_COLUMN:
-            v = per_class_median(m)
+            v = per_class_median(m, min_flows)
         else:
             v = m["per_class"].get(key, {}).get("auroc")
         if v is not None:
@@ -220,19 +243,58 @@ def _collect(per_seed: dict[int, dict | None], key: str | None):
 # ---------------------------------------------------------------- the tables
 
 class TableWriter:
-    def __init__(self, results: ResultSet, config: dict, out_dir: str | Path, fpr_target: float | None = None):
+    """Writes every table of one study. ``bootstrap`` (config evaluate.bootstrap: n_boot, level, seed) sets the
+    within table's intervals; ``min_class_flows`` the smallest category the per-class median counts;
+    ``group_by`` (dataset -> its split.group_by) and ``store_flows`` (dataset -> its store's flows.parquet, read
+    for the flows' captures) choose what the bootstrap resamples: captures for ``source_file``, else flows."""
+
+    def __init__(self, results: ResultSet, config: dict, out_dir: str | Path, fpr_target: float | None = None,
+                 bootstrap: dict | None = None, min_class_flows: int = MIN_CLASS_FLOWS,
+                 group_by: dict | None = None, store_flows: dict | None = None):
         self.r, self.config, self.out = results, config, Path(out_dir)
         self.fpr = fpr_target
+        self.boot = {**BOOTSTRAP_DEFAULTS, **(bootstrap or {})}
+        self.draws = ResamplingDraws(self.boot["n_boot"], self.boot["seed"])
+        self.min_flows = int(min_class_flows)
+        self.group_by = dict(group_by or {})
+        self.store_flows = {ds: Path(p) for ds, p in (store_flows or {}).items()}
+        self._sources: dict = {}
         self.out.mkdir(parents=True, exist_ok=True)
-        self._janus_cache: dict = {}
+        self._janus_cache: dict = {}  # per-run metrics of JANUS and the baselines
 
-    # per-run metrics, cached
-    def janus_run(self, ds, variant, seed, aggregator=DEPLOYABLE):
+    def resamples_captures(self, ds) -> bool:
+        return self.group_by.get(ds, "none") == "source_file"
+
+    def _groups(self, ds, table: ScoreTable) -> np.ndarray:
+        """Each row's bootstrap unit: its capture (the store's source_file) on a capture-disjoint split, else
+        the flow itself (its flow id)."""
+        if not self.resamples_captures(ds):
+            return table.flow_id
+        if ds not in self._sources:
+            path = self.store_flows.get(ds)
+            if path is None:
+                raise ValueError(f"dataset {ds}: split.group_by is source_file, so its intervals resample captures, "
+                                 f"but the tables were given no {layout.path(STORE_FLOWS, study='{study}', ds=ds)}")
+            f = pd.read_parquet(path, columns=["flow_id", "source_file"])
+            if not np.array_equal(f["flow_id"].to_numpy(), np.arange(len(f))):
+                raise ValueError(f"{path}: flow_id is not arange(N)")
+            self._sources[ds] = f["source_file"].to_numpy(dtype=str)
+        src = self._sources[ds]
+        if len(table.flow_id) and int(table.flow_id.max()) >= len(src):
+            raise ValueError(f"dataset {ds}: scores name flow id {int(table.flow_id.max())}, but "
+                             f"{self.store_flows[ds]} has {len(src)} flows (a store rebuilt after scoring?)")
+        return src[table.flow_id]
+
+    # per-run metrics, cached; ``boot``: with the bootstrap replicates of its AUROCs (the within table's runs)
+    def janus_run(self, ds, variant, seed, aggregator=DEPLOYABLE, boot=False):
         key = ("w", ds, variant, seed, aggregator)
-        if key not in self._janus_cache:
+        cached = self._janus_cache.get(key, False)
+        if cached is False or (boot and cached is not None and "replicates" not in cached):
             path = self.r.janus.get((ds, variant, seed))
             t = self.r.load(path) if path else None
-            self._janus_cache[key] = None if t is None else aggregated_metrics(t, aggregator, self.fpr, str(path))
+            extra = {"draws": self.draws, "groups": self._groups(ds, t)} if boot and t is not None else {}
+            self._janus_cache[key] = None if t is None else aggregated_metrics(t, aggregator, self.fpr, str(path),
+                                                                               **extra)
         return self._janus_cache[key]
 
     def cross_run(self, src, tgt, seed, aggregator=DEPLOYABLE, variant=layout.CROSS_VARIANT):
@@ -246,13 +308,19 @@ class TableWriter:
     def _seeds(self, keys, ds=None, variant=None):
         return sorted({k[2] for k in keys if (ds is None or k[0] == ds) and (variant is None or k[1] == variant)})
 
-    def _baseline_runs(self, ds, method):
-        """(seeds, seed -> metrics or None) of one baseline on one dataset (None: its file says "not run")."""
+    def _baseline_runs(self, ds, method, boot=False):
+        """(seeds, seed -> metrics or None) of one baseline on one dataset (None: its file says "not run");
+        ``boot``: with the bootstrap replicates of its AUROCs."""
         seeds = sorted(k[2] for k in self.r.baselines if k[0] == ds and k[1] == method)
         per = {}
         for s in seeds:
-            t = self.r.load(self.r.baselines[(ds, method, s)])
-            per[s] = None if t is None else baseline_metrics(t, self.fpr)
+            key = ("b", ds, method, s)
+            cached = self._janus_cache.get(key, False)  # every table asks again: evaluate each run once
+            if cached is False or (boot and cached is not None and "replicates" not in cached):
+                t = self.r.load(self.r.baselines[(ds, method, s)])
+                extra = {"draws": self.draws, "groups": self._groups(ds, t)} if boot and t is not None else {}
+                self._janus_cache[key] = None if t is None else baseline_metrics(t, self.fpr, **extra)
+            per[s] = self._janus_cache[key]
         return seeds, per
 
     def _cross_keys(self, variant=layout.CROSS_VARIANT, pair=None):
@@ -272,64 +340,197 @@ class TableWriter:
         log.info("wrote %s/%s.{md,html,csv} (%d cells)", self.out, name, len(csv_rows))
 
     # ---- within
+    def _within_entries(self, ds):
+        """The within table's rows of one dataset: (display, seed -> metrics with replicates, reason not run,
+        parameter counts over seeds, stored values?)."""
+        entries = []
+        main = self.r.janus_main_variant(ds)
+        for variant, label in (("full", "JANUS (full, A1)"), ("B2", "JANUS B2 flow features only (A1)")):
+            seeds = self._seeds(self.r.janus, ds, variant)
+            if variant == "full" and not seeds and main != "B2":
+                entries.append((label, {}, "no JANUS run", [], False))
+            if seeds:
+                entries.append((label, {s: self.janus_run(ds, variant, s, boot=True) for s in seeds}, None,
+                                [janus_parameter_count(self.r.janus[(ds, variant, s)]) for s in seeds], False))
+        for method in ALL_METHODS:
+            seeds, per = self._baseline_runs(ds, method, boot=True)
+            reason = NOT_RUN.get(method) if not any(v is not None for v in per.values()) else None
+            if reason is None and not any(v is not None for v in per.values()):
+                reason = self._baseline_reason(ds, method, seeds)
+            counted = [baseline_parameter_count(self.r.baselines[(ds, method, s)]) for s in seeds if per[s]]
+            entries.append((DISPLAY.get(method, method), per, reason, [n for n, _ in counted],
+                            any(what.startswith("stored values") for _, what in counted)))
+        return entries
+
+    def _column(self, per: dict, key: str | None) -> dict:
+        """One method's cell of one column (key None: overall; MEDIAN_COLUMN; or a class) over its seeds: AUROC
+        values and seeds, the bootstrap interval of their mean, AUPRC, detection rate, realised FPR, flow counts.
+
+        The interval: per replicate, the mean over seeds of each seed's resampled AUROC, then its percentiles
+        (each seed's own test set resampled, :class:`~nidsflow.evaluate.metrics.ResamplingDraws`)."""
+        vals, seeds = _collect(per, key, self.min_flows)
+        c = {"vals": vals, "seeds": seeds, "lo": None, "hi": None, "ap": [], "det": [], "fpr": [], "n_b": [],
+             "n_a": []}
+        if key == MEDIAN_COLUMN:
+            return c
+        reps = []
+        for s in seeds:
+            m = per[s]
+            d = m if key is None else m["per_class"][key]
+            thr = m.get("threshold") or {}
+            c["ap"].append(d.get("ap"))
+            c["det"].append(thr.get("test_tpr") if key is None else d.get("tpr"))
+            c["fpr"].append(thr.get("test_fpr"))
+            c["n_b"].append(m["n_test_benign"])
+            c["n_a"].append(m["n_test_attack"] if key is None else d["n"])
+            if "replicates" in m:
+                reps.append(m["replicates"]["overall" if key is None else key])
+        if reps and len(reps) == len(seeds):
+            c["lo"], c["hi"] = percentile_interval(np.mean(reps, axis=0), self.boot["level"])
+        return c
+
+    @staticmethod
+    def _count_text(counts) -> str:
+        lo, hi = min(counts), max(counts)
+        return f"{lo}" if lo == hi else f"{lo}–{hi}"
+
     def within(self):
-        md, rows, all_seeds = ["# Within-dataset AUROC (%)", "",
-                               "Test AUROC in percent, mean ± sample std over seeds; per attack class: that class "
-                               "vs the test benign flows; per-class median: the median over attack classes of each "
-                               "run's per-class AUROC, then mean ± std over seeds. JANUS: deployable score "
-                               "(Mahalanobis-OAS, aggregator A1, fitted on benign val)."], [], set()
-        overview, overview_median = {}, {}
+        fpr_pct = "the configured" if self.fpr is None else f"{100 * self.fpr:g} %"
+        lvl = f"{100 * self.boot['level']:g} %"
+        md = ["# Within-dataset AUROC (%)", "",
+              f"Test AUROC in percent, mean ± sample std over seeds, then [the {lvl} bootstrap interval of that "
+              "mean]; per attack class: that class vs the test benign flows; per-class median: the median over "
+              f"attack classes with at least {self.min_flows} test flows of each run's per-class AUROC, then mean "
+              "± std over seeds. Each column's header gives its test flows (benign / attack; a range when the "
+              f"seeds' splits differ); {FEW_FLOWS_MARK} marks a class with fewer than {self.min_flows} test flows "
+              "in a run: shown, left out of the per-class median. The best mean of each column is in bold. JANUS: "
+              "deployable score (Mahalanobis-OAS, aggregator A1, fitted on benign val).", "",
+              f"Intervals: percentile bootstrap ({self.boot['n_boot']} replicates, seed {self.boot['seed']}), "
+              "stratified by class; each seed's test set is resampled on its own and each replicate averages the "
+              "seeds' resampled AUROCs. A dataset split by capture (split.group_by source_file) resamples whole "
+              "captures (its flows' source files), any other resamples flows.", "",
+              f"Then per dataset: AUPRC (%, average precision; per class: that class vs the test benign flows, so "
+              f"it depends on the class's share) and the operating point a SOC sees at the threshold fitted on "
+              f"benign val for {fpr_pct} false positives (evaluate.fpr_target): the detection rate (share of the "
+              "test attack flows above it) and the realised false-positive rate on the test benign flows, mean ± "
+              "std over seeds; AUPRC's best is in bold."]
+        rows, interval_rows, all_seeds = [], [], set()
+        overview, overview_median = {}, {}  # label -> ds -> (cell, mean)
         for ds in self.r.datasets():
-            entries = []  # (display, per_seed metrics, reason, parameter counts over seeds, stored values?)
-            main = self.r.janus_main_variant(ds)
-            for variant, label in (("full", "JANUS (full, A1)"), ("B2", "JANUS B2 flow features only (A1)")):
-                seeds = self._seeds(self.r.janus, ds, variant)
-                if variant == "full" and not seeds and main != "B2":
-                    entries.append((label, {}, "no JANUS run", [], False))
-                if seeds:
-                    entries.append((label, {s: self.janus_run(ds, variant, s) for s in seeds}, None,
-                                    [janus_parameter_count(self.r.janus[(ds, variant, s)]) for s in seeds], False))
-            for method in ALL_METHODS:
-                seeds, per = self._baseline_runs(ds, method)
-                reason = NOT_RUN.get(method) if not any(v is not None for v in per.values()) else None
-                if reason is None and not any(v is not None for v in per.values()):
-                    reason = self._baseline_reason(ds, method, seeds)
-                counted = [baseline_parameter_count(self.r.baselines[(ds, method, s)]) for s in seeds if per[s]]
-                entries.append((DISPLAY.get(method, method), per, reason, [n for n, _ in counted],
-                                any(what.startswith("stored values") for _, what in counted)))
+            entries = self._within_entries(ds)
             classes = sorted({c for _, per, *_ in entries for m in per.values() if m for c in m["per_class"]})
-            header = ["method", "params", "overall", MEDIAN_COLUMN] + classes
-            table_rows = []
+            runs = [m for _, per, *_ in entries for m in per.values() if m]
+            few = {c for c in classes if any(m["per_class"][c]["n"] < self.min_flows
+                                               for m in runs if c in m["per_class"])}
+            keys = [None, MEDIAN_COLUMN] + classes
+            cols = {label: {k: self._column(per, k) for k in keys} for label, per, *_ in entries}
+
+            def head(k):
+                if k == MEDIAN_COLUMN:
+                    return MEDIAN_COLUMN
+                nb = [m["n_test_benign"] for m in runs if k is None or k in m["per_class"]]
+                na = [m["n_test_attack"] if k is None else m["per_class"][k]["n"] for m in runs
+                      if k is None or k in m["per_class"]]
+                name = "overall" if k is None else k
+                if not nb:
+                    return name
+                return f"{name} ({self._count_text(nb)} / {self._count_text(na)})" + (
+                    f" {FEW_FLOWS_MARK}" if k in few else "")
+
+            def best(k, what):
+                means = [float(np.mean(v)) for c in cols.values() if (v := [x for x in c[k][what] if x is not None])]
+                return max(means) if means else None
+
+            def cell(values, top, digits=2, bold=True):
+                text = format_mean_std(values, digits=digits)
+                vals = [x for x in values if x is not None]
+                if bold and vals and top is not None and np.isclose(np.mean(vals), top, rtol=0, atol=1e-12):
+                    text = f"**{text}**"
+                return text
+
+            header = ["method", "params"] + [head(k) for k in keys]
+            top_auroc = {k: best(k, "vals") for k in keys}
+            top_ap = {k: best(k, "ap") for k in keys if k != MEDIAN_COLUMN}
+            table_rows, extra_rows = [], []
             for label, per, reason, counts, stored in entries:
-                vals, seeds = _collect(per, None)
-                all_seeds.update(seeds)
-                cells = [format_mean_std(vals)]
-                known = [c for c in counts if c is not None]
-                rows.append({**self._cell_row(ds, label, "overall", vals, reason),
-                             "n_parameters": float(np.mean(known)) if known else None})
-                mv, _ = _collect(per, MEDIAN_COLUMN)
-                cells.append(format_mean_std(mv))
-                rows.append(self._cell_row(ds, label, MEDIAN_COLUMN, mv, reason))
-                for c in classes:
-                    cv, cs = _collect(per, c)
-                    cells.append(format_mean_std(cv))
-                    rows.append(self._cell_row(ds, label, c, cv, reason))
+                cells = []
+                for k in keys:
+                    c = cols[label][k]
+                    text = cell(c["vals"], top_auroc[k])
+                    if c["lo"] is not None:
+                        text += f" [{100 * c['lo']:.1f}, {100 * c['hi']:.1f}]"
+                    if not c["vals"] and k == MEDIAN_COLUMN and cols[label][None]["vals"]:
+                        text = f"n/a (no class with {self.min_flows}+ flows)"
+                    cells.append(text)
+                    all_seeds.update(c["seeds"])
+                    col_name = "overall" if k is None else k
+                    row = {**self._cell_row(ds, label, col_name, c["vals"], reason),
+                           "auroc_lo": c["lo"], "auroc_hi": c["hi"],
+                           "auprc_mean": mean_std(c["ap"])[0] if c["ap"] else None,
+                           "det_rate": mean_std(c["det"])[0] if c["det"] else None,
+                           "fpr_realised": mean_std(c["fpr"])[0] if c["fpr"] else None,
+                           "n_benign": float(np.mean(c["n_b"])) if c["n_b"] else None,
+                           "n_attack": float(np.mean(c["n_a"])) if c["n_a"] else None,
+                           "few_flows": k in few}
+                    if k is None:
+                        known = [n for n in counts if n is not None]
+                        row["n_parameters"] = float(np.mean(known)) if known else None
+                    rows.append(row)
+                    if c["vals"] and k != MEDIAN_COLUMN:
+                        interval_rows.append(self._interval_row(ds, label, col_name, c, k not in few))
                 table_rows.append([label, format_parameters(counts, stored)] + cells)
-                overview.setdefault(label, {})[ds] = cells[0]
-                overview_median.setdefault(label, {})[ds] = cells[1]
-            md += ["", f"## {ds}", ""] + markdown_table(header, table_rows)
+                ov = cols[label]
+                # the overviews bold their own columns' best
+                overview.setdefault(label, {})[ds] = (cells[0].replace("**", ""), float(np.mean(ov[None]["vals"])) if ov[None]["vals"]
+                                                      else None)
+                overview_median.setdefault(label, {})[ds] = (
+                    cells[1].replace("**", ""), float(np.mean(ov[MEDIAN_COLUMN]["vals"])) if ov[MEDIAN_COLUMN]["vals"] else None)
+                c0 = cols[label][None]
+                extra_rows.append([label, format_mean_std(c0["det"], digits=1), format_mean_std(c0["fpr"])]
+                                  + [cell(cols[label][k]["ap"], top_ap[k]) for k in keys if k != MEDIAN_COLUMN])
+            unit = "captures" if self.resamples_captures(ds) else "flows"
+            md += ["", f"## {ds}", "", f"Bootstrap units: {unit}.", ""] + markdown_table(header, table_rows)
+            md += ["", f"### {ds}: AUPRC (%) and the operating point at the benign-val threshold for {fpr_pct} "
+                   "false positives", ""]
+            md += markdown_table(["method", "detection rate (%)", "realised FPR (%)"]
+                                 + [f"AUPRC {head(k)}" for k in keys if k != MEDIAN_COLUMN], extra_rows)
         if overview:
             dss = self.r.datasets()
             # JANUS rows first (a dataset's main variant may differ: full with packets, B2 on a flow table)
             order = sorted(overview, key=lambda m: not m.startswith("JANUS"))
             for title, table in (("overall AUROC", overview), (f"{MEDIAN_COLUMN} AUROC", overview_median)):
+                tops = {d: max((table[m][d][1] for m in order if d in table[m] and table[m][d][1] is not None),
+                               default=None) for d in dss}
                 md += ["", f"## Overview ({title})", ""] + markdown_table(
-                    ["method"] + dss, [[m] + [table[m].get(d, NOT_RUN_CELL) for d in dss] for m in order])
+                    ["method"] + dss, [[m] + [self._bold_if(table[m].get(d, (NOT_RUN_CELL, None)), tops[d])
+                                              for d in dss] for m in order])
         notes = [f"{DISPLAY[m]}: {why}" for m, why in NOT_RUN.items()]
         notes.append("params: mean over seeds of the parameters of the fitted networks (JANUS, deep baselines); "
                      "† the values a classical detector stores to score (kNN/LOF/ECOD/COPOD: benign train flows x "
                      "dims; OCSVM: support vectors x dims + dual coefficients; Isolation Forest: 2 per tree node)")
+        notes.append(f"{FEW_FLOWS_MARK}: a class with fewer than {self.min_flows} test flows in a run "
+                     "(evaluate.min_class_flows) is shown but left out of the per-class median (within.csv: "
+                     "few_flows; intervals.csv: in_median false)")
         self._write("within", md, rows, all_seeds, notes)
+        cols_df = pd.DataFrame(interval_rows, columns=list(INTERVAL_COLUMNS))
+        cols_df.to_csv(self.out / INTERVALS_FILE, index=False)
+        log.info("wrote %s (%d rows)", self.out / INTERVALS_FILE, len(cols_df))
+
+    @staticmethod
+    def _bold_if(cell_mean, top):
+        cell, mean = cell_mean
+        return f"**{cell}**" if mean is not None and top is not None and np.isclose(mean, top, rtol=0,
+                                                                                    atol=1e-12) else cell
+
+    def _interval_row(self, ds, label, category, c, in_median) -> dict:
+        """One row of intervals.csv (fractions, not percent; means over the seeds with a result)."""
+        mean = lambda v: mean_std(v)[0] if v else None  # noqa: E731
+        return {"dataset": ds, "method": label, "category": category,
+                "n_benign": int(round(np.mean(c["n_b"]))), "n_attack": int(round(np.mean(c["n_a"]))),
+                "n_seeds": len(c["vals"]), "auroc": float(np.mean(c["vals"])), "auroc_lo": c["lo"],
+                "auroc_hi": c["hi"], "auprc": mean(c["ap"]), "det_rate": mean(c["det"]), "fpr_realised": mean(c["fpr"]),
+                "fpr_target": self.fpr, "in_median": "true" if in_median or category == "overall" else "false",
+                "group_by": "source_file" if self.resamples_captures(ds) else "none"}
 
     def _baseline_reason(self, ds, method, seeds):
         for s in seeds:
@@ -530,7 +731,7 @@ class TableWriter:
         """(display name, seed-mean AUROC) of the baseline with the highest seed mean on ``ds`` (None if none ran)."""
         best = None
         for method in ALL_METHODS:
-            vals, _ = _collect(self._baseline_runs(ds, method)[1], key)
+            vals, _ = _collect(self._baseline_runs(ds, method)[1], key, self.min_flows)
             if vals and (best is None or np.mean(vals) > best[1]):
                 best = (DISPLAY.get(method, method), float(np.mean(vals)))
         return best
@@ -558,8 +759,10 @@ class TableWriter:
                          else f"OAS on benign-val-standardised scores ({after} A1 → A1z)")
                 cells = [ds, label]
                 for key in (None, MEDIAN_COLUMN):
-                    vb, sb = _collect({s: self.janus_run(ds, before, s, agg_before) for s in seeds}, key)
-                    va, sa = _collect({s: self.janus_run(ds, after, s, agg_after) for s in seeds}, key)
+                    vb, sb = _collect({s: self.janus_run(ds, before, s, agg_before) for s in seeds}, key,
+                                      self.min_flows)
+                    va, sa = _collect({s: self.janus_run(ds, after, s, agg_after) for s in seeds}, key,
+                                      self.min_flows)
                     both = sorted(set(sb) & set(sa))
                     all_seeds.update(both)
                     d = [va[sa.index(s)] - vb[sb.index(s)] for s in both]
@@ -584,7 +787,8 @@ class TableWriter:
               "issue 11 (janus.variants nofix_*: the seed's behaviour) and compares that model with the one "
               "with every fix, both scored with A1; the OAS row compares A1 with A1z on the main model. Δ = with "
               "the fix − without, per seed, then mean ± std. The best baseline of the same run (highest seed "
-              "mean over its seeds) is the bar JANUS has to clear.", ""]
+              "mean over its seeds) is the bar JANUS has to clear. The per-class median is the within table's "
+              f"(classes with at least {self.min_flows} test flows).", ""]
         md += markdown_table(["dataset", "fix (without → with)", "overall without", "overall with", "overall Δ",
                               f"{MEDIAN_COLUMN} without", f"{MEDIAN_COLUMN} with", f"{MEDIAN_COLUMN} Δ",
                               "best baseline overall", f"best baseline {MEDIAN_COLUMN}"], table_rows)
@@ -603,7 +807,13 @@ class TableWriter:
 TABLE_NAMES = ("within", "cross_matrix", "aggregators", "ablation_B", "fixes")
 
 
-def write_tables(phase1_files, cross_files, baseline_files, out_dir, config: dict, fpr_target=None) -> None:
-    """Entry point of rule ``tables``: every table from the given score files."""
+def write_tables(phase1_files, cross_files, baseline_files, out_dir, config: dict, fpr_target=None,
+                 bootstrap: dict | None = None, min_class_flows: int = MIN_CLASS_FLOWS, group_by: dict | None = None,
+                 store_flows=()) -> None:
+    """Entry point of rule ``tables``: every table (and intervals.csv) from the given score files.
+
+    ``group_by``: dataset -> its split.group_by; ``store_flows``: the flows.parquet (results/{study}/{ds}/store/)
+    of each dataset split by source_file, whose flows' captures the bootstrap resamples."""
+    stores = {layout.parse(STORE_FLOWS, f)["ds"]: f for f in store_flows}
     TableWriter(ResultSet.from_files(phase1_files, cross_files, baseline_files), config, out_dir,
-                fpr_target).write_all()
+                fpr_target, bootstrap, min_class_flows, group_by, stores).write_all()
