@@ -120,9 +120,11 @@ rule quick_study:
         phase1=quick_phase1_files(),
         cross=[],
         baselines=quick_baseline_files(),
+        stores=quick_store_inputs(),
     output:
         [f"{RESULTS}/quick/tables/{name}.md" for name in TABLE_NAMES],
         [f"{RESULTS}/quick/tables/{name}.csv" for name in TABLE_NAMES],
+        intervals=f"{RESULTS}/quick/tables/{INTERVALS_FILE}",
     log:
         f"{LOGS}/aggregate/quick_tables.log",
     benchmark:
@@ -130,6 +132,9 @@ rule quick_study:
     params:
         config=quick_config(),
         fpr_target=config["evaluate"]["fpr_target"],
+        bootstrap=config["evaluate"]["bootstrap"],
+        min_class_flows=config["evaluate"]["min_class_flows"],
+        group_by=tables_group_by(),
     conda:
         "../envs/evaluate.yaml"
     script:

@@ -324,6 +324,12 @@ def tables_store_inputs(wildcards):
             if g == "source_file"]
 
 
+def quick_store_inputs():
+    """tables_store_inputs for the quick study's datasets only."""
+    return [layout.path(STORE_FLOWS, study=STUDY, ds=ds) for ds in quick_datasets()
+            if tables_group_by()[ds] == "source_file"]
+
+
 def main_variant(ds):
     return layout.main_variant(has_packets(ds))
 
