@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,6 @@ import pandas as pd
 
 from nidsflow.deploy.explain import ExplainingScorer, axis_contributions, top_cells
 from nidsflow.deploy.model_dir import ModelDir, add_model_arguments, model_from_args
-from nidsflow.evaluate.aggregators import load_artifact
 from nidsflow.scores import JANUS_SCORE_NAMES
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,18 @@ CSV_COLUMNS: tuple[str, ...] = (
 
 class NewCaptureError(ValueError):
     """The capture, model or aggregator cannot be used together."""
+
+
+def _deploy_errors() -> tuple[type, ...]:
+    from nidsflow.deploy.model_dir import ModelDirError
+    from nidsflow.evaluate.aggregators import AggregatorError
+    from nidsflow.janus.train import ModelFileError
+
+    return NewCaptureError, ModelDirError, AggregatorError, ModelFileError
+
+
+#: What a bad model directory, model file, aggregator or capture raises: each message names the file.
+DEPLOY_ERRORS: tuple[type, ...] = _deploy_errors()
 
 
 def iter_capture_flows(capture: str | Path, extract_cfg: dict):
@@ -73,15 +85,49 @@ def iter_capture_flows(capture: str | Path, extract_cfg: dict):
     log.info("%s: reader %s; flow meter %s", capture, stats.get("reader"), stats.get("meter"))
 
 
+def unmodelled_scores(model) -> set[str]:
+    """Score columns a JANUS model leaves NaN (janus.score: no CFM head: terminal_*; no DFM head: disc_nll_*;
+    no FLOW token: terminal_flow; no packet sequence: terminal_packet)."""
+    cfg = model.cfg
+    out = set()
+    if not cfg.cont_head:
+        out |= {n for n in JANUS_SCORE_NAMES if n.startswith("terminal_")}
+    if not cfg.disc_head:
+        out |= {n for n in JANUS_SCORE_NAMES if n.startswith("disc_nll_")}
+    if not model.models_flow:
+        out.add("terminal_flow")
+    if not cfg.use_packets:
+        out.add("terminal_packet")
+    return out
+
+
+def _check_columns(scorer, columns, model_path, aggregator_path) -> None:
+    """Every score column of the aggregator must be one the model computes (else d^2 is +inf for every flow)."""
+    from nidsflow.deploy.model_dir import ModelDirError
+
+    bad = [c for c in columns if c not in scorer.score_names or c in unmodelled_scores(scorer.model)]
+    if bad:
+        raise ModelDirError(f"{aggregator_path}: uses score columns {bad} that the model {model_path} does not "
+                            "compute (an aggregator fitted for another variant); use the model directory's own")
+
+
 class Detector:
     """A deployed model: finished flows in, scores + d^2 + alert flag + explanation out."""
 
     def __init__(self, model: str | Path, aggregator: str | Path, extract_cfg: dict, janus_cfg: dict,
-                 device: str | None = None):
+                 device: str | None = None, settings_model: dict | None = None, settings_source: str | None = None):
+        """``settings_model``: the model fingerprint recorded with the settings (deploy.yaml), checked like the
+        aggregator's (:mod:`.model_dir`, "Checks before scoring")."""
+        from nidsflow.deploy.model_dir import check_fingerprint, load_aggregator, model_fingerprint
         from nidsflow.janus.score import scorer_for
 
-        self.agg, self.threshold, self.artifact = load_artifact(aggregator)
+        self.agg, self.threshold, self.artifact = load_aggregator(aggregator)
         scorer, self.norm, self.meta = scorer_for(model, janus_cfg, device, progress=False)
+        self.fingerprint = model_fingerprint(self.meta)
+        check_fingerprint(self.fingerprint, self.artifact.get("model"), model, aggregator)
+        if settings_model is not None:
+            check_fingerprint(self.fingerprint, settings_model, model, settings_source)
+        _check_columns(scorer, self.agg.columns, model, aggregator)
         self.scorer = ExplainingScorer.from_scorer(scorer)
         self.extract_cfg, self.janus_cfg = dict(extract_cfg), dict(janus_cfg)
         self.model_path, self.aggregator_path = str(model), str(aggregator)
@@ -92,7 +138,7 @@ class Detector:
 
     @classmethod
     def from_model_dir(cls, md: ModelDir, device: str | None = None) -> "Detector":
-        return cls(md.model, md.aggregator, md.extract, md.janus, device)
+        return cls(md.model, md.aggregator, md.extract, md.janus, device, md.settings_model, md.settings_source)
 
     def score(self, frame: pd.DataFrame, features: pd.DataFrame, channels: np.ndarray, lengths: np.ndarray,
               source: str = "capture", explain: bool | str = True,
@@ -163,9 +209,11 @@ def flatten_top(top: pd.Series) -> pd.DataFrame:
 
 
 def score_capture(capture: str | Path, model_path: str | Path, aggregator_path: str | Path, out_csv: str | Path,
-                  extract_cfg: dict, janus_cfg: dict, device: str | None = None) -> dict:
-    """Write the per-flow CSV (``CSV_COLUMNS``) of ``capture``; returns a summary (flows, alerts, threshold)."""
-    det = Detector(model_path, aggregator_path, extract_cfg, janus_cfg, device)
+                  extract_cfg: dict, janus_cfg: dict, device: str | None = None, settings_model: dict | None = None,
+                  settings_source: str | None = None) -> dict:
+    """Write the per-flow CSV (``CSV_COLUMNS``) of ``capture``; returns a summary (flows, alerts, threshold).
+    ``settings_model``: see :class:`Detector`."""
+    det = Detector(model_path, aggregator_path, extract_cfg, janus_cfg, device, settings_model, settings_source)
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_csv.with_name(out_csv.name + ".tmp")
@@ -213,7 +261,12 @@ def main(argv=None) -> int:
     if not Path(a.capture).is_file():
         ap.error(f"--capture {a.capture}: file not found")
     setup_logging(a.log)
-    s = score_capture(a.capture, md.model, md.aggregator, a.out, md.extract, md.janus, a.device)
+    try:
+        s = score_capture(a.capture, md.model, md.aggregator, a.out, md.extract, md.janus, a.device,
+                          md.settings_model, md.settings_source)
+    except DEPLOY_ERRORS as e:  # each names its file: a message, not a traceback
+        print(f"nidsflow score-capture: error: {e}", file=sys.stderr)
+        return 1
     print(json.dumps(s, indent=1))
     return 0
 

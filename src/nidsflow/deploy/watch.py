@@ -618,7 +618,7 @@ def main(argv=None) -> int:
         logging.getLogger().addHandler(h)
     import torch
 
-    from nidsflow.deploy.scoring import Detector
+    from nidsflow.deploy.scoring import DEPLOY_ERRORS, Detector
 
     if a.workers > 1:  # the scoring is in the workers; this process reads, meters and explains
         torch.set_num_threads(1)
@@ -626,7 +626,11 @@ def main(argv=None) -> int:
         threads = a.threads or md.janus.get("threads")
         if threads:
             torch.set_num_threads(int(threads))
-    det = Detector.from_model_dir(md, a.device)
+    try:
+        det = Detector.from_model_dir(md, a.device)
+    except DEPLOY_ERRORS as e:  # each names its file: a message, not a traceback
+        log.error("%s", e)
+        return 1
     settings = WatchSettings(quiet_s=a.quiet_s, poll_s=a.poll_s, patterns=tuple(a.pattern or DEFAULT_PATTERNS),
                              all_flows=a.all_flows, workers=a.workers, worker_threads=a.threads or 1)
     try:

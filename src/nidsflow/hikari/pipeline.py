@@ -333,7 +333,8 @@ def run_branch(source: dict, cfg: dict, out_dir, threads: int = 1, validate: boo
         from nidsflow.hikari.validation import run_validation
 
         permutation_stage(o / "prep.npz", cfg, o / "permutation_e2e.json", threads)
-        out["validation"] = run_validation(o, stage_config(cfg, "validate")["validation"], int(cfg["seed"]), o)
+        out["validation"] = run_validation(o, stage_config(cfg, "validate")["validation"], int(cfg["seed"]), o,
+                                           trust_pickle=True)  # meta.joblib: written just above
     return out
 
 
