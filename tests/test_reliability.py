@@ -155,3 +155,128 @@ def test_an_aggregator_or_settings_of_another_model_and_bad_values_are_refused_n
     refused(lambda d: d["model"].update(variant="B1"), "variant: 'B1' there", name="deploy.yaml")
     refused(lambda d: d["janus"].update(solvr="euler"), "janus.solvr is not known; did you mean janus.solver",
             name="deploy.yaml")
+
+
+# ---------------------------------------------------------------- 2, 12: unreadable and corrupt captures
+
+def _without_file_read_override(cmd: list[str]) -> list[str]:
+    """``cmd`` run without the power to read a mode-000 file: as is for a normal user; for root (CI
+    containers) under setpriv with CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH dropped."""
+    if os.geteuid() != 0:
+        return cmd
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: cannot make a file unreadable")
+    drop = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}", *cmd]
+
+
+def test_an_unreadable_capture_is_a_per_file_error_and_watch_goes_on_without_retrying_it(demo, tmp_path):
+    watched = tmp_path / "w"
+    watched.mkdir()
+    t = time.time() - 100
+    _drop(demo["benign"], watched, "a.pcap", t)
+    _drop(demo["benign"], watched, "b.pcap", t + 1)
+    (watched / "b.pcap").chmod(0)
+    _drop(demo["attack"], watched, "c.pcap", t + 2)
+    cmd = _without_file_read_override(_watch_cmd(watched, demo["model_dir"], "--once"))
+    for _ in range(2):  # a restart does not retry it (nor die on it)
+        p = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+    s = _lines(watched / "summary.jsonl")
+    assert [x["file"] for x in s] == ["a.pcap", "b.pcap", "c.pcap"]
+    assert s[1]["status"] == "error" and "Permission denied" in s[1]["error"] and str(watched / "b.pcap") in s[1]["error"]
+    assert s[2]["status"] == "ok" and s[2]["flows_scored"] > 0
+
+
+def test_extract_counts_an_unreadable_or_missing_capture_and_exits_non_zero(tmp_path):
+    import yaml
+
+    from nidsflow.demo.generate import capture_file, generate_domain
+
+    generate_domain("demo_a", tmp_path / "g", seed=4, benign_sessions=40, attack_sessions=5, duration_s=60)
+    good = tmp_path / "g" / capture_file("demo_a")
+    locked = tmp_path / "locked.pcap"
+    shutil.copyfile(good, locked)
+    locked.chmod(0)
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
+    cfg["datasets"] = {"d": {"driver": "demo", "captures": [str(good), str(locked), str(tmp_path / "gone.pcap")],
+                             "labels": [str(tmp_path / "g" / "demo_a" / "labels.csv")]}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "nidsflow.cli", "--config", str(tmp_path / "c.yaml"), "extract", "d",
+           str(tmp_path / "store")]
+    p = subprocess.run(_without_file_read_override(cmd), env=_env(), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1, p.stderr
+    assert "2 of 3 captures failed" in p.stderr and "locked.pcap: cannot read: Permission denied" in p.stderr
+    assert "gone.pcap" in p.stderr and "Traceback" not in p.stderr
+    report = json.loads((tmp_path / "store" / "extract_report.json").read_text())
+    assert report["flows"] > 0 and len(report["failed_captures"]) == 2
+    # a pattern that matches nothing: a message, no traceback
+    cfg["datasets"]["d"]["captures"] = [str(tmp_path / "nothing" / "*.pcap")]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    p = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0 and "matches no file" in p.stderr and "Traceback" not in p.stderr
+
+
+def _corrupt(src: Path, dst: Path, record: int, caplen: int, snaplen: int | None = None) -> int:
+    """``src`` with record ``record``'s length fields set to ``caplen`` (and the header's snaplen); returns its
+    byte offset."""
+    import struct
+
+    raw = bytearray(src.read_bytes())
+    endian, offsets = _records(bytes(raw))
+    if snaplen is not None:
+        struct.pack_into(endian + "I", raw, 16, snaplen)
+    struct.pack_into(endian + "II", raw, offsets[record] + 8, caplen, caplen)
+    dst.write_bytes(bytes(raw))
+    return offsets[record]
+
+
+@pytest.mark.parametrize("caplen,snaplen", [(0x7FFFFFF0, None), (250 * 2**20, 2**30)])
+def test_score_capture_keeps_the_flows_before_a_corrupt_record_and_exits_non_zero(demo, tmp_path, capsys,
+                                                                                 caplen, snaplen):
+    from nidsflow.deploy.scoring import main as score_main
+
+    bad = tmp_path / "bad.pcap"
+    off = _corrupt(demo["benign"], bad, 1500, caplen, snaplen)
+    rc = score_main(["--model-dir", str(demo["model_dir"]), "--capture", str(bad), "--out", str(tmp_path / "o.csv"),
+                     "--device", "cpu"])
+    out, err = capsys.readouterr()
+    assert rc == 1 and f"{bad}" in err and f"byte offset {off}" in err
+    summary = json.loads(out)
+    assert summary["status"] == "error" and summary["flows"] > 1
+    assert len(pd.read_csv(tmp_path / "o.csv")) == summary["flows"]
+
+
+def test_timestamps_going_backwards_are_counted_and_warned(demo, tmp_path, caplog):
+    import struct
+
+    from nidsflow.capture.flows import FlowConfig, meter_capture
+
+    raw = bytearray(demo["benign"].read_bytes())
+    endian, offsets = _records(bytes(raw))
+    for i in (300, 900):  # two packets stamped an hour early
+        struct.pack_into(endian + "I", raw, offsets[i], struct.unpack_from(endian + "I", raw, offsets[i])[0] - 3600)
+    (tmp_path / "back.pcap").write_bytes(bytes(raw))
+    info: dict = {}
+    with caplog.at_level("WARNING"):
+        list(meter_capture(tmp_path / "back.pcap", FlowConfig.from_extract_config(EXTRACT), EXTRACT, info))
+    assert info["meter"].ts_backwards == 2
+    assert any("2 packets have a timestamp earlier" in r.getMessage() for r in caplog.records)
+
+
+# ---------------------------------------------------------------- 9: --out is the capture
+
+def test_score_capture_refuses_to_write_over_its_capture(demo, tmp_path, capsys):
+    from nidsflow.deploy.scoring import NewCaptureError, main as score_main, score_capture
+
+    cap = tmp_path / "c.pcap"
+    shutil.copyfile(demo["benign"], cap)
+    before = cap.read_bytes()
+    with pytest.raises(SystemExit):
+        score_main(["--model-dir", str(demo["model_dir"]), "--capture", str(cap), "--out",
+                    str(tmp_path / "x" / ".." / "c.pcap")])
+    assert "is the capture itself" in capsys.readouterr().err
+    md = demo["model_dir"]
+    with pytest.raises(NewCaptureError, match="would replace the capture"):
+        score_capture(cap, md / "model.pt", md / "aggregator.json", cap, EXTRACT, JANUS, "cpu")
+    assert cap.read_bytes() == before

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nidsflow.capture.pcap import CaptureError
 from nidsflow.deploy.explain import ExplainingScorer, axis_contributions, top_cells
 from nidsflow.deploy.model_dir import ModelDir, add_model_arguments, model_from_args
 from nidsflow.scores import JANUS_SCORE_NAMES
@@ -213,23 +214,29 @@ def score_capture(capture: str | Path, model_path: str | Path, aggregator_path: 
                   settings_source: str | None = None) -> dict:
     """Write the per-flow CSV (``CSV_COLUMNS``) of ``capture``; returns a summary (flows, alerts, threshold).
     ``settings_model``: see :class:`Detector`."""
-    det = Detector(model_path, aggregator_path, extract_cfg, janus_cfg, device, settings_model, settings_source)
     out_csv = Path(out_csv)
+    if out_csv.resolve() == Path(capture).resolve():  # resolve(): also through links and ../
+        raise NewCaptureError(f"{out_csv}: the output CSV would replace the capture {capture}; give another --out")
+    det = Detector(model_path, aggregator_path, extract_cfg, janus_cfg, device, settings_model, settings_source)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_csv.with_name(out_csv.name + ".tmp")
-    n_flows, n_alerts, first = 0, 0, True
+    n_flows, n_alerts, first, error = 0, 0, True, None
     fh = open(tmp, "w")
     try:
-        for frame, feats, channels, lengths in iter_capture_flows(capture, extract_cfg):
-            n = len(frame)
-            out = det.score(frame[list(FLOW_COLUMNS)], feats, channels, lengths, source=str(capture),
-                            flow_ids=np.arange(n_flows, n_flows + n))
-            out.insert(0, "flow_index", np.arange(n_flows, n_flows + n))
-            out = pd.concat([out.drop(columns="dfm_top"), flatten_top(out["dfm_top"])], axis=1)
-            out[list(CSV_COLUMNS)].to_csv(fh, index=False, header=first)
-            first = False
-            n_flows += n
-            n_alerts += int(out["alert"].sum())
+        try:
+            for frame, feats, channels, lengths in iter_capture_flows(capture, extract_cfg):
+                n = len(frame)
+                out = det.score(frame[list(FLOW_COLUMNS)], feats, channels, lengths, source=str(capture),
+                                flow_ids=np.arange(n_flows, n_flows + n))
+                out.insert(0, "flow_index", np.arange(n_flows, n_flows + n))
+                out = pd.concat([out.drop(columns="dfm_top"), flatten_top(out["dfm_top"])], axis=1)
+                out[list(CSV_COLUMNS)].to_csv(fh, index=False, header=first)
+                first = False
+                n_flows += n
+                n_alerts += int(out["alert"].sum())
+        except CaptureError as e:  # a corrupt record: the flows before it are scored and kept, as extraction does
+            error = str(e)
+            log.error("%s (the %d flows before it are scored and written)", error, n_flows)
         if first:  # no flow at all: still a valid (empty) CSV
             pd.DataFrame(columns=list(CSV_COLUMNS)).to_csv(fh, index=False)
         fh.close()
@@ -243,7 +250,8 @@ def score_capture(capture: str | Path, model_path: str | Path, aggregator_path: 
     summary = {"capture": str(capture), "model": str(model_path), "variant": det.meta.get("variant"),
                "aggregator": det.artifact["aggregator"], "threshold": det.threshold,
                "fpr_target": det.artifact.get("fpr_target"),
-               "flows": n_flows, "alerts": n_alerts, "alert_rate": n_alerts / n_flows if n_flows else None}
+               "flows": n_flows, "alerts": n_alerts, "alert_rate": n_alerts / n_flows if n_flows else None,
+               "status": "error" if error else "ok", "error": error}
     log.info("new capture scored: %s", json.dumps(summary))
     return summary
 
@@ -260,6 +268,8 @@ def main(argv=None) -> int:
     md = model_from_args(ap, a)
     if not Path(a.capture).is_file():
         ap.error(f"--capture {a.capture}: file not found")
+    if Path(a.out).resolve() == Path(a.capture).resolve():
+        ap.error(f"--out {a.out} is the capture itself (it would be replaced by the CSV); give another --out")
     setup_logging(a.log)
     try:
         s = score_capture(a.capture, md.model, md.aggregator, a.out, md.extract, md.janus, a.device,
@@ -268,6 +278,10 @@ def main(argv=None) -> int:
         print(f"nidsflow score-capture: error: {e}", file=sys.stderr)
         return 1
     print(json.dumps(s, indent=1))
+    if s["error"]:
+        print(f"nidsflow score-capture: error: {s['error']} (the {s['flows']} flows read before it are in {a.out})",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -33,9 +33,10 @@ state as of that file, so the exactly-once rules above hold unchanged; a stop ab
 committed yet (each is processed again on restart). The score batches are those of the in-process scorer
 and each flow's corruption draws are its own, so the output is byte-identical to ``--workers 1 --threads 1``.
 
-**Bad files.** A file that cannot be read (not a capture, a corrupt record) is logged as a per-file
-error (summary line ``status: error``); the flows of the part read before a corrupt record are kept
-and scored, as extraction does; the watch goes on.
+**Bad files.** A file that cannot be read (not a capture, a corrupt record, no read permission, an I/O
+error) is logged as a per-file error (summary line ``status: error``); the flows of the part read before
+a corrupt record are kept and scored, as extraction does; the watch goes on. A failed file is recorded like
+a scored one: it is tried again only when its size or modification time changes.
 
 Outputs (JSON lines): ``--alerts`` (default DIR/alerts.jsonl) one line per alerted flow (``--all-flows``:
 every scored flow): 5-tuple, first/last time, packets, end reason, d2, threshold, alert, source_files,
@@ -281,6 +282,7 @@ class Watcher:
         name = path.name
         chunks: list = []
         error, reader_stats, t0, t1, n_packets, restarted = None, {}, None, None, 0, False
+        n_back, prev_ts = 0, None  # packets earlier than the one before them in this file
         meter = self.meter
         reader = None
         try:
@@ -298,6 +300,9 @@ class Watcher:
                     chunks += meter.flush()
                     meter = self.meter = FlowMeter(self.flow_cfg)
                     restarted = True
+                ts = np.asarray(batch.ts)
+                n_back += int((ts[1:] < ts[:-1]).sum()) + int(prev_ts is not None and ts[0] < prev_ts)
+                prev_ts = float(ts[-1])
                 t0 = float(batch.ts[0]) if t0 is None else t0
                 t1 = float(batch.ts[-1]) if t1 is None else max(t1, float(batch.ts[-1]))
                 n_packets += len(batch)
@@ -307,14 +312,23 @@ class Watcher:
             error = str(e)
             reader_stats = reader.stats.as_dict() if reader is not None else {}
             log.error("%s: %s (the %d packets read before it are kept)", name, error, n_packets)
+        except OSError as e:  # unreadable (permissions, I/O error): a per-file error, never the watch's end
+            error = f"cannot read {path}: {e.strerror or e}"
+            reader_stats = reader.stats.as_dict() if reader is not None else {}
+            log.error("%s: %s (the %d packets read before it are kept; the file is not retried until its size "
+                      "or modification time changes)", name, error, n_packets)
         except _Abandon:
             self._load_state()  # drop the half-fed meter
             raise
+        if n_back:
+            log.warning("%s: %d packets have a timestamp earlier than the packet before them; metered as they come "
+                        "(a flow may get a negative duration)", name, n_back)
         if t0 is not None:
             self.ranges.append([name, t0, t1])
         finished = FlowChunk.concat([c for c in chunks if len(c)], self.flow_cfg.T)
         summary = {"file": name, "status": "error" if error else "ok", "error": error, "packets": n_packets,
-                   "first_ts": t0, "last_ts": t1, "reader": reader_stats, "open_flows_ended_by_time_jump": restarted}
+                   "first_ts": t0, "last_ts": t1, "reader": reader_stats, "open_flows_ended_by_time_jump": restarted,
+                   "ts_backwards": n_back}
         return self._score(finished, summary, {"name": name, "size": st.st_size, "mtime_ns": st.st_mtime_ns},
                            t_start)
 
