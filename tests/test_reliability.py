@@ -280,3 +280,45 @@ def test_score_capture_refuses_to_write_over_its_capture(demo, tmp_path, capsys)
     with pytest.raises(NewCaptureError, match="would replace the capture"):
         score_capture(cap, md / "model.pt", md / "aggregator.json", cap, EXTRACT, JANUS, "cpu")
     assert cap.read_bytes() == before
+
+
+# ---------------------------------------------------------------- 3: quiet, scored, then growing
+
+def test_a_file_growing_after_it_was_scored_is_read_on_never_twice(demo, tmp_path):
+    from collections import Counter
+
+    from test_watch import _flow
+
+    from nidsflow.deploy.watch import Watcher, WatchSettings
+
+    raw = demo["benign"].read_bytes()
+    _, offsets = _records(raw)
+    cut = offsets[len(offsets) // 2]
+    det = _detector(demo["model_dir"])
+    settings = WatchSettings(quiet_s=0.0, all_flows=True)
+    watched = tmp_path / "w"
+    watched.mkdir()
+    live = watched / "live.pcap"
+    live.write_bytes(raw[:cut] + raw[cut:cut + 10])  # the writer stopped mid-record during a quiet period
+    os.utime(live, (time.time() - 60, time.time() - 60))
+    Watcher(watched, det, settings=settings).run(once=True)
+    with open(live, "ab") as f:  # the link wakes up: the rest is appended
+        f.write(raw[cut + 10:])
+    Watcher(watched, det, settings=settings).run(once=True, flush=True)  # a restart, from the state file
+    got = _lines(watched / "alerts.jsonl")
+    s = _lines(watched / "summary.jsonl")
+    assert [x["file"] for x in s] == ["live.pcap", "live.pcap", None]
+    assert s[1]["continued_from_byte"] == cut
+    assert s[0]["packets"] + s[1]["packets"] == len(offsets)
+
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    _drop(demo["benign"], ref, "live.pcap", time.time() - 60)
+    Watcher(ref, det, settings=settings).run(once=True, flush=True)
+    want = _lines(ref / "alerts.jsonl")
+    assert Counter(map(_flow, got)) == Counter(map(_flow, want)), "flows repeated or lost"
+    assert len(got) == len(want)
+    # a file replaced by other content (ring buffer reusing the name) is scored as a new file
+    _drop(demo["attack"], watched, "live.pcap", time.time() - 30)
+    Watcher(watched, det, settings=settings).run(once=True)
+    assert "continued_from_byte" not in _lines(watched / "summary.jsonl")[-1]

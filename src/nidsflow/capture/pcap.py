@@ -156,6 +156,8 @@ class ReadStats:
     link_types: dict[str, int] = field(default_factory=dict)
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
     bytes_read: int = 0
+    #: bytes at the end of the file that did not form a whole record (the cut-short last record)
+    tail_bytes: int = 0
 
     def as_dict(self) -> dict:
         return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()}
@@ -419,6 +421,7 @@ class CaptureReader:
                         f"past this point ({tail} bytes not read)")
         st = self.stats
         st.truncated_last_record = True
+        st.tail_bytes = tail
         is_packet = True
         if is_ng and tail >= 4:
             btype = struct.unpack(">I" if big else "<I", bytes(buf[pos:pos + 4]))[0]

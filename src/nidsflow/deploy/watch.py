@@ -130,6 +130,14 @@ def _sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def _is_raw_pcap(path: Path, magics) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) in magics
+    except OSError:
+        return False
+
+
 def _finite_or_none(x):
     x = float(x)
     return x if np.isfinite(x) else None
@@ -259,11 +267,49 @@ class Watcher:
             if done is not None and done["size"] == size and done["mtime_ns"] == mtime_ns:
                 continue
             if mtime_ns < newest or now - mtime_ns / 1e9 >= self.settings.quiet_s:
-                if done is not None:  # e.g. a ring buffer (tcpdump -W) reusing the name
+                if done is not None and self._continuation(self.dir / name, done, size) is None:
+                    # e.g. a ring buffer (tcpdump -W) reusing the name
                     log.warning("%s: changed since it was scored (size %d -> %d); scoring it again as a new file",
                                 name, done["size"], size)
                 out.append(self.dir / name)
         return out
+
+    # ------------------------------------------------------------------ a file that grew after it was scored
+    @staticmethod
+    def _end_digest(path: Path, end: int) -> str | None:
+        """Hash of the header and of the 64 bytes before ``end`` (None if unreadable or shorter)."""
+        import hashlib
+
+        try:
+            with open(path, "rb") as f:
+                head = f.read(24)
+                f.seek(max(24, end - 64))
+                last = f.read(end - max(24, end - 64))
+        except OSError:
+            return None
+        if len(head) < 24 or len(last) != end - max(24, end - 64):
+            return None
+        return hashlib.sha256(head + last).hexdigest()[:16]
+
+    def _continuation(self, path: Path, done: dict, size: int) -> int | None:
+        """Byte offset to go on reading ``path`` from, when it is a classic pcap that only grew since it was
+        scored (its bytes up to the last whole record read are unchanged); else None (a new file)."""
+        end = done.get("end")
+        if end is None or size <= done["size"] or done.get("digest") is None:
+            return None
+        return int(end) if self._end_digest(path, int(end)) == done["digest"] else None
+
+    def _continued_copy(self, path: Path, start: int) -> Path:
+        """The pcap header and the bytes of ``path`` from ``start`` on, in a private temporary file."""
+        import tempfile
+
+        fd, tmp = tempfile.mkstemp(prefix="nidsflow-watch-", suffix=".pcap")
+        with os.fdopen(fd, "wb") as out, open(path, "rb") as f:
+            out.write(f.read(24))
+            f.seek(start)
+            while chunk := f.read(1 << 22):
+                out.write(chunk)
+        return Path(tmp)
 
     # ------------------------------------------------------------------ one file
     def process_file(self, path: Path) -> dict:
@@ -277,8 +323,28 @@ class Watcher:
         from nidsflow.capture.flows import FlowChunk, FlowMeter
         from nidsflow.capture.pcap import CaptureError, CaptureReader
 
+        from nidsflow.capture.pcap import PCAP_MAGICS
+
         t_start = time.perf_counter()
         st = path.stat()
+        name = path.name
+        done = self.files.get(name)
+        # a file that grew after it was scored (quiet for --quiet-s, then written again): only its new records
+        start = self._continuation(path, done, st.st_size) if done is not None else None
+        source = self._continued_copy(path, start) if start is not None else path
+        if start is not None:
+            log.info("%s: grew from %d to %d bytes after it was scored; reading on from byte %d", name,
+                     done["size"], st.st_size, start)
+        try:
+            return self._read_source(path, source, st, start, t_start, PCAP_MAGICS)
+        finally:
+            if source != path:
+                source.unlink(missing_ok=True)
+
+    def _read_source(self, path: Path, source: Path, st, start: int | None, t_start: float, pcap_magics) -> _Job:
+        from nidsflow.capture.flows import FlowChunk, FlowMeter
+        from nidsflow.capture.pcap import CaptureError, CaptureReader
+
         name = path.name
         chunks: list = []
         error, reader_stats, t0, t1, n_packets, restarted = None, {}, None, None, 0, False
@@ -286,7 +352,7 @@ class Watcher:
         meter = self.meter
         reader = None
         try:
-            reader = CaptureReader(path, batch_packets=self.batch_packets)
+            reader = CaptureReader(source, batch_packets=self.batch_packets)
             for batch in reader:
                 if self.stop_requested:
                     raise _Abandon
@@ -309,7 +375,7 @@ class Watcher:
                 chunks += meter.add_batch(batch)
             reader_stats = reader.stats.as_dict()
         except CaptureError as e:
-            error = str(e)
+            error = str(e).replace(str(source), f"{path} (read on from byte {start})") if start is not None else str(e)
             reader_stats = reader.stats.as_dict() if reader is not None else {}
             log.error("%s: %s (the %d packets read before it are kept)", name, error, n_packets)
         except OSError as e:  # unreadable (permissions, I/O error): a per-file error, never the watch's end
@@ -326,11 +392,19 @@ class Watcher:
         if t0 is not None:
             self.ranges.append([name, t0, t1])
         finished = FlowChunk.concat([c for c in chunks if len(c)], self.flow_cfg.T)
+        file_rec = {"name": name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        if reader is not None and error is None and _is_raw_pcap(path, pcap_magics):
+            # an uncompressed classic pcap can be read on if it grows
+            # the end of the last whole record read: where a later read goes on from
+            base = 24 if start is None else start
+            end = base + int(reader_stats.get("bytes_read", 0)) - int(reader_stats.get("tail_bytes", 0))
+            file_rec.update(end=end, digest=self._end_digest(path, end))
         summary = {"file": name, "status": "error" if error else "ok", "error": error, "packets": n_packets,
                    "first_ts": t0, "last_ts": t1, "reader": reader_stats, "open_flows_ended_by_time_jump": restarted,
                    "ts_backwards": n_back}
-        return self._score(finished, summary, {"name": name, "size": st.st_size, "mtime_ns": st.st_mtime_ns},
-                           t_start)
+        if start is not None:
+            summary["continued_from_byte"] = start
+        return self._score(finished, summary, file_rec, t_start)
 
     def flush_open_flows(self) -> dict:
         """End every open flow (the capture is over) and score them: one transaction like a file."""
@@ -384,7 +458,7 @@ class Watcher:
         sources = self._sources(frame["first_ts"].to_numpy(), frame["last_ts"].to_numpy())
         self.n_flows += n
         if file_rec is not None:
-            self.files[file_rec["name"]] = {"size": file_rec["size"], "mtime_ns": file_rec["mtime_ns"],
+            self.files[file_rec["name"]] = {**{k: v for k, v in file_rec.items() if k != "name"},
                                             "status": summary["status"], "seq": len(self.files)}
         self._prune_ranges()
         state = {"files": dict(self.files), "ranges": list(self.ranges), "n_flows": self.n_flows,
