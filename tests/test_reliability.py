@@ -179,9 +179,13 @@ def test_an_unreadable_capture_is_a_per_file_error_and_watch_goes_on_without_ret
     (watched / "b.pcap").chmod(0)
     _drop(demo["attack"], watched, "c.pcap", t + 2)
     cmd = _without_file_read_override(_watch_cmd(watched, demo["model_dir"], "--once"))
-    for _ in range(2):  # a restart does not retry it (nor die on it)
-        p = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
-        assert p.returncode == 0, p.stderr
+    p = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    from nidsflow.deploy.watch import Watcher, WatchSettings
+
+    w = Watcher(watched, _detector(demo["model_dir"]), settings=WatchSettings(quiet_s=0.0))
+    assert w.run_once() == 0  # a restart does not try it again (until it changes)
+    w.close()
     s = _lines(watched / "summary.jsonl")
     assert [x["file"] for x in s] == ["a.pcap", "b.pcap", "c.pcap"]
     assert s[1]["status"] == "error" and "Permission denied" in s[1]["error"] and str(watched / "b.pcap") in s[1]["error"]
@@ -322,3 +326,174 @@ def test_a_file_growing_after_it_was_scored_is_read_on_never_twice(demo, tmp_pat
     _drop(demo["attack"], watched, "live.pcap", time.time() - 30)
     Watcher(watched, det, settings=settings).run(once=True)
     assert "continued_from_byte" not in _lines(watched / "summary.jsonl")[-1]
+
+
+# ---------------------------------------------------------------- 4: links, 6: one watch per directory, 11: own files
+
+def test_watch_refuses_links_for_its_outputs_and_state_and_never_writes_through_them(demo, tmp_path):
+    from nidsflow.deploy.watch import Watcher, WatchError, WatchSettings
+
+    det = _detector(demo["model_dir"])
+    watched = tmp_path / "w"
+    watched.mkdir()
+    _drop(demo["benign"], watched, "a.pcap", time.time() - 60)
+    target = tmp_path / "precious.txt"
+    target.write_text("precious\n")
+    for name in ("alerts.jsonl", "summary.jsonl", ".nidsflow-watch-state.npz"):
+        (watched / name).symlink_to(target)
+        with pytest.raises(WatchError, match=f"{name}: is a symbolic link; refused"):
+            Watcher(watched, det, settings=WatchSettings(quiet_s=0.0))
+        (watched / name).unlink()
+    # a link named like the state's temporary file: removed, its target untouched
+    (watched / ".nidsflow-watch-state.npz.tmp").symlink_to(target)
+    w = Watcher(watched, det, settings=WatchSettings(quiet_s=0.0))
+    w.run(once=True)
+    w.close()
+    assert not (watched / ".nidsflow-watch-state.npz").is_symlink()
+    # a restart finding its (uncommitted-tail) summary replaced by a link: refused, the target not truncated
+    (watched / "summary.jsonl").rename(tmp_path / "moved.jsonl")
+    (watched / "summary.jsonl").symlink_to(target)
+    with pytest.raises(WatchError, match="summary.jsonl: is a symbolic link"):
+        Watcher(watched, det, settings=WatchSettings(quiet_s=0.0))
+    assert target.read_text() == "precious\n"
+
+
+def test_a_second_watch_of_a_directory_is_refused_naming_the_other_pid(demo, tmp_path, capfd):
+    from nidsflow.deploy.watch import Watcher, WatchError, WatchSettings
+
+    watched = tmp_path / "w"
+    watched.mkdir()
+    _drop(demo["benign"], watched, "a.pcap", time.time() - 60)
+    p = subprocess.Popen(_watch_cmd(watched, demo["model_dir"]), env=_env(), stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not _lines(watched / "summary.jsonl") and time.time() < deadline and p.poll() is None:
+            time.sleep(0.1)
+        assert _lines(watched / "summary.jsonl"), p.stderr.read() if p.poll() is not None else "timeout"
+        det = _detector(demo["model_dir"])
+        with pytest.raises(WatchError, match=rf"{watched}: already watched by process {p.pid}"):
+            Watcher(watched, det, settings=WatchSettings(quiet_s=0.0))
+        from nidsflow.deploy.watch import main as watch_main
+
+        capfd.readouterr()
+        assert watch_main([str(watched), "--model-dir", str(demo["model_dir"]), "--once", "--device", "cpu"]) == 1
+        assert f"already watched by process {p.pid}" in capfd.readouterr().err
+        assert len(_lines(watched / "summary.jsonl")) == 1
+    finally:
+        p.terminate()
+        p.communicate(timeout=60)
+    w = Watcher(watched, det, settings=WatchSettings(quiet_s=0.0))  # free again once it stopped
+    w.close()
+
+
+def test_watch_never_reads_its_own_files_whatever_the_pattern(demo, tmp_path):
+    from nidsflow.deploy.watch import Watcher, WatchSettings
+
+    det = _detector(demo["model_dir"])
+    watched = tmp_path / "w"
+    watched.mkdir()
+    _drop(demo["benign"], watched, "a.pcap", time.time() - 60)
+    settings = WatchSettings(quiet_s=0.0, patterns=("*",), all_flows=True)
+    for _ in range(3):
+        w = Watcher(watched, det, settings=settings)
+        w.exclude(watched / "watch.log")
+        (watched / "watch.log").write_text("a log line\n")
+        w.run(once=True)
+        w.close()
+    assert [x["file"] for x in _lines(watched / "summary.jsonl")] == ["a.pcap"]
+
+
+# ---------------------------------------------------------------- 5: workers die with the watch
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_killing_the_watch_ends_its_worker_processes(demo, tmp_path):
+    import signal
+
+    watched = tmp_path / "w"
+    watched.mkdir()
+    _drop(demo["benign"], watched, "a.pcap", time.time() - 60)
+    p = subprocess.Popen(_watch_cmd(watched, demo["model_dir"], "--workers", "2"), env=_env(),
+                         stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not _lines(watched / "summary.jsonl") and time.time() < deadline and p.poll() is None:
+            time.sleep(0.2)
+        assert _lines(watched / "summary.jsonl"), "the watch did not score the file"
+        workers = [c for c in _children(p.pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert workers, "no worker process started"
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=30)
+    deadline = time.time() + 30
+    while any(map(_alive, workers)) and time.time() < deadline:
+        time.sleep(0.2)
+    left = [w for w in workers if _alive(w)]
+    for w in left:  # do not leave them behind even when the test fails
+        os.kill(w, signal.SIGKILL)
+    assert not left, "worker processes outlived the killed watch"
+
+
+# ---------------------------------------------------------------- 10, 12: config names and values
+
+def test_config_names_that_become_folders_must_be_path_safe_and_test_caps_positive(tmp_path):
+    import yaml
+
+    from nidsflow.config_schema import ConfigError, load_config
+    from nidsflow.layout import PHASE1_SCORES, path, safe_name
+
+    base = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
+
+    def check(edit, match):
+        cfg = json.loads(json.dumps(base))
+        edit(cfg)
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+        with pytest.raises(ConfigError, match=match):
+            load_config(tmp_path / "c.yaml")
+
+    check(lambda c: c["evaluate"].update(new_captures={"../../escape": "x.pcap"}), "escape")
+    check(lambda c: c.setdefault("hikari", {}).update(datasets={"../x": {"csv": "a.csv"}}), r"\.\./x")
+    check(lambda c: c["split"].update(max_test_benign=-5), "max_test_benign")
+    check(lambda c: c["split"].update(max_test_per_class=-1), "max_test_per_class")
+    for bad in ("../x", "a/b", ".hidden", "", "..", None):
+        with pytest.raises(ValueError, match="cannot be a folder name"):
+            safe_name(bad, "evaluate.new_captures")
+    assert safe_name("capture-2024.01_a", "k") == "capture-2024.01_a"
+    with pytest.raises(ValueError, match="ds: name '../x'"):
+        path(PHASE1_SCORES, study="demo", ds="../x", variant="full", seed=1)
+
+
+def test_a_truncated_watch_state_is_a_message_naming_it(demo, tmp_path, capfd):
+    from nidsflow.deploy.watch import main as watch_main
+
+    watched = tmp_path / "w"
+    watched.mkdir()
+    _drop(demo["benign"], watched, "a.pcap", time.time() - 60)
+    args = [str(watched), "--model-dir", str(demo["model_dir"]), "--once", "--quiet-s", "0", "--device", "cpu"]
+    assert watch_main(args) == 0
+    state = watched / ".nidsflow-watch-state.npz"
+    raw = state.read_bytes()
+    state.write_bytes(raw[:len(raw) // 2])
+    capfd.readouterr()
+    assert watch_main(args) == 1
+    err = capfd.readouterr().err
+    assert f"{state}: unreadable watch state" in err and "Traceback" not in err

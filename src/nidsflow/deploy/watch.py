@@ -115,13 +115,76 @@ class WatchSettings:
     worker_threads: int = 1
 
 
+def _open_nofollow(path: Path, flags: int, mode: int = 0o644) -> int:
+    """``os.open`` that never follows a symbolic link at ``path`` (a link planted in the watched directory
+    would make the watch append to, overwrite or truncate its target): a link is a :class:`WatchError`."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), mode)
+    except OSError as e:
+        if os.path.islink(path):
+            raise WatchError(f"{path}: is a symbolic link; refused (the watch never writes or reads its outputs and "
+                             "state through links)") from None
+        raise
+
+
+def _refuse_link(path: Path) -> None:
+    if os.path.islink(path):
+        raise WatchError(f"{path}: is a symbolic link; refused (the watch never writes or reads its outputs and "
+                         "state through links)")
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    _refuse_link(path)
+    if os.path.islink(tmp):  # a link where our temporary file goes: removed (the link, never its target)
+        os.unlink(tmp)
+    fd = _open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+#: The lock file of a watched directory (one watch per directory).
+LOCK_NAME = ".nidsflow-watch.lock"
+_HELD_LOCKS: dict[str, list] = {}  # lock path -> [file object, watchers of this process holding it]
+
+
+def _acquire_lock(path: Path, directory: Path) -> str:
+    """An exclusive ``flock`` on ``path`` for this process (watchers of one process share it); a lock held by
+    another process is a :class:`WatchError` naming the directory and that process's pid."""
+    import fcntl
+
+    key = os.path.abspath(path)
+    if key in _HELD_LOCKS:
+        _HELD_LOCKS[key][1] += 1
+        return key
+    fd = _open_nofollow(path, os.O_RDWR | os.O_CREAT)
+    f = os.fdopen(fd, "r+")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        other = f.read().strip() or "?"
+        f.close()
+        raise WatchError(f"{directory}: already watched by process {other} (lock {path}); stop that watch first "
+                         "(two watches of one directory would report every flow twice)") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    _HELD_LOCKS[key] = [f, 1]
+    return key
+
+
+def _release_lock(key: str | None) -> None:
+    held = _HELD_LOCKS.get(key) if key else None
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] == 0:
+        del _HELD_LOCKS[key]
+        held[0].close()  # closing the descriptor releases the flock
 
 
 def _sha256(path) -> str:
@@ -160,6 +223,15 @@ class Watcher:
         self.summary = Path(summary) if summary else self.dir / "summary.jsonl"
         self.state_path = Path(state) if state else self.dir / ".nidsflow-watch-state.npz"
         self.settings = settings or WatchSettings()
+        for path in (self.alerts, self.summary, self.state_path):
+            _refuse_link(path)
+        self.lock_path = self.dir / LOCK_NAME
+        self._lock = None
+        self._lock = _acquire_lock(self.lock_path, self.dir)
+        # the watch's own files are never captures, whatever --pattern says
+        own = (self.alerts, self.summary, self.state_path, self.state_path.with_name(self.state_path.name + ".tmp"),
+               self.lock_path)
+        self.own_names = {p.name for p in own if p.absolute().parent.resolve() == self.dir.resolve()}
         self.flow_cfg = FlowConfig.from_extract_config(detector.extract_cfg)
         self.batch_packets = int(detector.extract_cfg.get("batch_packets", DEFAULT_BATCH_PACKETS))
         self.fingerprint = json.dumps({"extract": detector.extract_cfg, "model": _sha256(detector.model_path),
@@ -176,10 +248,25 @@ class Watcher:
             self._own_pool = True
 
     def close(self) -> None:
-        """Stop the worker processes this watcher started (none without ``workers``)."""
-        if self._own_pool and self.pool is not None:
+        """Stop the worker processes this watcher started (none without ``workers``); release the lock."""
+        if getattr(self, "_own_pool", False) and self.pool is not None:
             self.pool.close()
         self.pool, self._own_pool = None, False
+        _release_lock(getattr(self, "_lock", None))
+        self._lock = None
+
+    def __del__(self):
+        try:
+            _release_lock(getattr(self, "_lock", None))
+        except Exception:  # interpreter shutdown
+            pass
+        self._lock = None
+
+    def exclude(self, path: str | Path) -> None:
+        """Never read ``path`` as a capture (another file of the watch's own, e.g. its --log)."""
+        path = Path(path)
+        if path.absolute().parent.resolve() == self.dir.resolve():
+            self.own_names.add(path.name)
 
     def __enter__(self):
         return self
@@ -198,13 +285,20 @@ class Watcher:
             self.offsets = {"alerts": 0, "summary": 0}
             self.meter = FlowMeter(self.flow_cfg)
         else:
+            _refuse_link(self.state_path)
+            import zipfile
+
             try:
                 with np.load(self.state_path, allow_pickle=False) as z:
                     meta = json.loads(str(z["meta"]))
                     snap = {k: z[k] for k in ("keys", "state", "channels", "last_ts")}
-            except (OSError, ValueError, KeyError) as e:
-                raise WatchError(f"{self.state_path}: unreadable watch state ({e}); move it away to start afresh "
-                                 "(every file in the directory is then scored again)") from e
+                if not isinstance(meta, dict):
+                    raise ValueError(f"meta is a {type(meta).__name__}")
+                for k in ("fingerprint", "files", "ranges", "n_flows", "offsets"):
+                    meta[k]
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+                raise WatchError(f"{self.state_path}: unreadable watch state ({type(e).__name__}: {e}); move it "
+                                 "away to start afresh (every file in the directory is then scored again)") from None
             if meta.get("format") != STATE_FORMAT:
                 raise WatchError(f"{self.state_path}: not a watch state file (format {meta.get('format')!r})")
             if meta["fingerprint"] != self.fingerprint:
@@ -216,6 +310,7 @@ class Watcher:
             log.info("%s: resumed: %d files done, %d flows open, %d flows scored", self.state_path,
                      len(self.files), len(snap["keys"]), self.n_flows)
         for name, path in (("alerts", self.alerts), ("summary", self.summary)):
+            _refuse_link(path)
             size = path.stat().st_size if path.exists() else 0
             want = int(self.offsets[name])
             if size < want:
@@ -223,8 +318,11 @@ class Watcher:
                                  "(the file was edited or replaced); move the state file away to start afresh")
             if size > want:  # lines of a file whose state was never committed: it is processed again
                 log.warning("%s: cutting %d bytes written after the last committed state", path, size - want)
-                with open(path, "r+b") as f:
-                    f.truncate(want)
+                fd = _open_nofollow(path, os.O_RDWR)
+                try:
+                    os.ftruncate(fd, want)
+                finally:
+                    os.close(fd)
 
     def _save_state(self) -> None:
         import io
@@ -242,7 +340,7 @@ class Watcher:
 
     # ------------------------------------------------------------------ which files
     def _is_capture(self, name: str) -> bool:
-        if name.startswith(".") or any(fnmatch.fnmatch(name, p) for p in _EXCLUDE):
+        if name.startswith(".") or name in self.own_names or any(fnmatch.fnmatch(name, p) for p in _EXCLUDE):
             return False
         return any(fnmatch.fnmatch(name, p) for p in self.settings.patterns)
 
@@ -505,7 +603,7 @@ class Watcher:
 
     def _append(self, path: Path, lines: list[str]) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "ab") as f:
+        with os.fdopen(_open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab") as f:
             if lines:
                 f.write(("\n".join(lines) + "\n").encode())
             f.flush()
@@ -726,6 +824,8 @@ def main(argv=None) -> int:
     except WatchError as e:
         log.error("%s", e)
         return 1
+    if a.log:
+        w.exclude(a.log)
     w.install_signal_handlers()
     log.info("watching %s (model %s, threshold %.4g) -> %s", w.dir, md.model, det.threshold, w.alerts)
     try:

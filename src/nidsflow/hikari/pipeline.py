@@ -31,6 +31,7 @@ from nidsflow.hikari.models import (
     fit_scalers, fit_supervised, iforest_scores, meta_features_from, supervised_scores,
 )
 from nidsflow.hikari.stacking import fit_meta, oof_meta_features, pr_threshold, pr_thresholds
+from nidsflow.layout import safe_name
 
 log = logging.getLogger(__name__)
 
@@ -359,6 +360,10 @@ def main(argv=None) -> None:
     cfg = full["hikari"]
     if args.name not in cfg["datasets"]:
         raise SystemExit(f"{args.config}: hikari.datasets has no '{args.name}' (has {list(cfg['datasets'])})")
+    try:
+        safe_name(args.name, "hikari.datasets")
+    except ValueError as e:
+        raise SystemExit(f"{args.config}: {e}") from None
     run_branch(cfg["datasets"][args.name], cfg, args.out or f"results/{full.get('study', 'demo')}/hikari/{args.name}",
                args.threads or int(cfg["threads"]))
 
