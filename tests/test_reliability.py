@@ -288,7 +288,30 @@ def test_score_capture_refuses_to_write_over_its_capture(demo, tmp_path, capsys)
 
 # ---------------------------------------------------------------- 3: quiet, scored, then growing
 
-def test_a_file_growing_after_it_was_scored_is_read_on_never_twice(demo, tmp_path):
+def _as_pcapng(raw: bytes) -> tuple[bytes, list[int]]:
+    """A little-endian microsecond classic pcap rewritten as pcapng (SHB, one IDB, one EPB per record, as
+    demo/wire.write_pcapng writes); returns it and each EPB's byte offset."""
+    import struct
+
+    _, offsets = _records(raw)
+    shb = struct.pack("<IIIHHqI", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28)
+    idb = struct.pack("<IIHHIHHBBBBHHI", 1, 32, 1, 0, 65535, 9, 1, 6, 0, 0, 0, 0, 0, 32)
+    out, pos, where = [shb, idb], len(shb) + len(idb), []
+    for off in offsets:
+        sec, usec, cap, orig = struct.unpack_from("<IIII", raw, off)
+        frame = raw[off + 16:off + 16 + cap]
+        pad = (-cap) % 4
+        blen = 32 + cap + pad
+        ts = sec * 1_000_000 + usec
+        where.append(pos)
+        out.append(struct.pack("<IIIIIII", 6, blen, 0, ts >> 32, ts & 0xFFFFFFFF, cap, orig) + frame + b"\0" * pad
+                   + struct.pack("<I", blen))
+        pos += blen
+    return b"".join(out), where
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+def test_a_file_growing_after_it_was_scored_is_read_on_never_twice(demo, tmp_path, fmt):
     from collections import Counter
 
     from test_watch import _flow
@@ -297,6 +320,8 @@ def test_a_file_growing_after_it_was_scored_is_read_on_never_twice(demo, tmp_pat
 
     raw = demo["benign"].read_bytes()
     _, offsets = _records(raw)
+    if fmt == "pcapng":
+        raw, offsets = _as_pcapng(raw)
     cut = offsets[len(offsets) // 2]
     det = _detector(demo["model_dir"])
     settings = WatchSettings(quiet_s=0.0, all_flows=True)
@@ -317,7 +342,8 @@ def test_a_file_growing_after_it_was_scored_is_read_on_never_twice(demo, tmp_pat
 
     ref = tmp_path / "ref"
     ref.mkdir()
-    _drop(demo["benign"], ref, "live.pcap", time.time() - 60)
+    (tmp_path / "whole").write_bytes(raw)
+    _drop(tmp_path / "whole", ref, "live.pcap", time.time() - 60)
     Watcher(ref, det, settings=settings).run(once=True, flush=True)
     want = _lines(ref / "alerts.jsonl")
     assert Counter(map(_flow, got)) == Counter(map(_flow, want)), "flows repeated or lost"

@@ -6,6 +6,9 @@ strftime), except hidden names and ``*.tmp`` / ``*.part``. A file is *complete* 
 file with a later modification time exists (the rotation has moved on: the writer only ever writes
 the newest file) or when it has not been modified for ``--quiet-s`` seconds (the last file of a
 rotation, files moved in). Complete files are processed one at a time, oldest modification time first.
+A pcap / pcapng file that grows after it was scored (quiet for ``--quiet-s``, then written again) is read
+on from the end of its last whole record (the state keeps that offset and a hash of the bytes before it),
+never scored twice; one whose earlier bytes changed (a ring buffer reusing the name) is a new file.
 
 **Flows across files.** One flow meter of the extraction library (:class:`capture.flows.FlowMeter`,
 the same 5-tuple, idle/active timeouts and FIN/RST rules as ``extract:``) is fed every file in turn
@@ -193,12 +196,39 @@ def _sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def _is_raw_pcap(path: Path, magics) -> bool:
+def _readable_on(path: Path) -> int | None:
+    """For an uncompressed classic pcap or pcapng file (one that can be read on if it grows): the length of
+    its header, which a continuation is read with (pcap: the 24-byte file header; pcapng: the blocks before
+    the first packet block, i.e. section header and interface descriptions); else None."""
+    import struct
+
+    from nidsflow.capture.pcap import PCAP_MAGICS, PCAPNG_SHB
+
     try:
         with open(path, "rb") as f:
-            return f.read(4) in magics
+            magic = f.read(4)
+            if magic in PCAP_MAGICS:
+                return 24
+            if magic != PCAPNG_SHB:
+                return None
+            head = magic + f.read(8)
+            if len(head) < 12:
+                return None
+            order = "<" if head[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
+            pos = 0
+            while True:  # SHB, IDBs, ... up to the first packet block (EPB 6, SPB 3, obsolete PB 2)
+                f.seek(pos)
+                blk = f.read(8)
+                if len(blk) < 8:
+                    return None
+                btype, blen = struct.unpack(order + "II", blk)
+                if btype in (2, 3, 6):
+                    return pos
+                if blen < 12 or blen % 4:
+                    return None
+                pos += blen
     except OSError:
-        return False
+        return None
 
 
 def _finite_or_none(x):
@@ -390,20 +420,21 @@ class Watcher:
         return hashlib.sha256(head + last).hexdigest()[:16]
 
     def _continuation(self, path: Path, done: dict, size: int) -> int | None:
-        """Byte offset to go on reading ``path`` from, when it is a classic pcap that only grew since it was
-        scored (its bytes up to the last whole record read are unchanged); else None (a new file)."""
+        """Byte offset to go on reading ``path`` from, when it is a pcap / pcapng file that only grew since it
+        was scored (its bytes up to the last whole record read are unchanged); else None (a new file)."""
         end = done.get("end")
         if end is None or size <= done["size"] or done.get("digest") is None:
             return None
         return int(end) if self._end_digest(path, int(end)) == done["digest"] else None
 
-    def _continued_copy(self, path: Path, start: int) -> Path:
-        """The pcap header and the bytes of ``path`` from ``start`` on, in a private temporary file."""
+    def _continued_copy(self, path: Path, start: int, header: int) -> Path:
+        """The first ``header`` bytes (the file's header, :func:`_readable_on`) and the bytes of ``path`` from
+        ``start`` on, in a private temporary file."""
         import tempfile
 
-        fd, tmp = tempfile.mkstemp(prefix="nidsflow-watch-", suffix=".pcap")
+        fd, tmp = tempfile.mkstemp(prefix="nidsflow-watch-", suffix=".cap")
         with os.fdopen(fd, "wb") as out, open(path, "rb") as f:
-            out.write(f.read(24))
+            out.write(f.read(header))
             f.seek(start)
             while chunk := f.read(1 << 22):
                 out.write(chunk)
@@ -421,25 +452,23 @@ class Watcher:
         from nidsflow.capture.flows import FlowChunk, FlowMeter
         from nidsflow.capture.pcap import CaptureError, CaptureReader
 
-        from nidsflow.capture.pcap import PCAP_MAGICS
-
         t_start = time.perf_counter()
         st = path.stat()
         name = path.name
         done = self.files.get(name)
         # a file that grew after it was scored (quiet for --quiet-s, then written again): only its new records
         start = self._continuation(path, done, st.st_size) if done is not None else None
-        source = self._continued_copy(path, start) if start is not None else path
+        source = self._continued_copy(path, start, int(done["header"])) if start is not None else path
         if start is not None:
             log.info("%s: grew from %d to %d bytes after it was scored; reading on from byte %d", name,
                      done["size"], st.st_size, start)
         try:
-            return self._read_source(path, source, st, start, t_start, PCAP_MAGICS)
+            return self._read_source(path, source, st, start, t_start)
         finally:
             if source != path:
                 source.unlink(missing_ok=True)
 
-    def _read_source(self, path: Path, source: Path, st, start: int | None, t_start: float, pcap_magics) -> _Job:
+    def _read_source(self, path: Path, source: Path, st, start: int | None, t_start: float) -> _Job:
         from nidsflow.capture.flows import FlowChunk, FlowMeter
         from nidsflow.capture.pcap import CaptureError, CaptureReader
 
@@ -491,12 +520,16 @@ class Watcher:
             self.ranges.append([name, t0, t1])
         finished = FlowChunk.concat([c for c in chunks if len(c)], self.flow_cfg.T)
         file_rec = {"name": name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-        if reader is not None and error is None and _is_raw_pcap(path, pcap_magics):
-            # an uncompressed classic pcap can be read on if it grows
-            # the end of the last whole record read: where a later read goes on from
-            base = 24 if start is None else start
-            end = base + int(reader_stats.get("bytes_read", 0)) - int(reader_stats.get("tail_bytes", 0))
-            file_rec.update(end=end, digest=self._end_digest(path, end))
+        header = _readable_on(path) if reader is not None and error is None else None
+        if header is not None:  # where a later read goes on from: the end of the last whole record read
+            # bytes_read: a classic pcap's reader skips its 24-byte header, a pcapng's counts every byte
+            counted = int(reader_stats.get("bytes_read", 0)) - int(reader_stats.get("tail_bytes", 0))
+            is_ng = reader.format == "pcapng"
+            if start is None:
+                end = counted + (0 if is_ng else 24)
+            else:
+                end = start + counted - (int(self.files[name]["header"]) if is_ng else 0)
+            file_rec.update(end=end, header=header, digest=self._end_digest(path, end))
         summary = {"file": name, "status": "error" if error else "ok", "error": error, "packets": n_packets,
                    "first_ts": t0, "last_ts": t1, "reader": reader_stats, "open_flows_ended_by_time_jump": restarted,
                    "ts_backwards": n_back}
