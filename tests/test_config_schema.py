@@ -66,7 +66,7 @@ def test_an_unknown_key_is_named_with_the_nearest_valid_key(path, near):
 def test_a_key_with_no_near_match_lists_the_valid_keys():
     with pytest.raises(ConfigError) as e:
         check_known_keys(_with(DEMO, "split.zzz", 1), SCHEMA)
-    assert "config key split.zzz is not known (valid keys there: group_by, max_test_benign, max_test_per_class, " \
+    assert "config key split.zzz is not known (valid keys there: group_by, max_test_benign, max_test_per_class, min_test_benign, " \
            "n_train, n_val)" in str(e.value)
 
 

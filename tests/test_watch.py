@@ -70,7 +70,7 @@ def demo(tmp_path_factory):
     """A model directory (model.pt, aggregator.json, deploy.yaml) and generated benign / attack captures."""
     from nidsflow.demo.generate import capture_file, generate_domain
     from nidsflow.store import Store
-    from nidsflow.deploy.model_dir import write_deploy_settings
+    from nidsflow.deploy.model_dir import model_fingerprint_of, write_deploy_settings
     from nidsflow.evaluate.aggregators import fit_deployable, save_artifact
     from nidsflow.janus.score import score_split
     from nidsflow.janus.train import train_janus
@@ -91,8 +91,9 @@ def demo(tmp_path_factory):
     md = tmp / "model"
     train_janus(store, tmp / "split.npz", md, JANUS, "full", seed=0, device="cpu", progress=False)
     table = score_split(md / "model.pt", store, tmp / "split.npz", JANUS, device="cpu", progress=False)
-    save_artifact(fit_deployable(table, fpr_target=0.02), md / "aggregator.json")
-    write_deploy_settings(md / "deploy.yaml", EXTRACT, JANUS)
+    fp = model_fingerprint_of(md / "model.pt")  # as rules fit_aggregator and deploy_settings record it
+    save_artifact({**fit_deployable(table, fpr_target=0.02), "model": fp}, md / "aggregator.json")
+    write_deploy_settings(md / "deploy.yaml", EXTRACT, JANUS, fp)
     return {"model_dir": md, "benign": tmp / "benign" / capture_file("demo_a"),
             "attack": tmp / "attack" / capture_file("demo_a")}
 

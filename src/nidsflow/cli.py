@@ -46,12 +46,24 @@ def _demo(args) -> None:
     print(json.dumps(generate_demo(args.out_dir, demo), indent=1))
 
 
-def _extract(args) -> None:
-    from nidsflow.capture.extract import extract_dataset
+def _extract(args) -> int:
+    """Build the store; exit 1 when a configured capture matched nothing or failed (the store then lacks its
+    flows: the report still lists every capture), or when the dataset cannot be extracted at all."""
+    from nidsflow.capture.extract import ExtractError, extract_dataset
 
     cfg = _config(args.config)
-    report = extract_dataset(args.dataset, _dataset(cfg, args.dataset, args.config), cfg["extract"], args.out_dir)
+    try:
+        report = extract_dataset(args.dataset, _dataset(cfg, args.dataset, args.config), cfg["extract"],
+                                 args.out_dir)
+    except ExtractError as e:
+        raise SystemExit(f"nidsflow extract: {e}") from None
     print(json.dumps(report, indent=1, default=str))
+    failed = report.get("failed_captures") or []
+    if failed:
+        print(f"nidsflow extract: {len(failed)} of {report.get('captures')} captures failed (their flows are missing "
+              "from the store): " + "; ".join(f"{f['file']}: {f['error']}" for f in failed), file=sys.stderr)
+        return 1
+    return 0
 
 
 def _regenerate(args) -> None:
@@ -93,8 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_regenerate)
     args = ap.parse_args(argv)
     setup_logging()
-    args.func(args)
-    return 0
+    return args.func(args) or 0
 
 
 if __name__ == "__main__":

@@ -29,8 +29,26 @@ PACKET_FREE_VARIANTS = frozenset(v for v in DEFAULT_VARIANT_OVERRIDES if is_pack
 _INT_KEYS = {"seed"}
 
 
+#: A name from the config that becomes a folder or file name (a dataset, a HIKARI table, a new capture):
+#: letters, digits, ``_``, ``-``, ``.``, starting with a letter or digit (so never ``..``, ``/`` or hidden).
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def safe_name(name, key: str) -> str:
+    """``name`` if it is path-safe (:data:`SAFE_NAME`), else a ValueError naming the config key: a name like
+    ``../x`` would write outside ``results/{study}``. The one check wherever a config name becomes a folder."""
+    if not isinstance(name, str) or not SAFE_NAME.match(name):
+        raise ValueError(f"{key}: name {name!r} cannot be a folder name (use letters, digits, '_', '-', '.'; "
+                         "starting with a letter or digit)")
+    return name
+
+
 def path(template: str, **keys) -> str:
-    """The file of one run: every field of the template filled (a missing key is a KeyError naming it)."""
+    """The file of one run: every field of the template filled (a missing key is a KeyError naming it; a name
+    that is not path-safe, :func:`safe_name`, a ValueError)."""
+    for k, v in keys.items():
+        if isinstance(v, str):
+            safe_name(v, k)
     return template.format(**keys)
 
 

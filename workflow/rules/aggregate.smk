@@ -6,6 +6,8 @@
 rule fit_aggregator:
     input:
         scores=layout.PHASE1_SCORES,
+        # its fingerprint is recorded in the artifact: deployment refuses an aggregator of another model
+        model="results/{study}/{ds}/janus/{variant}/seed{seed}/model.pt",
     output:
         "results/{study}/{ds}/janus/{variant}/seed{seed}/aggregator.json",
     log:
@@ -76,6 +78,9 @@ rule figures:
 
 
 rule deploy_settings:
+    input:
+        # its fingerprint is recorded in deploy.yaml: deployment refuses settings of another model
+        model="results/{study}/{ds}/janus/{variant}/seed{seed}/model.pt",
     output:
         "results/{study}/{ds}/janus/{variant}/seed{seed}/deploy.yaml",
     log:

@@ -196,7 +196,7 @@ def baseline_files():
 
 
 def hikari_names():
-    return list(config["hikari"]["datasets"])
+    return [layout.safe_name(n, "hikari.datasets") for n in config["hikari"]["datasets"]]
 
 
 #: The HIKARI branch is one chain of single jobs; started first, it runs beside JANUS and the baselines
@@ -361,6 +361,8 @@ def new_capture_targets():
     """Each configured new capture scored by the full model (first seed) of every packet dataset that did not
     train on it (a capture among the dataset's own captures is skipped: it is not new to that model)."""
     captures = config["evaluate"].get("new_captures") or {}
+    for name in captures:
+        layout.safe_name(name, "evaluate.new_captures")
     return [f"{RESULTS}/newcapture/{ds}/seed{SEEDS[0]}/{name}.csv" for ds in packet_datasets()
             for name, path in captures.items() if path not in dataset_config(ds).get("captures", [])]
 

@@ -402,6 +402,11 @@ def _captures_part(name, ds_cfg, extract_cfg, part: ExtractPart, out_dir: Path, 
             except CaptureError as exc:
                 error = str(exc)
                 log.error("capture %s failed: %s (%d flows kept from the part read)", path, exc, n_cap)
+            except OSError as exc:  # this capture unreadable (permissions, I/O): counted like a corrupt one
+                if exc.filename is None or os.fspath(exc.filename) != os.fspath(path):
+                    raise  # not the capture's own problem (e.g. the output disk)
+                error = f"cannot read: {exc.strerror or exc}"
+                log.error("capture %s failed: %s (%d flows kept from the part read)", path, error, n_cap)
             rs, ms = info.get("reader", {}), info.get("meter")
             if error is not None:
                 failed.append({"file": str(path), "error": error})
@@ -415,7 +420,8 @@ def _captures_part(name, ds_cfg, extract_cfg, part: ExtractPart, out_dir: Path, 
             per_capture.append({"file": str(path), "flows": n_cap, "error": error,
                                 "packets": ms.packets if ms else 0, "reader": rs,
                                 "ended_by": dict(ms.ended_by) if ms else {},
-                                "max_alive_flows": ms.max_alive_flows if ms else 0})
+                                "max_alive_flows": ms.max_alive_flows if ms else 0,
+                                "ts_backwards": ms.ts_backwards if ms else 0})
             log.info("%s: %d packets -> %d flows%s", path, ms.packets if ms else 0, n_cap,
                      f" (FAILED: {error})" if error else "")
     n_dropped = 0

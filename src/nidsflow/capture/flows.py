@@ -150,6 +150,9 @@ class MeterStats:
     flows: int = 0
     ended_by: dict[str, int] = field(default_factory=dict)
     max_alive_flows: int = 0
+    #: packets whose timestamp is earlier than the packet before them (a clock step back, a merged capture):
+    #: metered as they come (a flow may get a negative duration), counted and warned about
+    ts_backwards: int = 0
 
 
 class FlowMeter:
@@ -169,6 +172,7 @@ class FlowMeter:
         self._counters = np.zeros(5, np.int64)
         self.stats = MeterStats()
         self._last_ts = -np.inf
+        self._prev_ts = np.nan  # the last packet's timestamp (for MeterStats.ts_backwards)
 
     # ---- capacity ---------------------------------------------------------------------------
     def _grow_slots(self) -> None:
@@ -212,6 +216,9 @@ class FlowMeter:
             return out
         skip = batch.is_fragment & (batch.sport == 0) & (batch.dport == 0) & np.isin(batch.proto, _L4_WITH_PORTS)
         n_skip = int(skip.sum())
+        ts = np.asarray(batch.ts)
+        self.stats.ts_backwards += int((ts[1:] < ts[:-1]).sum()) + int(ts[0] < self._prev_ts)
+        self._prev_ts = float(ts[-1])
         self.stats.skipped_nonfirst_fragments += n_skip
         self.stats.packets += n - n_skip
         s64 = np.ascontiguousarray(batch.src).view(np.uint64).reshape(n, 2)
@@ -324,6 +331,9 @@ def meter_capture(path, cfg: FlowConfig | None, extract_cfg: dict | None = None,
     except CaptureError as exc:  # a corrupt record mid-file: keep the flows of the part read
         error = exc
     finally:
+        if meter.stats.ts_backwards:
+            log.warning("%s: %d packets have a timestamp earlier than the packet before them; they are metered as "
+                        "they come (a flow may get a negative duration)", path, meter.stats.ts_backwards)
         if meter_out is not None:
             meter_out["reader"] = reader.stats.as_dict()
             meter_out["reader_stats"] = reader.stats

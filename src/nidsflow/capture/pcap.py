@@ -304,6 +304,8 @@ class ReadStats:
     bytes_read: int = 0             # capture bytes (decompressed ones for a compressed file)
     file_bytes_read: int = 0        # bytes of the file on disk (= bytes_read unless compressed)
     compression: str | None = None  # "gzip" / "zstd" when the file was decompressed as read
+    #: bytes at the end of the file that did not form a whole record (the cut-short last record)
+    tail_bytes: int = 0
 
     def as_dict(self) -> dict:
         return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()}
@@ -528,7 +530,11 @@ class CaptureReader:
                         continue
                 # WALK_NEED_DATA (or a Python block not yet complete in the buffer)
                 if eof:
-                    self._finish_leftover(buf, pos, end, big, is_ng, file_off)
+                    msg = self._finish_leftover(buf, pos, end, big, is_ng, file_off)
+                    if msg is not None:  # not a cut-short last record: corrupt; keep what came before
+                        if filled:
+                            yield self._emit(batch, filled)
+                        raise CaptureError(msg)
                     break
                 # keep the incomplete tail, then refill the rest of the buffer
                 tail = end - pos
@@ -590,13 +596,23 @@ class CaptureReader:
         where = f" of the decompressed {self.compression} stream" if self.compression else ""
         return f"{self.path}: {what} at byte offset {file_off + pos}{where}"
 
-    def _finish_leftover(self, buf, pos: int, end: int, big: bool, is_ng: bool, file_off: int):
-        """Bytes left at end of file that do not form a whole record: a truncated last record."""
+    def _finish_leftover(self, buf, pos: int, end: int, big: bool, is_ng: bool, file_off: int) -> str | None:
+        """Bytes left at end of file that do not form a whole record: a truncated last record. Returns an error
+        message instead when a classic pcap record claims more than any capture holds (above
+        ``STANDARD_MAX_SNAPLEN``, allowed only by a huge header snaplen): a corrupt header, not a writer
+        stopped mid-record, and the bytes after it would be dropped silently."""
         tail = end - pos
         if tail == 0:
-            return
+            return None
+        if not is_ng and tail >= 16:
+            cap = struct.unpack(">I" if big else "<I", bytes(buf[pos + 8:pos + 12]))[0]
+            if cap > STANDARD_MAX_SNAPLEN:
+                return (f"{self.path}: record at byte offset {file_off + pos} claims a captured length of {cap} "
+                        f"bytes (above {STANDARD_MAX_SNAPLEN}) but {tail - 16} bytes follow: the file is corrupt "
+                        f"past this point ({tail} bytes not read)")
         st = self.stats
         st.truncated_last_record = True
+        st.tail_bytes = tail
         is_packet = True
         if is_ng and tail >= 4:
             btype = struct.unpack(">I" if big else "<I", bytes(buf[pos:pos + 4]))[0]
@@ -609,6 +625,7 @@ class CaptureReader:
         log.warning("%s: the last %s (%d bytes at offset %d) is cut short by the end of the file; "
                     "counted as truncated", self.path, "record" if is_packet else "block", tail,
                     file_off + pos)
+        return None
 
     def _decode(self, buf, n, rec_off, rec_cap, rec_orig, rec_ts, rec_link, frame_base, b,
                 filled, status, status_counts, link_counts) -> int:

@@ -15,15 +15,36 @@ The workflow writes one per trained model, ``results/{ds}/janus/{variant}/seed{s
 
 Other files of that directory (train_log.tsv, phase1_scores.npz, ...) are not needed. Copy the three
 files anywhere (another machine, a pip-installed ``nidsflow``) and point ``--model-dir`` at them.
+
+**Checks before scoring** (:func:`check_model_files`; a failure is a :class:`ModelDirError` naming the file):
+
+* ``model.pt`` is loaded as data only (``torch.load(weights_only=True)``, :func:`janus.train.load_torch_file`):
+  a file holding anything but tensors, numbers, strings and containers is refused, nothing of it runs;
+* the *model fingerprint* (:func:`model_fingerprint`: variant, seed, dataset (store), a hash of the flow
+  feature columns, of the normaliser's statistics and of the model + training configuration), computed from
+  model.pt's own metadata, must equal the one recorded in ``aggregator.json`` (rule fit_aggregator) and in
+  ``deploy.yaml`` (rule deploy_settings): an aggregator of another variant, seed or dataset is refused. A file
+  without a recorded fingerprint (written before it existed) is used with a warning;
+* every score column of the aggregator is one the model computes (a B1/B2 model has no DFM or FLOW scores);
+* the threshold is a finite number; location and precision have the aggregator's dimension, are finite,
+  and the precision is symmetric positive definite;
+* ``deploy.yaml``: only ``extract:``, ``janus:`` and ``model:``; the keys under the first two are checked
+  against the workflow's schema where it is found (a misspelt ``solvr:`` is refused).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import yaml
+
+log = logging.getLogger(__name__)
 
 #: file name -> what it holds (the model directory's contract).
 MODEL_DIR_FILES: dict[str, str] = {
@@ -32,6 +53,10 @@ MODEL_DIR_FILES: dict[str, str] = {
     "deploy.yaml": "extract: and janus: scoring settings (rule deploy_settings)",
 }
 DEPLOY_SETTINGS = "deploy.yaml"
+#: Top-level keys of deploy.yaml.
+DEPLOY_KEYS = ("extract", "janus", "model")
+#: The fields of :func:`model_fingerprint`, compared one by one (a refusal names the ones that differ).
+FINGERPRINT_FIELDS = ("variant", "seed", "dataset", "columns", "normaliser", "config")
 
 
 class ModelDirError(ValueError):
@@ -47,18 +72,123 @@ class ModelDir:
     extract: dict
     janus: dict
     settings_source: str
+    #: the model fingerprint recorded in the settings file (None: not recorded)
+    settings_model: dict | None = None
 
 
-def write_deploy_settings(path: str | Path, extract_cfg: dict, janus_cfg: dict) -> None:
-    """Write ``deploy.yaml`` (atomically): the flow meter and scoring settings a model is deployed with."""
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def model_fingerprint(meta: dict) -> dict:
+    """What identifies a trained JANUS model, from the metadata of its model.pt (``load_model``'s third value):
+    variant, seed, dataset (the store it was trained on), hashes of its flow feature columns, of its
+    normaliser's benign statistics and of its model + training configuration."""
+    norm = dict(meta.get("normaliser") or {})
+    return {"variant": meta.get("variant"), "seed": meta.get("seed"), "dataset": str(meta.get("store")),
+            "columns": _digest(norm.get("feature_names")), "normaliser": _digest(norm),
+            "config": _digest({"model": meta.get("model_config"), "train": meta.get("train_settings")})}
+
+
+def model_fingerprint_of(model_path: str | Path) -> dict:
+    """:func:`model_fingerprint` of a model.pt file (loaded as data only)."""
+    from nidsflow.janus.train import load_torch_file
+
+    return model_fingerprint(load_torch_file(model_path))
+
+
+def check_fingerprint(model_fp: dict, recorded, model_path, other_path) -> None:
+    """Refuse when ``other_path`` recorded a model fingerprint other than ``model_fp`` (warn when none)."""
+    if recorded is None:
+        log.warning("%s records no model fingerprint (written by an older nidsflow): cannot check that it belongs "
+                    "to %s", other_path, model_path)
+        return
+    if not isinstance(recorded, dict):
+        raise ModelDirError(f"{other_path}: 'model' must be a mapping (the model fingerprint), got {recorded!r}")
+    diff = [k for k in FINGERPRINT_FIELDS if recorded.get(k) != model_fp.get(k)]
+    if diff:
+        detail = "; ".join(f"{k}: {recorded.get(k)!r} there, {model_fp.get(k)!r} in the model" for k in diff)
+        raise ModelDirError(f"{other_path} belongs to another model than {model_path} ({detail}); use the files of "
+                            "one model directory together")
+
+
+def check_artifact(path, d: dict) -> None:
+    """Refuse an aggregator.json whose threshold or parameters cannot give meaningful alerts."""
+    thr = d.get("threshold")
+    if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not np.isfinite(thr):
+        raise ModelDirError(f"{path}: threshold must be a finite number, got {thr!r}")
+    cols = d.get("columns")
+    if not isinstance(cols, list) or not cols or not all(isinstance(c, str) for c in cols):
+        raise ModelDirError(f"{path}: columns must be a non-empty list of score names, got {cols!r}")
+    params = d.get("params")
+    if not isinstance(params, dict):
+        raise ModelDirError(f"{path}: params must be a mapping, got {type(params).__name__}")
+    k = len(cols)
+    if "location" in params or "precision" in params:  # the Mahalanobis aggregators (A1, the deployable one)
+        try:
+            loc = np.asarray(params["location"], dtype=np.float64)
+            prec = np.asarray(params["precision"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelDirError(f"{path}: params.location / params.precision unreadable ({e})") from None
+        if loc.shape != (k,) or prec.shape != (k, k):
+            raise ModelDirError(f"{path}: {k} columns but location has shape {loc.shape} and precision {prec.shape}")
+        if not (np.all(np.isfinite(loc)) and np.all(np.isfinite(prec))):
+            raise ModelDirError(f"{path}: location or precision holds a non-finite value")
+        if not np.allclose(prec, prec.T, rtol=1e-6, atol=1e-9) or np.linalg.eigvalsh(prec).min() <= 0:
+            raise ModelDirError(f"{path}: precision is not symmetric positive definite (d^2 would not be a "
+                                "distance: alerts would be meaningless)")
+
+
+def load_aggregator(path) -> tuple:
+    """(aggregator, threshold, raw dict) of an aggregator.json, checked by :func:`check_artifact`; every
+    problem is a :class:`ModelDirError` naming the file."""
+    from nidsflow.evaluate.aggregators import AggregatorError, load_artifact
+
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ModelDirError(f"{path}: cannot read the aggregator ({e})") from None
+    if not isinstance(d, dict):
+        raise ModelDirError(f"{path}: expected a JSON object, got {type(d).__name__}")
+    check_artifact(path, d)
+    try:
+        return load_artifact(path)
+    except (AggregatorError, TypeError, ValueError) as e:
+        raise ModelDirError(str(e) if str(path) in str(e) else f"{path}: {e}") from None
+
+
+def write_deploy_settings(path: str | Path, extract_cfg: dict, janus_cfg: dict, model: dict | None = None) -> None:
+    """Write ``deploy.yaml`` (atomically): the flow meter and scoring settings a model is deployed with, and
+    the :func:`model_fingerprint` of that model (``model``) so they cannot be paired with another one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump({"extract": dict(extract_cfg), "janus": dict(janus_cfg)}, sort_keys=True))
+    d = {"extract": dict(extract_cfg), "janus": dict(janus_cfg)}
+    if model is not None:
+        d["model"] = dict(model)
+    tmp.write_text(yaml.safe_dump(d, sort_keys=True))
     tmp.replace(path)
 
 
-def _read_settings(path: Path) -> tuple[dict, dict]:
+def _check_settings_keys(path: Path, d: dict, deploy_file: bool) -> None:
+    """Unknown keys: at the top of a deploy.yaml, and under extract: / janus: (the workflow schema's keys)."""
+    if deploy_file:
+        extra = sorted(set(d) - set(DEPLOY_KEYS))
+        if extra:
+            raise ModelDirError(f"{path}: unknown key(s) {extra} (a deploy.yaml holds {list(DEPLOY_KEYS)})")
+    from nidsflow.config_schema import load_schema, unknown_key_message
+
+    try:
+        schema = load_schema()
+    except OSError:  # an installed package run outside the repository: the keys are not checked
+        log.debug("config schema not found: the keys of %s are not checked", path)
+        return
+    message = unknown_key_message({"extract": d["extract"], "janus": d["janus"]}, schema)
+    if message:
+        raise ModelDirError(f"{path}: {message}")
+
+
+def _read_settings(path: Path) -> tuple[dict, dict, dict | None]:
     try:
         d = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as e:
@@ -68,7 +198,9 @@ def _read_settings(path: Path) -> tuple[dict, dict]:
     missing = [k for k in ("extract", "janus") if not isinstance(d.get(k), dict)]
     if missing:
         raise ModelDirError(f"{path}: section(s) {missing} missing (need extract: and janus:)")
-    return d["extract"], d["janus"]
+    deploy_file = "model" in d or set(d) <= set(DEPLOY_KEYS)
+    _check_settings_keys(path, d, deploy_file)
+    return d["extract"], d["janus"], d.get("model") if deploy_file else None
 
 
 def validate_model_dir(root: str | Path) -> ModelDir:
@@ -79,8 +211,8 @@ def validate_model_dir(root: str | Path) -> ModelDir:
     missing = [f"{name} ({what})" for name, what in MODEL_DIR_FILES.items() if not (root / name).is_file()]
     if missing:
         raise ModelDirError(f"{root}: not a complete model directory; missing: " + "; ".join(missing))
-    extract, janus = _read_settings(root / DEPLOY_SETTINGS)
-    return ModelDir(root / "model.pt", root / "aggregator.json", extract, janus, str(root / DEPLOY_SETTINGS))
+    extract, janus, fp = _read_settings(root / DEPLOY_SETTINGS)
+    return ModelDir(root / "model.pt", root / "aggregator.json", extract, janus, str(root / DEPLOY_SETTINGS), fp)
 
 
 def resolve_model(model_dir: str | Path | None = None, model: str | Path | None = None,
@@ -96,8 +228,8 @@ def resolve_model(model_dir: str | Path | None = None, model: str | Path | None 
             raise ModelDirError(f"--model-dir {e}") from None
         if config is None:
             return md
-        extract, janus = _read_settings(Path(config))
-        return ModelDir(md.model, md.aggregator, extract, janus, str(config))
+        extract, janus, fp = _read_settings(Path(config))
+        return ModelDir(md.model, md.aggregator, extract, janus, str(config), fp)
     if model is None or aggregator is None:
         raise ModelDirError("need --model-dir, or both --model and --aggregator")
     model, aggregator = Path(model), Path(aggregator)
@@ -107,8 +239,8 @@ def resolve_model(model_dir: str | Path | None = None, model: str | Path | None 
         missing.append(f"{settings} ({'--config' if config is not None else 'deploy.yaml beside --model; or give --config'})")
     if missing:
         raise ModelDirError("missing: " + "; ".join(missing))
-    extract, janus = _read_settings(settings)
-    return ModelDir(model, aggregator, extract, janus, str(settings))
+    extract, janus, fp = _read_settings(settings)
+    return ModelDir(model, aggregator, extract, janus, str(settings), fp)
 
 
 def add_model_arguments(ap: argparse.ArgumentParser) -> None:

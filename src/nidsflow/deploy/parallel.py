@@ -17,13 +17,16 @@ flags and the explanations itself.
 
 Workers ignore SIGINT / SIGTERM: the watch (the parent) decides when to stop, and shuts the pool down.
 They are started with the ``spawn`` method (a fork of a process whose torch thread pools already ran is
-not safe).
+not safe). A worker dies with its parent: a watchdog thread ends it within ``PARENT_CHECK_S`` once the
+parent is gone (kill -9, out of memory: the worker is then re-parented and its parent pid changes), so no
+worker outlives the watch holding a copy of the model.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -33,9 +36,26 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 _SCORER = None  # the worker's ExplainingScorer (set by _init_worker)
+#: Seconds between a worker's checks that its parent is alive.
+PARENT_CHECK_S = 0.5
 
 
-def _init_worker(model_path: str, janus_cfg: dict, device: str, threads: int) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """A daemon thread ending this process (``os._exit``) as soon as ``parent_pid`` is no longer its parent."""
+    import os
+    import threading
+    import time
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="nidsflow-parent-watchdog", daemon=True).start()
+
+
+def _init_worker(model_path: str, janus_cfg: dict, device: str, threads: int, parent_pid: int) -> None:
+    _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     import torch
@@ -117,7 +137,8 @@ class ScoringPool:
         self.disc_head = bool(scorer.model.cfg.disc_head)
         self._ex = ProcessPoolExecutor(
             self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-            initargs=(str(detector.model_path), dict(detector.janus_cfg), str(scorer.device), self.threads))
+            initargs=(str(detector.model_path), dict(detector.janus_cfg), str(scorer.device), self.threads,
+                      os.getpid()))
         log.info("scoring in %d worker processes (%d torch thread(s) each)", self.workers, self.threads)
 
     def warm_up(self) -> None:

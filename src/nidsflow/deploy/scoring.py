@@ -24,14 +24,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from nidsflow.capture.pcap import CaptureError
 from nidsflow.deploy.explain import ExplainingScorer, axis_contributions, top_cells
 from nidsflow.deploy.model_dir import ModelDir, add_model_arguments, model_from_args
-from nidsflow.evaluate.aggregators import load_artifact
 from nidsflow.scores import JANUS_SCORE_NAMES
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,18 @@ CSV_COLUMNS: tuple[str, ...] = (
 
 class NewCaptureError(ValueError):
     """The capture, model or aggregator cannot be used together."""
+
+
+def _deploy_errors() -> tuple[type, ...]:
+    from nidsflow.deploy.model_dir import ModelDirError
+    from nidsflow.evaluate.aggregators import AggregatorError
+    from nidsflow.janus.train import ModelFileError
+
+    return NewCaptureError, ModelDirError, AggregatorError, ModelFileError
+
+
+#: What a bad model directory, model file, aggregator or capture raises: each message names the file.
+DEPLOY_ERRORS: tuple[type, ...] = _deploy_errors()
 
 
 def iter_capture_flows(capture: str | Path, extract_cfg: dict):
@@ -73,15 +86,49 @@ def iter_capture_flows(capture: str | Path, extract_cfg: dict):
     log.info("%s: reader %s; flow meter %s", capture, stats.get("reader"), stats.get("meter"))
 
 
+def unmodelled_scores(model) -> set[str]:
+    """Score columns a JANUS model leaves NaN (janus.score: no CFM head: terminal_*; no DFM head: disc_nll_*;
+    no FLOW token: terminal_flow; no packet sequence: terminal_packet)."""
+    cfg = model.cfg
+    out = set()
+    if not cfg.cont_head:
+        out |= {n for n in JANUS_SCORE_NAMES if n.startswith("terminal_")}
+    if not cfg.disc_head:
+        out |= {n for n in JANUS_SCORE_NAMES if n.startswith("disc_nll_")}
+    if not model.models_flow:
+        out.add("terminal_flow")
+    if not cfg.use_packets:
+        out.add("terminal_packet")
+    return out
+
+
+def _check_columns(scorer, columns, model_path, aggregator_path) -> None:
+    """Every score column of the aggregator must be one the model computes (else d^2 is +inf for every flow)."""
+    from nidsflow.deploy.model_dir import ModelDirError
+
+    bad = [c for c in columns if c not in scorer.score_names or c in unmodelled_scores(scorer.model)]
+    if bad:
+        raise ModelDirError(f"{aggregator_path}: uses score columns {bad} that the model {model_path} does not "
+                            "compute (an aggregator fitted for another variant); use the model directory's own")
+
+
 class Detector:
     """A deployed model: finished flows in, scores + d^2 + alert flag + explanation out."""
 
     def __init__(self, model: str | Path, aggregator: str | Path, extract_cfg: dict, janus_cfg: dict,
-                 device: str | None = None):
+                 device: str | None = None, settings_model: dict | None = None, settings_source: str | None = None):
+        """``settings_model``: the model fingerprint recorded with the settings (deploy.yaml), checked like the
+        aggregator's (:mod:`.model_dir`, "Checks before scoring")."""
+        from nidsflow.deploy.model_dir import check_fingerprint, load_aggregator, model_fingerprint
         from nidsflow.janus.score import scorer_for
 
-        self.agg, self.threshold, self.artifact = load_artifact(aggregator)
+        self.agg, self.threshold, self.artifact = load_aggregator(aggregator)
         scorer, self.norm, self.meta = scorer_for(model, janus_cfg, device, progress=False)
+        self.fingerprint = model_fingerprint(self.meta)
+        check_fingerprint(self.fingerprint, self.artifact.get("model"), model, aggregator)
+        if settings_model is not None:
+            check_fingerprint(self.fingerprint, settings_model, model, settings_source)
+        _check_columns(scorer, self.agg.columns, model, aggregator)
         self.scorer = ExplainingScorer.from_scorer(scorer)
         self.extract_cfg, self.janus_cfg = dict(extract_cfg), dict(janus_cfg)
         self.model_path, self.aggregator_path = str(model), str(aggregator)
@@ -92,7 +139,7 @@ class Detector:
 
     @classmethod
     def from_model_dir(cls, md: ModelDir, device: str | None = None) -> "Detector":
-        return cls(md.model, md.aggregator, md.extract, md.janus, device)
+        return cls(md.model, md.aggregator, md.extract, md.janus, device, md.settings_model, md.settings_source)
 
     def score(self, frame: pd.DataFrame, features: pd.DataFrame, channels: np.ndarray, lengths: np.ndarray,
               source: str = "capture", explain: bool | str = True,
@@ -163,25 +210,33 @@ def flatten_top(top: pd.Series) -> pd.DataFrame:
 
 
 def score_capture(capture: str | Path, model_path: str | Path, aggregator_path: str | Path, out_csv: str | Path,
-                  extract_cfg: dict, janus_cfg: dict, device: str | None = None) -> dict:
-    """Write the per-flow CSV (``CSV_COLUMNS``) of ``capture``; returns a summary (flows, alerts, threshold)."""
-    det = Detector(model_path, aggregator_path, extract_cfg, janus_cfg, device)
+                  extract_cfg: dict, janus_cfg: dict, device: str | None = None, settings_model: dict | None = None,
+                  settings_source: str | None = None) -> dict:
+    """Write the per-flow CSV (``CSV_COLUMNS``) of ``capture``; returns a summary (flows, alerts, threshold).
+    ``settings_model``: see :class:`Detector`."""
     out_csv = Path(out_csv)
+    if out_csv.resolve() == Path(capture).resolve():  # resolve(): also through links and ../
+        raise NewCaptureError(f"{out_csv}: the output CSV would replace the capture {capture}; give another --out")
+    det = Detector(model_path, aggregator_path, extract_cfg, janus_cfg, device, settings_model, settings_source)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_csv.with_name(out_csv.name + ".tmp")
-    n_flows, n_alerts, first = 0, 0, True
+    n_flows, n_alerts, first, error = 0, 0, True, None
     fh = open(tmp, "w")
     try:
-        for frame, feats, channels, lengths in iter_capture_flows(capture, extract_cfg):
-            n = len(frame)
-            out = det.score(frame[list(FLOW_COLUMNS)], feats, channels, lengths, source=str(capture),
-                            flow_ids=np.arange(n_flows, n_flows + n))
-            out.insert(0, "flow_index", np.arange(n_flows, n_flows + n))
-            out = pd.concat([out.drop(columns="dfm_top"), flatten_top(out["dfm_top"])], axis=1)
-            out[list(CSV_COLUMNS)].to_csv(fh, index=False, header=first)
-            first = False
-            n_flows += n
-            n_alerts += int(out["alert"].sum())
+        try:
+            for frame, feats, channels, lengths in iter_capture_flows(capture, extract_cfg):
+                n = len(frame)
+                out = det.score(frame[list(FLOW_COLUMNS)], feats, channels, lengths, source=str(capture),
+                                flow_ids=np.arange(n_flows, n_flows + n))
+                out.insert(0, "flow_index", np.arange(n_flows, n_flows + n))
+                out = pd.concat([out.drop(columns="dfm_top"), flatten_top(out["dfm_top"])], axis=1)
+                out[list(CSV_COLUMNS)].to_csv(fh, index=False, header=first)
+                first = False
+                n_flows += n
+                n_alerts += int(out["alert"].sum())
+        except CaptureError as e:  # a corrupt record: the flows before it are scored and kept, as extraction does
+            error = str(e)
+            log.error("%s (the %d flows before it are scored and written)", error, n_flows)
         if first:  # no flow at all: still a valid (empty) CSV
             pd.DataFrame(columns=list(CSV_COLUMNS)).to_csv(fh, index=False)
         fh.close()
@@ -195,7 +250,8 @@ def score_capture(capture: str | Path, model_path: str | Path, aggregator_path: 
     summary = {"capture": str(capture), "model": str(model_path), "variant": det.meta.get("variant"),
                "aggregator": det.artifact["aggregator"], "threshold": det.threshold,
                "fpr_target": det.artifact.get("fpr_target"),
-               "flows": n_flows, "alerts": n_alerts, "alert_rate": n_alerts / n_flows if n_flows else None}
+               "flows": n_flows, "alerts": n_alerts, "alert_rate": n_alerts / n_flows if n_flows else None,
+               "status": "error" if error else "ok", "error": error}
     log.info("new capture scored: %s", json.dumps(summary))
     return summary
 
@@ -212,9 +268,20 @@ def main(argv=None) -> int:
     md = model_from_args(ap, a)
     if not Path(a.capture).is_file():
         ap.error(f"--capture {a.capture}: file not found")
+    if Path(a.out).resolve() == Path(a.capture).resolve():
+        ap.error(f"--out {a.out} is the capture itself (it would be replaced by the CSV); give another --out")
     setup_logging(a.log)
-    s = score_capture(a.capture, md.model, md.aggregator, a.out, md.extract, md.janus, a.device)
+    try:
+        s = score_capture(a.capture, md.model, md.aggregator, a.out, md.extract, md.janus, a.device,
+                          md.settings_model, md.settings_source)
+    except DEPLOY_ERRORS as e:  # each names its file: a message, not a traceback
+        print(f"nidsflow score-capture: error: {e}", file=sys.stderr)
+        return 1
     print(json.dumps(s, indent=1))
+    if s["error"]:
+        print(f"nidsflow score-capture: error: {s['error']} (the {s['flows']} flows read before it are in {a.out})",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -6,6 +6,9 @@ strftime), except hidden names and ``*.tmp`` / ``*.part``. A file is *complete* 
 file with a later modification time exists (the rotation has moved on: the writer only ever writes
 the newest file) or when it has not been modified for ``--quiet-s`` seconds (the last file of a
 rotation, files moved in). Complete files are processed one at a time, oldest modification time first.
+A pcap / pcapng file that grows after it was scored (quiet for ``--quiet-s``, then written again) is read
+on from the end of its last whole record (the state keeps that offset and a hash of the bytes before it),
+never scored twice; one whose earlier bytes changed (a ring buffer reusing the name) is a new file.
 
 **Flows across files.** One flow meter of the extraction library (:class:`capture.flows.FlowMeter`,
 the same 5-tuple, idle/active timeouts and FIN/RST rules as ``extract:``) is fed every file in turn
@@ -33,9 +36,10 @@ state as of that file, so the exactly-once rules above hold unchanged; a stop ab
 committed yet (each is processed again on restart). The score batches are those of the in-process scorer
 and each flow's corruption draws are its own, so the output is byte-identical to ``--workers 1 --threads 1``.
 
-**Bad files.** A file that cannot be read (not a capture, a corrupt record) is logged as a per-file
-error (summary line ``status: error``); the flows of the part read before a corrupt record are kept
-and scored, as extraction does; the watch goes on.
+**Bad files.** A file that cannot be read (not a capture, a corrupt record, no read permission, an I/O
+error) is logged as a per-file error (summary line ``status: error``); the flows of the part read before
+a corrupt record are kept and scored, as extraction does; the watch goes on. A failed file is recorded like
+a scored one: it is tried again only when its size or modification time changes.
 
 Outputs (JSON lines): ``--alerts`` (default DIR/alerts.jsonl) one line per alerted flow (``--all-flows``:
 every scored flow): 5-tuple, first/last time, packets, end reason, d2, threshold, alert, source_files,
@@ -114,19 +118,117 @@ class WatchSettings:
     worker_threads: int = 1
 
 
+def _open_nofollow(path: Path, flags: int, mode: int = 0o644) -> int:
+    """``os.open`` that never follows a symbolic link at ``path`` (a link planted in the watched directory
+    would make the watch append to, overwrite or truncate its target): a link is a :class:`WatchError`."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), mode)
+    except OSError as e:
+        if os.path.islink(path):
+            raise WatchError(f"{path}: is a symbolic link; refused (the watch never writes or reads its outputs and "
+                             "state through links)") from None
+        raise
+
+
+def _refuse_link(path: Path) -> None:
+    if os.path.islink(path):
+        raise WatchError(f"{path}: is a symbolic link; refused (the watch never writes or reads its outputs and "
+                         "state through links)")
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    _refuse_link(path)
+    if os.path.islink(tmp):  # a link where our temporary file goes: removed (the link, never its target)
+        os.unlink(tmp)
+    fd = _open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
+#: The lock file of a watched directory (one watch per directory).
+LOCK_NAME = ".nidsflow-watch.lock"
+_HELD_LOCKS: dict[str, list] = {}  # lock path -> [file object, watchers of this process holding it]
+
+
+def _acquire_lock(path: Path, directory: Path) -> str:
+    """An exclusive ``flock`` on ``path`` for this process (watchers of one process share it); a lock held by
+    another process is a :class:`WatchError` naming the directory and that process's pid."""
+    import fcntl
+
+    key = os.path.abspath(path)
+    if key in _HELD_LOCKS:
+        _HELD_LOCKS[key][1] += 1
+        return key
+    fd = _open_nofollow(path, os.O_RDWR | os.O_CREAT)
+    f = os.fdopen(fd, "r+")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        other = f.read().strip() or "?"
+        f.close()
+        raise WatchError(f"{directory}: already watched by process {other} (lock {path}); stop that watch first "
+                         "(two watches of one directory would report every flow twice)") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    _HELD_LOCKS[key] = [f, 1]
+    return key
+
+
+def _release_lock(key: str | None) -> None:
+    held = _HELD_LOCKS.get(key) if key else None
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] == 0:
+        del _HELD_LOCKS[key]
+        held[0].close()  # closing the descriptor releases the flock
+
+
 def _sha256(path) -> str:
     import hashlib
 
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def _readable_on(path: Path) -> int | None:
+    """For an uncompressed classic pcap or pcapng file (one that can be read on if it grows): the length of
+    its header, which a continuation is read with (pcap: the 24-byte file header; pcapng: the blocks before
+    the first packet block, i.e. section header and interface descriptions); else None."""
+    import struct
+
+    from nidsflow.capture.pcap import PCAP_MAGICS, PCAPNG_SHB
+
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+            if magic in PCAP_MAGICS:
+                return 24
+            if magic != PCAPNG_SHB:
+                return None
+            head = magic + f.read(8)
+            if len(head) < 12:
+                return None
+            order = "<" if head[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
+            pos = 0
+            while True:  # SHB, IDBs, ... up to the first packet block (EPB 6, SPB 3, obsolete PB 2)
+                f.seek(pos)
+                blk = f.read(8)
+                if len(blk) < 8:
+                    return None
+                btype, blen = struct.unpack(order + "II", blk)
+                if btype in (2, 3, 6):
+                    return pos
+                if blen < 12 or blen % 4:
+                    return None
+                pos += blen
+    except OSError:
+        return None
 
 
 def _finite_or_none(x):
@@ -151,6 +253,15 @@ class Watcher:
         self.summary = Path(summary) if summary else self.dir / "summary.jsonl"
         self.state_path = Path(state) if state else self.dir / ".nidsflow-watch-state.npz"
         self.settings = settings or WatchSettings()
+        for path in (self.alerts, self.summary, self.state_path):
+            _refuse_link(path)
+        self.lock_path = self.dir / LOCK_NAME
+        self._lock = None
+        self._lock = _acquire_lock(self.lock_path, self.dir)
+        # the watch's own files are never captures, whatever --pattern says
+        own = (self.alerts, self.summary, self.state_path, self.state_path.with_name(self.state_path.name + ".tmp"),
+               self.lock_path)
+        self.own_names = {p.name for p in own if p.absolute().parent.resolve() == self.dir.resolve()}
         self.flow_cfg = FlowConfig.from_extract_config(detector.extract_cfg)
         self.batch_packets = int(detector.extract_cfg.get("batch_packets", DEFAULT_BATCH_PACKETS))
         self.fingerprint = json.dumps({"extract": detector.extract_cfg, "model": _sha256(detector.model_path),
@@ -167,10 +278,25 @@ class Watcher:
             self._own_pool = True
 
     def close(self) -> None:
-        """Stop the worker processes this watcher started (none without ``workers``)."""
-        if self._own_pool and self.pool is not None:
+        """Stop the worker processes this watcher started (none without ``workers``); release the lock."""
+        if getattr(self, "_own_pool", False) and self.pool is not None:
             self.pool.close()
         self.pool, self._own_pool = None, False
+        _release_lock(getattr(self, "_lock", None))
+        self._lock = None
+
+    def __del__(self):
+        try:
+            _release_lock(getattr(self, "_lock", None))
+        except Exception:  # interpreter shutdown
+            pass
+        self._lock = None
+
+    def exclude(self, path: str | Path) -> None:
+        """Never read ``path`` as a capture (another file of the watch's own, e.g. its --log)."""
+        path = Path(path)
+        if path.absolute().parent.resolve() == self.dir.resolve():
+            self.own_names.add(path.name)
 
     def __enter__(self):
         return self
@@ -189,13 +315,20 @@ class Watcher:
             self.offsets = {"alerts": 0, "summary": 0}
             self.meter = FlowMeter(self.flow_cfg)
         else:
+            _refuse_link(self.state_path)
+            import zipfile
+
             try:
                 with np.load(self.state_path, allow_pickle=False) as z:
                     meta = json.loads(str(z["meta"]))
                     snap = {k: z[k] for k in ("keys", "state", "channels", "last_ts")}
-            except (OSError, ValueError, KeyError) as e:
-                raise WatchError(f"{self.state_path}: unreadable watch state ({e}); move it away to start afresh "
-                                 "(every file in the directory is then scored again)") from e
+                if not isinstance(meta, dict):
+                    raise ValueError(f"meta is a {type(meta).__name__}")
+                for k in ("fingerprint", "files", "ranges", "n_flows", "offsets"):
+                    meta[k]
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+                raise WatchError(f"{self.state_path}: unreadable watch state ({type(e).__name__}: {e}); move it "
+                                 "away to start afresh (every file in the directory is then scored again)") from None
             if meta.get("format") != STATE_FORMAT:
                 raise WatchError(f"{self.state_path}: not a watch state file (format {meta.get('format')!r})")
             if meta["fingerprint"] != self.fingerprint:
@@ -207,6 +340,7 @@ class Watcher:
             log.info("%s: resumed: %d files done, %d flows open, %d flows scored", self.state_path,
                      len(self.files), len(snap["keys"]), self.n_flows)
         for name, path in (("alerts", self.alerts), ("summary", self.summary)):
+            _refuse_link(path)
             size = path.stat().st_size if path.exists() else 0
             want = int(self.offsets[name])
             if size < want:
@@ -214,8 +348,11 @@ class Watcher:
                                  "(the file was edited or replaced); move the state file away to start afresh")
             if size > want:  # lines of a file whose state was never committed: it is processed again
                 log.warning("%s: cutting %d bytes written after the last committed state", path, size - want)
-                with open(path, "r+b") as f:
-                    f.truncate(want)
+                fd = _open_nofollow(path, os.O_RDWR)
+                try:
+                    os.ftruncate(fd, want)
+                finally:
+                    os.close(fd)
 
     def _save_state(self) -> None:
         import io
@@ -233,7 +370,7 @@ class Watcher:
 
     # ------------------------------------------------------------------ which files
     def _is_capture(self, name: str) -> bool:
-        if name.startswith(".") or any(fnmatch.fnmatch(name, p) for p in _EXCLUDE):
+        if name.startswith(".") or name in self.own_names or any(fnmatch.fnmatch(name, p) for p in _EXCLUDE):
             return False
         return any(fnmatch.fnmatch(name, p) for p in self.settings.patterns)
 
@@ -258,11 +395,50 @@ class Watcher:
             if done is not None and done["size"] == size and done["mtime_ns"] == mtime_ns:
                 continue
             if mtime_ns < newest or now - mtime_ns / 1e9 >= self.settings.quiet_s:
-                if done is not None:  # e.g. a ring buffer (tcpdump -W) reusing the name
+                if done is not None and self._continuation(self.dir / name, done, size) is None:
+                    # e.g. a ring buffer (tcpdump -W) reusing the name
                     log.warning("%s: changed since it was scored (size %d -> %d); scoring it again as a new file",
                                 name, done["size"], size)
                 out.append(self.dir / name)
         return out
+
+    # ------------------------------------------------------------------ a file that grew after it was scored
+    @staticmethod
+    def _end_digest(path: Path, end: int) -> str | None:
+        """Hash of the header and of the 64 bytes before ``end`` (None if unreadable or shorter)."""
+        import hashlib
+
+        try:
+            with open(path, "rb") as f:
+                head = f.read(24)
+                f.seek(max(24, end - 64))
+                last = f.read(end - max(24, end - 64))
+        except OSError:
+            return None
+        if len(head) < 24 or len(last) != end - max(24, end - 64):
+            return None
+        return hashlib.sha256(head + last).hexdigest()[:16]
+
+    def _continuation(self, path: Path, done: dict, size: int) -> int | None:
+        """Byte offset to go on reading ``path`` from, when it is a pcap / pcapng file that only grew since it
+        was scored (its bytes up to the last whole record read are unchanged); else None (a new file)."""
+        end = done.get("end")
+        if end is None or size <= done["size"] or done.get("digest") is None:
+            return None
+        return int(end) if self._end_digest(path, int(end)) == done["digest"] else None
+
+    def _continued_copy(self, path: Path, start: int, header: int) -> Path:
+        """The first ``header`` bytes (the file's header, :func:`_readable_on`) and the bytes of ``path`` from
+        ``start`` on, in a private temporary file."""
+        import tempfile
+
+        fd, tmp = tempfile.mkstemp(prefix="nidsflow-watch-", suffix=".cap")
+        with os.fdopen(fd, "wb") as out, open(path, "rb") as f:
+            out.write(f.read(header))
+            f.seek(start)
+            while chunk := f.read(1 << 22):
+                out.write(chunk)
+        return Path(tmp)
 
     # ------------------------------------------------------------------ one file
     def process_file(self, path: Path) -> dict:
@@ -279,12 +455,31 @@ class Watcher:
         t_start = time.perf_counter()
         st = path.stat()
         name = path.name
+        done = self.files.get(name)
+        # a file that grew after it was scored (quiet for --quiet-s, then written again): only its new records
+        start = self._continuation(path, done, st.st_size) if done is not None else None
+        source = self._continued_copy(path, start, int(done["header"])) if start is not None else path
+        if start is not None:
+            log.info("%s: grew from %d to %d bytes after it was scored; reading on from byte %d", name,
+                     done["size"], st.st_size, start)
+        try:
+            return self._read_source(path, source, st, start, t_start)
+        finally:
+            if source != path:
+                source.unlink(missing_ok=True)
+
+    def _read_source(self, path: Path, source: Path, st, start: int | None, t_start: float) -> _Job:
+        from nidsflow.capture.flows import FlowChunk, FlowMeter
+        from nidsflow.capture.pcap import CaptureError, CaptureReader
+
+        name = path.name
         chunks: list = []
         error, reader_stats, t0, t1, n_packets, restarted = None, {}, None, None, 0, False
+        n_back, prev_ts = 0, None  # packets earlier than the one before them in this file
         meter = self.meter
         reader = None
         try:
-            reader = CaptureReader(path, batch_packets=self.batch_packets)
+            reader = CaptureReader(source, batch_packets=self.batch_packets)
             for batch in reader:
                 if self.stop_requested:
                     raise _Abandon
@@ -298,25 +493,49 @@ class Watcher:
                     chunks += meter.flush()
                     meter = self.meter = FlowMeter(self.flow_cfg)
                     restarted = True
+                ts = np.asarray(batch.ts)
+                n_back += int((ts[1:] < ts[:-1]).sum()) + int(prev_ts is not None and ts[0] < prev_ts)
+                prev_ts = float(ts[-1])
                 t0 = float(batch.ts[0]) if t0 is None else t0
                 t1 = float(batch.ts[-1]) if t1 is None else max(t1, float(batch.ts[-1]))
                 n_packets += len(batch)
                 chunks += meter.add_batch(batch)
             reader_stats = reader.stats.as_dict()
         except CaptureError as e:
-            error = str(e)
+            error = str(e).replace(str(source), f"{path} (read on from byte {start})") if start is not None else str(e)
             reader_stats = reader.stats.as_dict() if reader is not None else {}
             log.error("%s: %s (the %d packets read before it are kept)", name, error, n_packets)
+        except OSError as e:  # unreadable (permissions, I/O error): a per-file error, never the watch's end
+            error = f"cannot read {path}: {e.strerror or e}"
+            reader_stats = reader.stats.as_dict() if reader is not None else {}
+            log.error("%s: %s (the %d packets read before it are kept; the file is not retried until its size "
+                      "or modification time changes)", name, error, n_packets)
         except _Abandon:
             self._load_state()  # drop the half-fed meter
             raise
+        if n_back:
+            log.warning("%s: %d packets have a timestamp earlier than the packet before them; metered as they come "
+                        "(a flow may get a negative duration)", name, n_back)
         if t0 is not None:
             self.ranges.append([name, t0, t1])
         finished = FlowChunk.concat([c for c in chunks if len(c)], self.flow_cfg.T)
+        file_rec = {"name": name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        header = _readable_on(path) if reader is not None and error is None else None
+        if header is not None:  # where a later read goes on from: the end of the last whole record read
+            # bytes_read: a classic pcap's reader skips its 24-byte header, a pcapng's counts every byte
+            counted = int(reader_stats.get("bytes_read", 0)) - int(reader_stats.get("tail_bytes", 0))
+            is_ng = reader.format == "pcapng"
+            if start is None:
+                end = counted + (0 if is_ng else 24)
+            else:
+                end = start + counted - (int(self.files[name]["header"]) if is_ng else 0)
+            file_rec.update(end=end, header=header, digest=self._end_digest(path, end))
         summary = {"file": name, "status": "error" if error else "ok", "error": error, "packets": n_packets,
-                   "first_ts": t0, "last_ts": t1, "reader": reader_stats, "open_flows_ended_by_time_jump": restarted}
-        return self._score(finished, summary, {"name": name, "size": st.st_size, "mtime_ns": st.st_mtime_ns},
-                           t_start)
+                   "first_ts": t0, "last_ts": t1, "reader": reader_stats, "open_flows_ended_by_time_jump": restarted,
+                   "ts_backwards": n_back}
+        if start is not None:
+            summary["continued_from_byte"] = start
+        return self._score(finished, summary, file_rec, t_start)
 
     def flush_open_flows(self) -> dict:
         """End every open flow (the capture is over) and score them: one transaction like a file."""
@@ -370,7 +589,7 @@ class Watcher:
         sources = self._sources(frame["first_ts"].to_numpy(), frame["last_ts"].to_numpy())
         self.n_flows += n
         if file_rec is not None:
-            self.files[file_rec["name"]] = {"size": file_rec["size"], "mtime_ns": file_rec["mtime_ns"],
+            self.files[file_rec["name"]] = {**{k: v for k, v in file_rec.items() if k != "name"},
                                             "status": summary["status"], "seq": len(self.files)}
         self._prune_ranges()
         state = {"files": dict(self.files), "ranges": list(self.ranges), "n_flows": self.n_flows,
@@ -417,7 +636,7 @@ class Watcher:
 
     def _append(self, path: Path, lines: list[str]) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "ab") as f:
+        with os.fdopen(_open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab") as f:
             if lines:
                 f.write(("\n".join(lines) + "\n").encode())
             f.flush()
@@ -618,7 +837,7 @@ def main(argv=None) -> int:
         logging.getLogger().addHandler(h)
     import torch
 
-    from nidsflow.deploy.scoring import Detector
+    from nidsflow.deploy.scoring import DEPLOY_ERRORS, Detector
 
     if a.workers > 1:  # the scoring is in the workers; this process reads, meters and explains
         torch.set_num_threads(1)
@@ -626,7 +845,11 @@ def main(argv=None) -> int:
         threads = a.threads or md.janus.get("threads")
         if threads:
             torch.set_num_threads(int(threads))
-    det = Detector.from_model_dir(md, a.device)
+    try:
+        det = Detector.from_model_dir(md, a.device)
+    except DEPLOY_ERRORS as e:  # each names its file: a message, not a traceback
+        log.error("%s", e)
+        return 1
     settings = WatchSettings(quiet_s=a.quiet_s, poll_s=a.poll_s, patterns=tuple(a.pattern or DEFAULT_PATTERNS),
                              all_flows=a.all_flows, workers=a.workers, worker_threads=a.threads or 1)
     try:
@@ -634,6 +857,8 @@ def main(argv=None) -> int:
     except WatchError as e:
         log.error("%s", e)
         return 1
+    if a.log:
+        w.exclude(a.log)
     w.install_signal_handlers()
     log.info("watching %s (model %s, threshold %.4g) -> %s", w.dir, md.model, det.threshold, w.alerts)
     try:

@@ -31,6 +31,7 @@ from nidsflow.hikari.models import (
     fit_scalers, fit_supervised, iforest_scores, meta_features_from, supervised_scores,
 )
 from nidsflow.hikari.stacking import fit_meta, oof_meta_features, pr_threshold, pr_thresholds
+from nidsflow.layout import safe_name
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +334,8 @@ def run_branch(source: dict, cfg: dict, out_dir, threads: int = 1, validate: boo
         from nidsflow.hikari.validation import run_validation
 
         permutation_stage(o / "prep.npz", cfg, o / "permutation_e2e.json", threads)
-        out["validation"] = run_validation(o, stage_config(cfg, "validate")["validation"], int(cfg["seed"]), o)
+        out["validation"] = run_validation(o, stage_config(cfg, "validate")["validation"], int(cfg["seed"]), o,
+                                           trust_pickle=True)  # meta.joblib: written just above
     return out
 
 
@@ -358,6 +360,10 @@ def main(argv=None) -> None:
     cfg = full["hikari"]
     if args.name not in cfg["datasets"]:
         raise SystemExit(f"{args.config}: hikari.datasets has no '{args.name}' (has {list(cfg['datasets'])})")
+    try:
+        safe_name(args.name, "hikari.datasets")
+    except ValueError as e:
+        raise SystemExit(f"{args.config}: {e}") from None
     run_branch(cfg["datasets"][args.name], cfg, args.out or f"results/{full.get('study', 'demo')}/hikari/{args.name}",
                args.threads or int(cfg["threads"]))
 

@@ -4,7 +4,9 @@ Inputs (an artifacts folder): ``meta_prob_test.npy``, ``y_test.npy``, ``oof_X.np
 optional ``feature_names.json``, ``thresholds.json`` (the operating threshold chosen on the OOF PR
 curve; without it the max-F1 threshold of a meta LR refitted on the OOF matrix is used), ``meta.joblib``
 (the deployed meta model: perturbation and conformal checks use it; without it, a refitted meta LR,
-named so in the summary) and ``permutation_e2e.json`` (the end-to-end permutation test). No number is
+named so in the summary; it is a pickle, which can run code when loaded, so it is only read when the
+caller trusts it: the workflow and ``nidsflow hikari`` that wrote it, or ``nidsflow validate
+--trust-pickle``; otherwise it is refused, :class:`UntrustedArtifactError`) and ``permutation_e2e.json`` (the end-to-end permutation test). No number is
 tuned on test labels: test labels are only used to *measure*.
 
 Checks:
@@ -47,20 +49,37 @@ DEFAULTS = {"n_permutations": 5, "n_bootstrap": 200, "noise_rates": [0.005, 0.01
 E2E_FILE = "permutation_e2e.json"
 
 
-def load_artifacts(folder) -> dict:
+class UntrustedArtifactError(ValueError):
+    """An artifacts folder holds a pickle the caller did not say it trusts (unpickling can run code)."""
+
+
+def load_meta_model(path, trust_pickle: bool = False):
+    """The deployed meta model of ``meta.joblib``; only with ``trust_pickle`` (joblib unpickles: a file from
+    elsewhere could run code), else :class:`UntrustedArtifactError` naming the file and the ways on."""
+    if not trust_pickle:
+        raise UntrustedArtifactError(
+            f"{path}: refused: a joblib pickle, which can run code when loaded. If you or this workflow produced "
+            "it, pass --trust-pickle; to validate without it, move it away (the summary then uses a meta LR "
+            "refitted on oof_X.npy, named so)")
+    return joblib.load(path)
+
+
+def load_artifacts(folder, trust_pickle: bool = False) -> dict:
+    """The arrays (``np.load`` without pickles) and JSON files of an artifacts folder; ``meta.joblib`` only
+    with ``trust_pickle`` (:func:`load_meta_model`)."""
     d = Path(folder)
     need = ["meta_prob_test.npy", "y_test.npy", "oof_X.npy", "oof_y.npy"]
     missing = [n for n in need if not (d / n).is_file()]
     if missing:
         raise FileNotFoundError(f"{d}: missing artifacts {missing} (run the hikari_meta rule first)")
-    art = {n[:-4]: np.load(d / n) for n in need}
+    art = {n[:-4]: np.load(d / n, allow_pickle=False) for n in need}
     n_feat = art["oof_X"].shape[1]
     names_file = d / "feature_names.json"
     art["feature_names"] = json.loads(names_file.read_text()) if names_file.is_file() else \
         [f"feat_{j}" for j in range(n_feat)]
     thr_file = d / "thresholds.json"
     art["thresholds"] = json.loads(thr_file.read_text()) if thr_file.is_file() else None
-    art["meta"] = joblib.load(d / "meta.joblib") if (d / "meta.joblib").is_file() else None
+    art["meta"] = load_meta_model(d / "meta.joblib", trust_pickle) if (d / "meta.joblib").is_file() else None
     art["e2e"] = json.loads((d / E2E_FILE).read_text()) if (d / E2E_FILE).is_file() else None
     if len(art["meta_prob_test"]) != len(art["y_test"]) or len(art["oof_X"]) != len(art["oof_y"]):
         raise ValueError(f"{d}: probability/label lengths differ")
@@ -155,14 +174,15 @@ def end_to_end_permutation(prep: dict, cfg: dict, seed: int, n: int, threads: in
             "std_perm_test_auc": float(np.std(aucs)) if aucs else float("nan"), "n_permutations": len(aucs)}
 
 
-def run_validation(artifacts_dir, cfg: dict | None, seed: int, out_dir=None) -> dict:
-    """Every check on one artifacts folder; writes the JSON summary and both figures into ``out_dir``."""
+def run_validation(artifacts_dir, cfg: dict | None, seed: int, out_dir=None, trust_pickle: bool = False) -> dict:
+    """Every check on one artifacts folder; writes the JSON summary and both figures into ``out_dir``.
+    ``trust_pickle``: read ``meta.joblib`` (see :func:`load_meta_model`)."""
     from nidsflow.hikari.plots import calibration_plot, probability_distributions_plot
     from nidsflow.hikari.stacking import pr_threshold
 
     c = {**DEFAULTS, **(cfg or {})}
     k = int(c["cv_splits"])
-    art = load_artifacts(artifacts_dir)
+    art = load_artifacts(artifacts_dir, trust_pickle)
     out = Path(out_dir or artifacts_dir)
     out.mkdir(parents=True, exist_ok=True)
     y, prob = art["y_test"].astype(int), art["meta_prob_test"].astype(float)
@@ -277,6 +297,9 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=None, help="output folder (default: the artifacts folder)")
     ap.add_argument("--seed", type=int, default=42, help="seed of permutations, bootstrap, noise (default 42)")
     ap.add_argument("--config", default=None, help="YAML whose hikari.validation section overrides the defaults")
+    ap.add_argument("--trust-pickle", action="store_true",
+                    help="read meta.joblib (a pickle: only for a folder you or your workflow produced); without it "
+                         "a folder holding one is refused")
     for key, val in DEFAULTS.items():
         if not isinstance(val, list):
             ap.add_argument(f"--{key.replace('_', '-')}", type=type(val), default=None,
@@ -295,7 +318,10 @@ def main(argv=None) -> None:
         v = getattr(args, key, None)
         if v is not None:
             cfg[key] = v
-    s = run_validation(args.artifacts_dir, cfg, args.seed, args.out)
+    try:
+        s = run_validation(args.artifacts_dir, cfg, args.seed, args.out, trust_pickle=args.trust_pickle)
+    except (UntrustedArtifactError, FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"nidsflow validate: {e}") from None
     print(json.dumps({k: s[k] for k in ("separation", "operating_point", "permutation_test")}, indent=1))
 
 

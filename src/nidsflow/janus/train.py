@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import sys
 import time
 from dataclasses import dataclass
@@ -233,7 +234,7 @@ def train_janus(store_root: str | Path, split_path: str | Path, out_dir: str | P
     fp = _fingerprint(variant, seed, mcfg.to_dict(), settings.to_dict(), data_fingerprint(norm, train, val))
     ckpt_path = out_dir / CHECKPOINT_NAME
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ck = load_checkpoint(ckpt_path)
         if ck.get("fingerprint") == fp:
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
@@ -308,10 +309,62 @@ def train_janus(store_root: str | Path, split_path: str | Path, out_dir: str | P
     return model_path
 
 
+class ModelFileError(ValueError):
+    """A model.pt or checkpoint.pt cannot be loaded (unreadable, truncated, or holding more than data)."""
+
+
+def _plain(obj):
+    """``obj`` with numpy scalars made Python numbers (recursively through dicts, lists, tuples), so a saved
+    file holds only what ``torch.load(weights_only=True)`` reads without an allow-list."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain(v) for v in obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
 def _save_atomic(obj, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
+    torch.save(_plain(obj), tmp)
     os.replace(tmp, path)
+
+
+def _numpy_safe_globals() -> list:
+    """What files saved before :func:`_plain` need besides tensors and containers: numpy float scalars
+    (the train history) and their dtypes. Rebuilding a numpy scalar from its bytes runs no user code."""
+    core = getattr(np, "_core", None) or np.core
+    return [core.multiarray.scalar, np.dtype,
+            *(type(np.dtype(c)) for c in ("float64", "float32", "int64", "int32", "bool"))]
+
+
+def load_torch_file(path: str | Path, what: str = "JANUS model") -> dict:
+    """``torch.load`` restricted to data (``weights_only=True``: tensors, numbers, strings, containers and the
+    numpy scalars of :func:`_numpy_safe_globals`), so a model file received from elsewhere cannot run code
+    when it is loaded (an ordinary unpickling would call whatever the file names). Raises
+    :class:`ModelFileError` naming the file on any problem."""
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Weights only" in str(e):
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise ModelFileError(
+                f"{path}: refused: the {what} file holds objects other than tensors, numbers, strings and "
+                f"containers, which could run code when loaded (nothing of it was run). Use a file written by "
+                f"nidsflow's training. ({first})") from None
+        raise ModelFileError(f"{path}: not a readable {what} file ({e})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError, IndexError) as e:
+        raise ModelFileError(f"{path}: not a readable {what} file ({type(e).__name__}: {e})") from None
+    if not isinstance(ck, dict):
+        raise ModelFileError(f"{path}: not a {what} file (holds a {type(ck).__name__}, not a mapping)")
+    return ck
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A training checkpoint (:func:`load_torch_file`, data only)."""
+    return load_torch_file(path, "JANUS checkpoint")
 
 
 def write_train_log(history: list[dict], tsv: Path, png: Path, title: str) -> None:
@@ -336,11 +389,15 @@ def write_train_log(history: list[dict], tsv: Path, png: Path, title: str) -> No
 
 
 def load_model(path: str | Path, device: str | None = None) -> tuple[JanusModel, Normaliser, dict]:
-    """(model in eval mode, its normaliser, the checkpoint's metadata) from a model.pt."""
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ck, dict) or ck.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path}: not a JANUS model file (format {ck.get('format') if isinstance(ck, dict) else None!r})")
-    model = JanusModel(JanusConfig(**ck["model_config"]))
-    model.load_state_dict(ck["state_dict"])
+    """(model in eval mode, its normaliser, the checkpoint's metadata) from a model.pt (data-only loading:
+    :func:`load_torch_file`; every problem is a :class:`ModelFileError` naming the file)."""
+    ck = load_torch_file(path)
+    if ck.get("format") != MODEL_FORMAT:
+        raise ModelFileError(f"{path}: not a JANUS model file (format {ck.get('format')!r}, expected {MODEL_FORMAT!r})")
+    try:
+        model = JanusModel(JanusConfig(**ck["model_config"]))
+        model.load_state_dict(ck["state_dict"])
+    except (KeyError, TypeError, RuntimeError, ValueError) as e:
+        raise ModelFileError(f"{path}: inconsistent JANUS model file ({type(e).__name__}: {e})") from None
     model.to(pick_device(device)).eval()
     return model, Normaliser.from_state_dict(ck["normaliser"]), ck
