@@ -1,0 +1,143 @@
+"""Kitsune's damped incremental statistics (capture/context.py) against their closed forms."""
+
+import numpy as np
+import pytest
+
+from nidsflow.capture.context import FEATURE_NAMES, LAMBDAS, ContextTracker
+
+
+def _addr(last: int) -> np.ndarray:
+    a = np.zeros(16, np.uint8)
+    a[10] = a[11] = 255
+    a[12:] = (10, 0, 0, last)
+    return a
+
+
+def _packets(spec):
+    """spec: list of (t, src_last_octet, dst_last_octet, sport, dport, size) -> tracker arrays."""
+    t = np.array([s[0] for s in spec], np.float64)
+    src = np.stack([_addr(s[1]) for s in spec])
+    dst = np.stack([_addr(s[2]) for s in spec])
+    sport = np.array([s[3] for s in spec], np.uint16)
+    dport = np.array([s[4] for s in spec], np.uint16)
+    size = np.array([s[5] for s in spec], np.uint32)
+    return t, src, dst, sport, dport, np.full(len(spec), 17, np.uint8), size
+
+
+def _col(name):
+    return FEATURE_NAMES.index(name)
+
+
+def _damped(t_now, ts, xs, lam):
+    """Closed form: w = sum 2^(-lam (t - t_k)), mean and (population) variance weighted by those terms."""
+    g = 2.0 ** (-lam * (t_now - np.asarray(ts)))
+    w = g.sum()
+    m = (g * xs).sum() / w
+    return w, m, (g * np.asarray(xs) ** 2).sum() / w - m * m
+
+
+def test_layout_matches_the_paper():
+    assert len(FEATURE_NAMES) == 115 == 23 * len(LAMBDAS)
+    assert FEATURE_NAMES[:3] == ("MI_5_weight", "MI_5_mean", "MI_5_std")
+    assert FEATURE_NAMES[30:37] == ("HH_5_weight", "HH_5_mean", "HH_5_std", "HH_5_radius", "HH_5_magnitude",
+                                    "HH_5_cov", "HH_5_pcc")
+    assert FEATURE_NAMES[-1] == "HpHp_0.01_pcc" and FEATURE_NAMES[65] == "HH_jit_5_weight"
+
+
+def test_1d_statistics_equal_their_closed_form():
+    rng = np.random.default_rng(0)
+    n = 40
+    times = np.cumsum(rng.exponential(0.3, n))
+    sizes = rng.integers(40, 1500, n)
+    # host 1 talks to hosts 2 and 3 (so H != HH), host 2 answers sometimes
+    dsts = rng.choice([2, 3], n)
+    spec = [(times[k], 1, int(dsts[k]), 1000, 53, int(sizes[k])) for k in range(n)]
+    out = ContextTracker().update_arrays(*_packets(spec))
+    for k in (0, 5, n - 1):
+        for lam in LAMBDAS:
+            w, m, v = _damped(times[k], times[:k + 1], sizes[:k + 1], lam)
+            got = out[k, [_col(f"H_{lam:g}_weight"), _col(f"H_{lam:g}_mean"), _col(f"H_{lam:g}_std")]]
+            np.testing.assert_allclose(got, [w, m, np.sqrt(max(v, 0))], rtol=1e-9, atol=1e-6)
+            sel = dsts[:k + 1] == dsts[k]
+            w, m, v = _damped(times[k], times[:k + 1][sel], sizes[:k + 1][sel], lam)
+            got = out[k, [_col(f"HH_{lam:g}_weight"), _col(f"HH_{lam:g}_mean"), _col(f"HH_{lam:g}_std")]]
+            np.testing.assert_allclose(got, [w, m, np.sqrt(max(v, 0))], rtol=1e-9, atol=1e-6)
+            # jitter of the channel: the gaps between its packets (0 for the first)
+            tc = times[:k + 1][sel]
+            gaps = np.diff(tc, prepend=tc[0])
+            w, m, v = _damped(times[k], tc, gaps, lam)
+            got = out[k, [_col(f"HH_jit_{lam:g}_weight"), _col(f"HH_jit_{lam:g}_mean"), _col(f"HH_jit_{lam:g}_std")]]
+            np.testing.assert_allclose(got, [w, m, np.sqrt(max(v, 0))], rtol=1e-9, atol=1e-9)
+
+
+def test_small_lambda_gives_the_plain_running_mean_and_variance():
+    rng = np.random.default_rng(1)
+    sizes = rng.integers(40, 1500, 30)
+    times = np.cumsum(rng.uniform(0.1, 50, 30))
+    spec = [(times[k], 7, 8, 5, 6, int(sizes[k])) for k in range(30)]
+    out = ContextTracker(lambdas=(1e-12,)).update_arrays(*_packets(spec))
+    for k in range(30):
+        x = sizes[:k + 1].astype(float)
+        np.testing.assert_allclose(out[k, :3], [k + 1, x.mean(), x.std()], rtol=1e-6, atol=1e-6)
+
+
+def test_2d_statistics_against_a_direct_computation():
+    rng = np.random.default_rng(2)
+    n = 30
+    times = np.cumsum(rng.exponential(0.2, n))
+    sizes = rng.integers(40, 1500, n).astype(float)
+    fwd = rng.random(n) < 0.6
+    fwd[0] = True
+    spec = [(times[k], 1, 2, 4000, 80, int(sizes[k])) if fwd[k] else (times[k], 2, 1, 80, 4000, int(sizes[k]))
+            for k in range(n)]
+    lam = 1.0
+    tr = ContextTracker(lambdas=(lam,))
+    out = tr.update_arrays(*_packets(spec))
+    last_res = {True: 0.0, False: 0.0}
+    sr_terms = []  # (time, r_i * r_j) of each update
+    for k in range(n):
+        d = fwd[k]
+        mine = fwd[:k + 1] == d
+        _, mi, vi = _damped(times[k], times[:k + 1][mine], sizes[:k + 1][mine], lam)
+        other = fwd[:k + 1] != d
+        mj, vj = (0.0, 0.0) if not other.any() else _damped(times[k], times[:k + 1][other], sizes[:k + 1][other], lam)[1:]
+        r = sizes[k] - mi
+        sr_terms.append((times[k], r * last_res[not d]))
+        last_res[d] = r
+        g = 2.0 ** (-lam * (times[k] - np.array([s[0] for s in sr_terms])))
+        cov = (g * np.array([s[1] for s in sr_terms])).sum() / g.sum()
+        ss = np.sqrt(max(vi, 0)) * np.sqrt(max(vj, 0))
+        want = [np.sqrt(vi ** 2 + vj ** 2), np.sqrt(mi ** 2 + mj ** 2), cov, cov / ss if ss else 0.0]
+        for grp in ("HH", "HpHp"):
+            got = out[k, [tr.names.index(f"{grp}_1_{s}") for s in ("radius", "magnitude", "cov", "pcc")]]
+            np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-6)
+        # w_ij = w_i + w_j: the pair's weight is the damped count of both directions
+        w_all = (2.0 ** (-lam * (times[k] - times[:k + 1]))).sum()
+        assert abs(g.sum() - w_all) < 1e-9
+
+
+def test_state_carries_across_batches_and_streams_are_separate():
+    rng = np.random.default_rng(3)
+    n = 200
+    spec = [(float(k) * 0.05, int(rng.integers(1, 6)), int(rng.integers(1, 6)), int(rng.integers(1, 4)),
+             int(rng.integers(1, 4)), int(rng.integers(40, 1500))) for k in range(n)]
+    arrays = _packets(spec)
+    whole = ContextTracker(initial_ids=16).update_arrays(*arrays)
+    tr = ContextTracker(initial_ids=16)  # grows its tables on the way
+    pieces = [tr.update_arrays(*[a[lo:hi] for a in arrays]) for lo, hi in ((0, 7), (7, 120), (120, 200))]
+    np.testing.assert_array_equal(np.concatenate(pieces), whole)
+    assert np.isfinite(whole).all()
+    # a host's first packet: weight 1, mean its size, std 0, in every group
+    k = next(i for i, s in enumerate(spec) if s[1] == 4)
+    for lam in LAMBDAS:
+        assert out_first(whole, k, lam, spec[k][5])
+
+
+def out_first(out, k, lam, size):
+    return (out[k, _col(f"H_{lam:g}_weight")] == 1.0 and out[k, _col(f"H_{lam:g}_mean")] == size
+            and out[k, _col(f"H_{lam:g}_std")] == 0.0)
+
+
+def test_bad_lambdas_are_refused():
+    with pytest.raises(ValueError, match="lambdas"):
+        ContextTracker(lambdas=(1.0, 0.0))
