@@ -141,3 +141,77 @@ def out_first(out, k, lam, size):
 def test_bad_lambdas_are_refused():
     with pytest.raises(ValueError, match="lambdas"):
         ContextTracker(lambdas=(1.0, 0.0))
+
+
+# ---------------------------------------------------------------------------------------- extraction
+
+
+def _context_captures(tmp_path):
+    from test_drivers import write_pcap
+
+    # interleaved conversations of several hosts, so every flow's context depends on other flows' packets
+    a = write_pcap(tmp_path / "a.pcap", [(f"10.0.0.{1 + i % 3}", 1000 + i, "10.0.0.9", 80 if i % 2 else 53,
+                                          6 if i % 2 else 17, 0.3 * i, 2 + i % 4) for i in range(12)])
+    b = write_pcap(tmp_path / "b.pcap", [("10.0.0.5", 2000 + i, f"10.0.1.{i % 2}", 123, 17, 0.05 * i, 1)
+                                         for i in range(20)])
+    return a, b
+
+
+def test_extraction_records_the_context_of_each_flows_first_and_last_packet(tmp_path):
+    from nidsflow.capture.context import context_columns
+    from nidsflow.capture.extract import extract_dataset
+    from nidsflow.capture.pcap import CaptureReader
+    from nidsflow.store import Store
+    from test_drivers import EXTRACT
+
+    a, b = _context_captures(tmp_path)
+    cfg = {"driver": "per_file", "captures": [str(a), str(b)], "labels": {str(a): "BENIGN", str(b): "NTP"}}
+    extract_dataset("c", cfg, {**EXTRACT, "context": True, "batch_packets": 5}, tmp_path / "s")
+    s = Store(tmp_path / "s")
+    assert s.has_context and s.manifest["context"]["columns"] == 230
+    ctx = s.read_context()
+    assert list(ctx.columns) == context_columns() and len(ctx) == len(s.flows)
+    flows = s.flows
+    for path in (a, b):  # the whole capture through one tracker: each file is one stream
+        batches = list(CaptureReader(path))
+        tr = ContextTracker()
+        per_packet = np.concatenate([tr.update(x) for x in batches])
+        ts = np.concatenate([x.ts for x in batches])
+        sport = np.concatenate([x.sport for x in batches])
+        dport = np.concatenate([x.dport for x in batches])
+        for fid, f in flows[flows.source_file == str(path)].iterrows():
+            mine = ((sport == f.src_port) & (dport == f.dst_port)) | ((sport == f.dst_port) & (dport == f.src_port))
+            first = np.nonzero(mine & (ts == f.first_ts))[0][0]
+            last = np.nonzero(mine & (ts == f.last_ts))[0][-1]
+            row = ctx.loc[fid].to_numpy()
+            np.testing.assert_allclose(row[:115], per_packet[first].astype(np.float32), rtol=1e-6)
+            np.testing.assert_allclose(row[115:], per_packet[last].astype(np.float32), rtol=1e-6)
+    # without the option there is no table and no manifest entry
+    extract_dataset("c", cfg, EXTRACT, tmp_path / "s")
+    assert not Store(tmp_path / "s").has_context and not (tmp_path / "s" / "context_features.parquet").exists()
+
+
+@pytest.mark.parametrize("labels", ["per_file", "csv"])
+def test_context_of_one_part_equals_that_of_several(tmp_path, labels):
+    import pandas as pd
+
+    from nidsflow.capture.extract import extract_dataset
+    from test_drivers import EXTRACT
+
+    a, b = _context_captures(tmp_path)
+    if labels == "per_file":
+        cfg = {"driver": "per_file", "captures": [str(a), str(b)], "labels": {str(a): "BENIGN", str(b): "NTP"}}
+    else:
+        csv = tmp_path / "labels.csv"
+        csv.write_text("Flow ID, Source IP, Source Port, Destination IP, Destination Port, Protocol, Timestamp, Label\n"
+                       f"f,10.0.0.5,2000,10.0.1.0,123,17,{pd.Timestamp(1.5e9, unit='s'):%d/%m/%Y %H:%M:%S},DDoS\n"
+                       f"f,10.0.0.1,1000,10.0.0.9,53,17,{pd.Timestamp(1.5e9, unit='s'):%d/%m/%Y %H:%M:%S},BENIGN\n")
+        cfg = {"driver": "demo", "captures": [str(a), str(b)], "labels": [str(csv)], "time_offset_s": 0}
+    ext = {**EXTRACT, "context": True}
+    extract_dataset("c", cfg, {**ext, "part_target_bytes": 1 << 40}, tmp_path / "one")
+    extract_dataset("c", cfg, {**ext, "part_target_bytes": 1, "batch_packets": 3}, tmp_path / "many")
+    one = pd.read_parquet(tmp_path / "one" / "context_features.parquet")
+    many = pd.read_parquet(tmp_path / "many" / "context_features.parquet")
+    assert len(one) == len(pd.read_parquet(tmp_path / "one" / "flows.parquet")) > 20
+    pd.testing.assert_frame_equal(one, many, check_exact=True)
+    assert one["flow_id"].tolist() == list(range(len(one)))

@@ -123,3 +123,18 @@ class ContextTracker:
         """Context of every packet of a :class:`~nidsflow.capture.pcap.PacketBatch` (sizes: IP length)."""
         return self.update_arrays(batch.ts, batch.src, batch.dst, batch.sport, batch.dport, batch.proto,
                                   batch.ip_len)
+
+
+def context_columns(names=FEATURE_NAMES) -> list[str]:
+    """Columns of ``context_features.parquet``: every context value at the flow's first, then last packet."""
+    return [f"first_{c}" for c in names] + [f"last_{c}" for c in names]
+
+
+def context_frame(ctx: np.ndarray, names=FEATURE_NAMES):
+    """float32 [n, 2, F] (a FlowChunk's ``context``) -> the table of ``context_columns`` (float32)."""
+    import pandas as pd
+
+    ctx = np.asarray(ctx, np.float32)
+    if ctx.ndim != 3 or ctx.shape[1] != 2 or ctx.shape[2] != len(names):
+        raise ValueError(f"context of shape {ctx.shape}, expected (n, 2, {len(names)})")
+    return pd.DataFrame(ctx.reshape(len(ctx), 2 * len(names)), columns=context_columns(names))
