@@ -38,8 +38,11 @@ _REGISTRY: dict[str, tuple[str, str, str]] = {
     "mfad": ("mfad", "MFADBaseline", "packets+flow"),
     "conmd": ("conmd", "ConMDBaseline", "packets+flow"),
     "rd4ad": ("rd4ad", "RD4ADBaseline", "packets"),
+    "kitsune": ("kitsune", "KitsuneBaseline", "context"),
+    "kitsune_mean": ("kitsune", "KitsuneMeanBaseline", "context"),
 }
-#: The built baselines: method -> the view it needs ("flow" statistics, "packets" sequences, or both: "packets+flow").
+#: The built baselines: method -> the view it needs ("flow" statistics, "packets" sequences, or both: "packets+flow";
+#: "context": the host-level context of extract.context).
 BASELINES: dict[str, str] = {m: v[2] for m, v in _REGISTRY.items()}
 
 
@@ -58,7 +61,7 @@ DISPLAY = {"iforest": "Isolation Forest", "ocsvm": "OCSVM", "ganomaly": "GANomal
            "mmr": "MMR-style", "stfpm": "STFPM-style", "shafir_nf": "Shafir-style NF (label-free SHAP-like)",
            "knn": "kNN (mean distance)", "lof": "LOF", "ecod": "ECOD", "copod": "COPOD",
            "tslanet": "TSLANet-style", "arcade": "ARCADE-style", "mfad": "MFAD-style", "conmd": "ConMD-style",
-           "rd4ad": "RD4AD"}
+           "rd4ad": "RD4AD", "kitsune": "Kitsune (max over packets)", "kitsune_mean": "Kitsune (mean over packets)"}
 
 ALL_METHODS: tuple[str, ...] = tuple(BASELINES) + tuple(NOT_RUN)
 
@@ -71,14 +74,16 @@ def make_baseline(method: str, seed: int, params: dict | None = None) -> Baselin
     return baseline_class(method)(seed=seed, **(params or {}))
 
 
-def why_not_runnable(method: str, has_packets: bool) -> str | None:
-    """None when ``method`` runs on a store (with or without packet sequences), else the reason."""
+def why_not_runnable(method: str, has_packets: bool, has_context: bool = False) -> str | None:
+    """None when ``method`` runs on a store (with or without packet sequences, context), else the reason."""
     if method in NOT_RUN:
         return NOT_RUN[method]
     if method not in BASELINES:
         return f"unknown baseline {method!r}"
     if "packets" in BASELINES[method].split("+") and not has_packets:
         return "needs packet sequences; this store was built from a flow table"
+    if "context" in BASELINES[method].split("+") and not has_context:
+        return "needs the host-level context; extract the store with extract.context: true"
     return None
 
 
@@ -90,6 +95,9 @@ def load_inputs(store, flow_ids: np.ndarray, view: str) -> BaselineInput:
         out.flow, out.feature_names = flow_matrix(store.flow_features.loc[np.asarray(flow_ids)])
     if "packets" in parts:
         out.packets, out.lengths = store.packets(flow_ids)
+    if "context" in parts:
+        ctx = store.read_context(rows=np.asarray(flow_ids)).to_numpy(np.float32)
+        out.context = ctx.reshape(len(ctx), 2, -1)
     return out
 
 
@@ -102,7 +110,7 @@ def run_baseline(store, split, method: str, params: dict | None, seed: int,
     """
     from nidsflow.evaluate.metrics import evaluate_scores
 
-    reason = why_not_runnable(method, store.has_packets)
+    reason = why_not_runnable(method, store.has_packets, getattr(store, "has_context", False))
     if reason is not None:
         log.warning("%s: not run (%s)", method, reason)
         return None, {"method": method, "seed": seed, "status": "not run", "reason": reason}
