@@ -75,13 +75,14 @@ def test_flow_packets_keeps_a_one_packet_flow_once():
     np.testing.assert_array_equal(rows[2], ctx[1, 0])
 
 
-def test_kitsune_runs_on_an_extracted_store_with_context(tmp_path):
+@pytest.fixture(scope="module")
+def context_store(tmp_path_factory):
     from nidsflow.capture.extract import extract_dataset
-    from nidsflow.evaluate.baselines import run_baseline, why_not_runnable
     from nidsflow.splits import make_split
     from nidsflow.store import Store
     from test_drivers import EXTRACT, write_pcap
 
+    tmp_path = tmp_path_factory.mktemp("kitsune")
     rng = np.random.default_rng(0)
     benign = [(f"10.0.0.{1 + int(rng.integers(5))}", 1000 + i, f"10.0.1.{int(rng.integers(3))}", 80, 6,
                float(2.0 * i + rng.uniform()), int(rng.integers(2, 7))) for i in range(400)]
@@ -92,7 +93,13 @@ def test_kitsune_runs_on_an_extracted_store_with_context(tmp_path):
     cfg = {"driver": "per_file", "captures": [str(a), str(b)], "labels": {str(a): "BENIGN", str(b): "UDP Flood"}}
     extract_dataset("k", cfg, {**EXTRACT, "context": True}, tmp_path / "s")
     store = Store(tmp_path / "s")
-    split = make_split(store.flows, seed=0, n_train=200, n_val=60)
+    return store, make_split(store.flows, seed=0, n_train=200, n_val=60)
+
+
+def test_kitsune_runs_on_an_extracted_store_with_context(context_store):
+    from nidsflow.evaluate.baselines import run_baseline, why_not_runnable
+
+    store, split = context_store
     params = {"ad_updates": 3000}
     t1, info = run_baseline(store, split, "kitsune", params, seed=3)
     assert info["status"] == "ok", info
@@ -104,3 +111,20 @@ def test_kitsune_runs_on_an_extracted_store_with_context(tmp_path):
     assert info_m["status"] == "ok" and (tm.scores <= t1.scores + 1e-12).all()  # mean <= max
     # a store without context: the method is not run, with the reason
     assert "extract.context" in why_not_runnable("kitsune", True, False)
+
+
+def test_flow_feature_baselines_take_the_context_on_request(context_store):
+    from nidsflow.evaluate.baselines import BaselineError, load_inputs, run_baseline, why_not_runnable
+
+    store, split = context_store
+    flow = load_inputs(store, split.train[:5], "flow")
+    both = load_inputs(store, split.train[:5], "flow", "flow+context")
+    assert both.flow.shape[1] == flow.flow.shape[1] + 230
+    np.testing.assert_array_equal(both.flow[:, :flow.flow.shape[1]], flow.flow)
+    assert both.feature_names[-1] == "last_HpHp_0.01_pcc"
+    _, info = run_baseline(store, split, "iforest", {"features": "flow+context", "max_samples_grid": [64]}, seed=0)
+    assert info["status"] == "ok" and info["features"] == "flow+context"
+    assert why_not_runnable("iforest", True, False, "flow+context") is not None
+    assert why_not_runnable("iforest", True, False, "flow") is None
+    with pytest.raises(BaselineError, match="features"):
+        run_baseline(store, split, "iforest", {"features": "context"}, seed=0)
