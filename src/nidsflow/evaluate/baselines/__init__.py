@@ -80,12 +80,13 @@ FEATURE_SETS = ("flow", "flow+context")
 
 
 def feature_set(method: str, params: dict | None) -> str:
-    """The flow-feature set a run of ``method`` uses (``features``, "flow" when left out)."""
+    """The flow-feature set a run of ``method`` uses: ``features`` of the classical detectors (the
+    methods of ``classical.py``; shafir_nf's ``features`` is its own list of feature names), else "flow"."""
+    if _REGISTRY.get(method, ("",))[0] != "classical":
+        return "flow"
     fs = str((params or {}).get("features", "flow"))
     if fs not in FEATURE_SETS:
         raise BaselineError(f"baselines.{method}.features must be one of {FEATURE_SETS}, got {fs!r}")
-    if fs != "flow" and "flow" not in BASELINES.get(method, "").split("+"):
-        raise BaselineError(f"baselines.{method}.features: {method} reads no flow statistics")
     return fs
 
 
