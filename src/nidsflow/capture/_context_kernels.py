@@ -14,11 +14,13 @@ SR_ij / w_ij with SR_ij <- d SR_ij + r_i r_j (r_i = x - mean_i of the update, r_
 the other stream) and w_ij <- d w_ij + 1 (so w_ij = w_i + w_j), and the correlation coefficient
 cov / (std_i std_j) (0 when a std is 0).
 
-State lives in dense tables indexed by a *stream id* (``assign_ids`` interns the key words of each
-stream in an open-addressing hash table, like the flow meter's):
+State lives in dense tables indexed by ids (``assign_ids`` interns the key words of each stream, and
+of each pair of streams, in open-addressing hash tables like the flow meter's):
 
-* ``stat``  float64 [n_ids, L, 4]  w, LS, SS, last update time (NaN: never updated);
-* ``cov``   float64 [n_ids, L, 5]  SR, w_ij, last update time, last residual of side 0, of side 1.
+* ``stat``  float64 [n_streams, L, 4]  w, LS, SS, last update time; ``seen`` uint8 [n_streams] (0: never
+  updated, so the arrays can start as zeros, which the OS hands out lazily);
+* ``cov``   float64 [n_pairs, L, 5]    SR, w_ij, last update time, last residual of side 0, of side 1;
+  ``cseen`` uint8 [n_pairs].
 """
 
 from __future__ import annotations
@@ -28,12 +30,16 @@ import numpy as np
 
 from nidsflow.capture._flow_kernels import EMPTY, _hash
 
-#: Stream kinds (the key's last word) and the number of ids a packet touches.
+#: Stream kinds (the key's last word; pairs have their own table).
 K_MI, K_H, K_HH, K_JIT, K_SK, K_HH_PAIR, K_SK_PAIR = 0, 1, 2, 3, 4, 5, 6
-# columns of the per-packet id array: MI, H, HH fwd, HH rev, jitter, socket fwd, socket rev, HH pair, socket pair
+# columns of the per-packet id array: MI, H, HH fwd, HH rev, jitter, socket fwd, socket rev (stream ids),
+# HH pair, socket pair (pair ids), the packet's side of each pair
 I_MI, I_H, I_HH, I_HHR, I_JIT, I_SK, I_SKR, I_HHP, I_SKP, I_HH_SIDE, I_SK_SIDE = range(11)
 N_ID_COLS = 11
-N_NEW_PER_PACKET = 9
+#: Most new ids one packet can add: streams, pairs.
+N_NEW_STREAMS, N_NEW_PAIRS = 7, 2
+
+_LN2 = np.log(2.0)
 
 #: Per lambda: 3 (MI) + 3 (H) + 7 (HH) + 3 (jitter) + 7 (socket) = 23 values.
 PER_LAMBDA = 23
@@ -72,7 +78,7 @@ def rehash(table, kstore, n_used):
 
 
 @nb.njit(cache=True)
-def assign_ids(s64, d64, sport, dport, proto, src_mac, table, kstore, counter, ids):
+def assign_ids(s64, d64, sport, dport, proto, src_mac, table, kstore, counter, ptable, pstore, pcounter, ids):
     """Stream ids of every packet into ``ids`` [n, N_ID_COLS] (see the I_* columns); the two ``*_SIDE``
     columns say which side (0/1) of the pair's 2-D statistic the packet's direction is."""
     n = s64.shape[0]
@@ -92,25 +98,25 @@ def assign_ids(s64, d64, sport, dport, proto, src_mac, table, kstore, counter, i
         ids[i, I_SKR] = _lookup(table, kstore, counter, da0, da1, sa0, sa1, rev_ports, pr | np.uint64(K_SK))
         ip_a = (sa0 < da0) or (sa0 == da0 and sa1 <= da1)
         if ip_a:
-            ids[i, I_HHP] = _lookup(table, kstore, counter, sa0, sa1, da0, da1, z, np.uint64(K_HH_PAIR))
+            ids[i, I_HHP] = _lookup(ptable, pstore, pcounter, sa0, sa1, da0, da1, z, np.uint64(K_HH_PAIR))
         else:
-            ids[i, I_HHP] = _lookup(table, kstore, counter, da0, da1, sa0, sa1, z, np.uint64(K_HH_PAIR))
+            ids[i, I_HHP] = _lookup(ptable, pstore, pcounter, da0, da1, sa0, sa1, z, np.uint64(K_HH_PAIR))
         ids[i, I_HH_SIDE] = 0 if ip_a else 1
         sk_a = (sa0 < da0) or (sa0 == da0 and (sa1 < da1 or (sa1 == da1 and sp <= dp)))
         if sk_a:
-            ids[i, I_SKP] = _lookup(table, kstore, counter, sa0, sa1, da0, da1, fwd_ports, pr | np.uint64(K_SK_PAIR))
+            ids[i, I_SKP] = _lookup(ptable, pstore, pcounter, sa0, sa1, da0, da1, fwd_ports, pr | np.uint64(K_SK_PAIR))
         else:
-            ids[i, I_SKP] = _lookup(table, kstore, counter, da0, da1, sa0, sa1, rev_ports, pr | np.uint64(K_SK_PAIR))
+            ids[i, I_SKP] = _lookup(ptable, pstore, pcounter, da0, da1, sa0, sa1, rev_ports, pr | np.uint64(K_SK_PAIR))
         ids[i, I_SK_SIDE] = 0 if sk_a else 1
 
 
 @nb.njit(cache=True, inline="always")
-def _decay(stat, s, l, lam, t):
+def _decay(stat, s, l, lam, t, new):
     tl = stat[s, l, 3]
-    if tl != tl:  # NaN: a new stream starts at its first update, undecayed
+    if new:  # a stream never updated starts at its first update, undecayed
         stat[s, l, 3] = t
     elif t > tl:
-        f = 2.0 ** (-lam * (t - tl))
+        f = np.exp(-lam * _LN2 * (t - tl))  # 2^(-lambda dt)
         stat[s, l, 0] *= f
         stat[s, l, 1] *= f
         stat[s, l, 2] *= f
@@ -118,8 +124,8 @@ def _decay(stat, s, l, lam, t):
 
 
 @nb.njit(cache=True, inline="always")
-def _insert(stat, s, l, lam, t, x):
-    _decay(stat, s, l, lam, t)
+def _insert(stat, s, l, lam, t, x, new):
+    _decay(stat, s, l, lam, t, new)
     stat[s, l, 0] += 1.0
     stat[s, l, 1] += x
     stat[s, l, 2] += x * x
@@ -143,15 +149,15 @@ def _write_1d(stat, s, l, out, i, c):
 
 
 @nb.njit(cache=True, inline="always")
-def _update_2d(stat, cov, si, sj, p, side, l, lam, t, x, out, i, c):
+def _update_2d(stat, cov, si, sj, p, side, l, lam, t, x, out, i, c, new_j, new_p):
     """Stream si (already updated with x at t) against sj, pair statistic p; writes w, mean, std of si
     then radius, magnitude, cov, pcc at out[i, c:c+7]."""
-    _decay(stat, sj, l, lam, t)
+    _decay(stat, sj, l, lam, t, new_j)
     tl = cov[p, l, 2]
-    if tl != tl:
+    if new_p:
         cov[p, l, 2] = t
     elif t > tl:
-        f = 2.0 ** (-lam * (t - tl))
+        f = np.exp(-lam * _LN2 * (t - tl))  # 2^(-lambda dt)
         cov[p, l, 0] *= f
         cov[p, l, 1] *= f
         cov[p, l, 2] = t
@@ -173,7 +179,7 @@ def _update_2d(stat, cov, si, sj, p, side, l, lam, t, x, out, i, c):
 
 
 @nb.njit(cache=True)
-def update_stats(ts, size, ids, lambdas, stat, cov, out):
+def update_stats(ts, size, ids, lambdas, stat, seen, cov, cseen, out):
     """Feed packets in order; out[i] = the 23 * L context values after packet i (layout: ``FEATURE_NAMES``
     of :mod:`nidsflow.capture.context`, group-major: MI, H, HH, HH_jit, HpHp, each lambda by lambda)."""
     n = ts.shape[0]
@@ -185,18 +191,28 @@ def update_stats(ts, size, ids, lambdas, stat, cov, out):
         s_mi, s_h, s_hh, s_hhr, s_jit = ids[i, I_MI], ids[i, I_H], ids[i, I_HH], ids[i, I_HHR], ids[i, I_JIT]
         s_sk, s_skr, p_hh, p_sk = ids[i, I_SK], ids[i, I_SKR], ids[i, I_HHP], ids[i, I_SKP]
         side_hh, side_sk = ids[i, I_HH_SIDE], ids[i, I_SK_SIDE]
+        n_mi, n_h, n_hh, n_jit, n_sk = (seen[s_mi] == 0, seen[s_h] == 0, seen[s_hh] == 0, seen[s_jit] == 0,
+                                        seen[s_sk] == 0)
+        n_hhr, n_skr, n_php, n_psk = seen[s_hhr] == 0, seen[s_skr] == 0, cseen[p_hh] == 0, cseen[p_sk] == 0
         for l in range(L):
             lam = lambdas[l]
-            _insert(stat, s_mi, l, lam, t, x)
+            _insert(stat, s_mi, l, lam, t, x, n_mi)
             _write_1d(stat, s_mi, l, out, i, c_mi + 3 * l)
-            _insert(stat, s_h, l, lam, t, x)
+            _insert(stat, s_h, l, lam, t, x, n_h)
             _write_1d(stat, s_h, l, out, i, c_h + 3 * l)
-            _insert(stat, s_hh, l, lam, t, x)
-            _update_2d(stat, cov, s_hh, s_hhr, p_hh, side_hh, l, lam, t, x, out, i, c_hh + 7 * l)
+            _insert(stat, s_hh, l, lam, t, x, n_hh)
+            _update_2d(stat, cov, s_hh, s_hhr, p_hh, side_hh, l, lam, t, x, out, i, c_hh + 7 * l, n_hhr, n_php)
             # jitter: the value is the time since the channel's previous packet (0 for its first)
             tl = stat[s_jit, l, 3]
-            jit = t - tl if (tl == tl and t > tl) else 0.0
-            _insert(stat, s_jit, l, lam, t, jit)
+            jit = t - tl if (not n_jit and t > tl) else 0.0
+            _insert(stat, s_jit, l, lam, t, jit, n_jit)
             _write_1d(stat, s_jit, l, out, i, c_jit + 3 * l)
-            _insert(stat, s_sk, l, lam, t, x)
-            _update_2d(stat, cov, s_sk, s_skr, p_sk, side_sk, l, lam, t, x, out, i, c_sk + 7 * l)
+            _insert(stat, s_sk, l, lam, t, x, n_sk)
+            _update_2d(stat, cov, s_sk, s_skr, p_sk, side_sk, l, lam, t, x, out, i, c_sk + 7 * l, n_skr, n_psk)
+        seen[s_mi] = 1
+        seen[s_h] = 1
+        seen[s_hh] = 1
+        seen[s_jit] = 1
+        seen[s_sk] = 1
+        cseen[p_hh] = 1
+        cseen[p_sk] = 1

@@ -63,12 +63,14 @@ class ContextTracker:
         if self.lambdas.ndim != 1 or len(self.lambdas) == 0 or not (self.lambdas > 0).all():
             raise ValueError(f"context lambdas must be a non-empty list of rates > 0, got {lambdas!r}")
         self.names = feature_names(tuple(self.lambdas.tolist()))
-        cap = _pow2(initial_ids)
-        self._kstore = np.zeros((cap, 6), np.uint64)
-        self._table = np.full(2 * cap, EMPTY, np.int64)
-        self._stat = self._new_stat(cap)
-        self._cov = self._new_cov(cap)
-        self._counter = np.zeros(1, np.int64)
+        L = len(self.lambdas)
+        # streams (1-D statistics) and pairs of streams (2-D statistics): keys, hash table, state, seen flags
+        self._tables = {}
+        for kind, width in (("stream", 4), ("pair", 5)):
+            cap = _pow2(initial_ids)
+            self._tables[kind] = {"keys": np.zeros((cap, 6), np.uint64), "table": np.full(2 * cap, EMPTY, np.int64),
+                                  "state": np.zeros((cap, L, width), np.float64), "seen": np.zeros(cap, np.uint8),
+                                  "counter": np.zeros(1, np.int64)}
 
     @property
     def n_features(self) -> int:
@@ -76,31 +78,28 @@ class ContextTracker:
 
     @property
     def n_streams(self) -> int:
-        return int(self._counter[0])
+        """Streams and pairs of streams tracked so far."""
+        return int(self._tables["stream"]["counter"][0] + self._tables["pair"]["counter"][0])
 
-    def _new_stat(self, n):
-        a = np.zeros((n, len(self.lambdas), 4), np.float64)
-        a[:, :, 3] = np.nan
-        return a
-
-    def _new_cov(self, n):
-        a = np.zeros((n, len(self.lambdas), 5), np.float64)
-        a[:, :, 2] = np.nan
-        return a
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the tracker's tables."""
+        return int(sum(a.nbytes for t in self._tables.values() for a in t.values()))
 
     def _reserve(self, n_packets: int) -> None:
-        need = int(self._counter[0]) + CK.N_NEW_PER_PACKET * n_packets
-        cap = self._kstore.shape[0]
-        if need > cap:
-            new = _pow2(need)
-            used = int(self._counter[0])
-            for name, fresh in (("_kstore", np.zeros((new, 6), np.uint64)), ("_stat", self._new_stat(new)),
-                                ("_cov", self._new_cov(new))):
-                fresh[:used] = getattr(self, name)[:used]
-                setattr(self, name, fresh)
-        if 2 * need > self._table.shape[0]:
-            self._table = np.full(_pow2(2 * need), EMPTY, np.int64)
-            CK.rehash(self._table, self._kstore, int(self._counter[0]))
+        for kind, per_packet in (("stream", CK.N_NEW_STREAMS), ("pair", CK.N_NEW_PAIRS)):
+            t = self._tables[kind]
+            used = int(t["counter"][0])
+            need = used + per_packet * n_packets
+            if need > t["keys"].shape[0]:
+                new = _pow2(need)
+                for name in ("keys", "state", "seen"):
+                    fresh = np.zeros((new,) + t[name].shape[1:], t[name].dtype)  # zeros: pages mapped lazily
+                    fresh[:used] = t[name][:used]
+                    t[name] = fresh
+            if 2 * need > t["table"].shape[0]:
+                t["table"] = np.full(_pow2(2 * need), EMPTY, np.int64)
+                CK.rehash(t["table"], t["keys"], used)
 
     def update_arrays(self, ts, src, dst, sport, dport, proto, size, src_mac=None) -> np.ndarray:
         """Context float64 [n, n_features] of packets given as arrays (src/dst: uint8 [n, 16] addresses)."""
@@ -113,10 +112,11 @@ class ContextTracker:
         mac = np.zeros(n, np.uint64) if src_mac is None else np.asarray(src_mac, np.uint64)
         self._reserve(n)
         ids = np.zeros((n, CK.N_ID_COLS), np.int64)
+        st, pa = self._tables["stream"], self._tables["pair"]
         CK.assign_ids(s64, d64, np.asarray(sport), np.asarray(dport), np.asarray(proto), mac,
-                      self._table, self._kstore, self._counter, ids)
+                      st["table"], st["keys"], st["counter"], pa["table"], pa["keys"], pa["counter"], ids)
         CK.update_stats(np.asarray(ts, np.float64), np.asarray(size, np.float64), ids, self.lambdas,
-                        self._stat, self._cov, out)
+                        st["state"], st["seen"], pa["state"], pa["seen"], out)
         return out
 
     def update(self, batch) -> np.ndarray:
