@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nidsflow.capture.context import FEATURE_NAMES, LAMBDAS, ContextTracker
+from nidsflow.capture.context import FEATURE_NAMES, KITSUNE_FEATURE_NAMES, LAMBDAS, ContextTracker
 
 
 def _addr(last: int) -> np.ndarray:
@@ -37,11 +37,12 @@ def _damped(t_now, ts, xs, lam):
 
 
 def test_layout_matches_the_paper():
-    assert len(FEATURE_NAMES) == 115 == 23 * len(LAMBDAS)
+    assert len(KITSUNE_FEATURE_NAMES) == 115 == 23 * len(LAMBDAS) and len(FEATURE_NAMES) == 135
+    assert FEATURE_NAMES[:115] == KITSUNE_FEATURE_NAMES and FEATURE_NAMES[115:118] == ("D_5_weight", "D_5_mean", "D_5_std")
     assert FEATURE_NAMES[:3] == ("MI_5_weight", "MI_5_mean", "MI_5_std")
     assert FEATURE_NAMES[30:37] == ("HH_5_weight", "HH_5_mean", "HH_5_std", "HH_5_radius", "HH_5_magnitude",
                                     "HH_5_cov", "HH_5_pcc")
-    assert FEATURE_NAMES[-1] == "HpHp_0.01_pcc" and FEATURE_NAMES[65] == "HH_jit_5_weight"
+    assert KITSUNE_FEATURE_NAMES[-1] == "HpHp_0.01_pcc" and FEATURE_NAMES[-1] == "Dnew_0.01_share" and FEATURE_NAMES[65] == "HH_jit_5_weight"
 
 
 def test_1d_statistics_equal_their_closed_form():
@@ -62,6 +63,15 @@ def test_1d_statistics_equal_their_closed_form():
             w, m, v = _damped(times[k], times[:k + 1][sel], sizes[:k + 1][sel], lam)
             got = out[k, [_col(f"HH_{lam:g}_weight"), _col(f"HH_{lam:g}_mean"), _col(f"HH_{lam:g}_std")]]
             np.testing.assert_allclose(got, [w, m, np.sqrt(max(v, 0))], rtol=1e-9, atol=1e-6)
+            # the destination host's received packets: here those of the channel (host 1 is the only sender)
+            got = out[k, [_col(f"D_{lam:g}_weight"), _col(f"D_{lam:g}_mean"), _col(f"D_{lam:g}_std")]]
+            w, m, v = _damped(times[k], times[:k + 1][sel], sizes[:k + 1][sel], lam)
+            np.testing.assert_allclose(got, [w, m, np.sqrt(max(v, 0))], rtol=1e-9, atol=1e-6)
+            # share of the destination's packets from a new sender: 1 for the channel's first packet only
+            newness = np.zeros(sel.sum())
+            newness[0] = 1.0
+            _, m, _ = _damped(times[k], times[:k + 1][sel], newness, lam)
+            assert abs(out[k, _col(f"Dnew_{lam:g}_share")] - m) < 1e-9
             # jitter of the channel: the gaps between its packets (0 for the first)
             tc = times[:k + 1][sel]
             gaps = np.diff(tc, prepend=tc[0])
@@ -168,7 +178,7 @@ def test_extraction_records_the_context_of_each_flows_first_and_last_packet(tmp_
     cfg = {"driver": "per_file", "captures": [str(a), str(b)], "labels": {str(a): "BENIGN", str(b): "NTP"}}
     extract_dataset("c", cfg, {**EXTRACT, "context": True, "batch_packets": 5}, tmp_path / "s")
     s = Store(tmp_path / "s")
-    assert s.has_context and s.manifest["context"]["columns"] == 230
+    assert s.has_context and s.manifest["context"]["columns"] == 270
     ctx = s.read_context()
     assert list(ctx.columns) == context_columns() and len(ctx) == len(s.flows)
     flows = s.flows
@@ -184,8 +194,8 @@ def test_extraction_records_the_context_of_each_flows_first_and_last_packet(tmp_
             first = np.nonzero(mine & (ts == f.first_ts))[0][0]
             last = np.nonzero(mine & (ts == f.last_ts))[0][-1]
             row = ctx.loc[fid].to_numpy()
-            np.testing.assert_allclose(row[:115], per_packet[first].astype(np.float32), rtol=1e-6)
-            np.testing.assert_allclose(row[115:], per_packet[last].astype(np.float32), rtol=1e-6)
+            np.testing.assert_allclose(row[:135], per_packet[first].astype(np.float32), rtol=1e-6)
+            np.testing.assert_allclose(row[135:], per_packet[last].astype(np.float32), rtol=1e-6)
     # without the option there is no table and no manifest entry
     extract_dataset("c", cfg, EXTRACT, tmp_path / "s")
     assert not Store(tmp_path / "s").has_context and not (tmp_path / "s" / "context_features.parquet").exists()

@@ -119,9 +119,9 @@ def test_flow_feature_baselines_take_the_context_on_request(context_store):
     store, split = context_store
     flow = load_inputs(store, split.train[:5], "flow")
     both = load_inputs(store, split.train[:5], "flow", "flow+context")
-    assert both.flow.shape[1] == flow.flow.shape[1] + 230
+    assert both.flow.shape[1] == flow.flow.shape[1] + 270
     np.testing.assert_array_equal(both.flow[:, :flow.flow.shape[1]], flow.flow)
-    assert both.feature_names[-1] == "last_HpHp_0.01_pcc"
+    assert both.feature_names[-1] == "last_Dnew_0.01_share"
     _, info = run_baseline(store, split, "iforest", {"features": "flow+context", "max_samples_grid": [64]}, seed=0)
     assert info["status"] == "ok" and info["features"] == "flow+context"
     assert why_not_runnable("iforest", True, False, "flow+context") is not None

@@ -30,19 +30,20 @@ import numpy as np
 
 from nidsflow.capture._flow_kernels import EMPTY, _hash
 
-#: Stream kinds (the key's last word; pairs have their own table).
-K_MI, K_H, K_HH, K_JIT, K_SK, K_HH_PAIR, K_SK_PAIR = 0, 1, 2, 3, 4, 5, 6
+#: Stream kinds (the key's last word; pairs have their own table). K_D, the destination host, is ours.
+K_MI, K_H, K_HH, K_JIT, K_SK, K_HH_PAIR, K_SK_PAIR, K_D, K_DNEW = 0, 1, 2, 3, 4, 5, 6, 7, 8
 # columns of the per-packet id array: MI, H, HH fwd, HH rev, jitter, socket fwd, socket rev (stream ids),
-# HH pair, socket pair (pair ids), the packet's side of each pair
-I_MI, I_H, I_HH, I_HHR, I_JIT, I_SK, I_SKR, I_HHP, I_SKP, I_HH_SIDE, I_SK_SIDE = range(11)
-N_ID_COLS = 11
+# HH pair, socket pair (pair ids), the packet's side of each pair, destination host, its new-sender stream
+I_MI, I_H, I_HH, I_HHR, I_JIT, I_SK, I_SKR, I_HHP, I_SKP, I_HH_SIDE, I_SK_SIDE, I_D, I_DNEW = range(13)
+N_ID_COLS = 13
 #: Most new ids one packet can add: streams, pairs.
-N_NEW_STREAMS, N_NEW_PAIRS = 7, 2
+N_NEW_STREAMS, N_NEW_PAIRS = 9, 2
 
 _LN2 = np.log(2.0)
 
-#: Per lambda: 3 (MI) + 3 (H) + 7 (HH) + 3 (jitter) + 7 (socket) = 23 values.
-PER_LAMBDA = 23
+#: Per lambda: 3 (MI) + 3 (H) + 7 (HH) + 3 (jitter) + 7 (socket) = 23 values of Kitsune, then 3 (D) + 1 (Dnew).
+PER_LAMBDA_KITSUNE = 23
+PER_LAMBDA = 27
 
 
 @nb.njit(cache=True, inline="always")
@@ -108,6 +109,8 @@ def assign_ids(s64, d64, sport, dport, proto, src_mac, table, kstore, counter, p
         else:
             ids[i, I_SKP] = _lookup(ptable, pstore, pcounter, da0, da1, sa0, sa1, rev_ports, pr | np.uint64(K_SK_PAIR))
         ids[i, I_SK_SIDE] = 0 if sk_a else 1
+        ids[i, I_D] = _lookup(table, kstore, counter, da0, da1, z, z, z, np.uint64(K_D))
+        ids[i, I_DNEW] = _lookup(table, kstore, counter, da0, da1, z, z, z, np.uint64(K_DNEW))
 
 
 @nb.njit(cache=True, inline="always")
@@ -181,16 +184,17 @@ def _update_2d(stat, cov, si, sj, p, side, l, lam, t, x, out, i, c, new_j, new_p
 @nb.njit(cache=True)
 def update_stats(ts, size, ids, lambdas, stat, seen, cov, cseen, out):
     """Feed packets in order; out[i] = the 23 * L context values after packet i (layout: ``FEATURE_NAMES``
-    of :mod:`nidsflow.capture.context`, group-major: MI, H, HH, HH_jit, HpHp, each lambda by lambda)."""
+    of :mod:`nidsflow.capture.context`, group-major: MI, H, HH, HH_jit, HpHp, D, each lambda by lambda)."""
     n = ts.shape[0]
     L = lambdas.shape[0]
-    c_mi, c_h, c_hh, c_jit, c_sk = 0, 3 * L, 6 * L, 13 * L, 16 * L
+    c_mi, c_h, c_hh, c_jit, c_sk, c_d, c_dn = 0, 3 * L, 6 * L, 13 * L, 16 * L, 23 * L, 26 * L
     for i in range(n):
         t = ts[i]
         x = size[i]
         s_mi, s_h, s_hh, s_hhr, s_jit = ids[i, I_MI], ids[i, I_H], ids[i, I_HH], ids[i, I_HHR], ids[i, I_JIT]
         s_sk, s_skr, p_hh, p_sk = ids[i, I_SK], ids[i, I_SKR], ids[i, I_HHP], ids[i, I_SKP]
-        side_hh, side_sk = ids[i, I_HH_SIDE], ids[i, I_SK_SIDE]
+        side_hh, side_sk, s_d, s_dn = ids[i, I_HH_SIDE], ids[i, I_SK_SIDE], ids[i, I_D], ids[i, I_DNEW]
+        n_d, n_dn = seen[s_d] == 0, seen[s_dn] == 0
         n_mi, n_h, n_hh, n_jit, n_sk = (seen[s_mi] == 0, seen[s_h] == 0, seen[s_hh] == 0, seen[s_jit] == 0,
                                         seen[s_sk] == 0)
         n_hhr, n_skr, n_php, n_psk = seen[s_hhr] == 0, seen[s_skr] == 0, cseen[p_hh] == 0, cseen[p_sk] == 0
@@ -209,10 +213,18 @@ def update_stats(ts, size, ids, lambdas, stat, seen, cov, cseen, out):
             _write_1d(stat, s_jit, l, out, i, c_jit + 3 * l)
             _insert(stat, s_sk, l, lam, t, x, n_sk)
             _update_2d(stat, cov, s_sk, s_skr, p_sk, side_sk, l, lam, t, x, out, i, c_sk + 7 * l, n_skr, n_psk)
+            # the destination host's received packets (not Kitsune's): many sources converging on one host
+            _insert(stat, s_d, l, lam, t, x, n_d)
+            _write_1d(stat, s_d, l, out, i, c_d + 3 * l)
+            # the share of its recent packets that came from a sender it never heard from before
+            _insert(stat, s_dn, l, lam, t, 1.0 if n_hh else 0.0, n_dn)
+            out[i, c_dn + l] = stat[s_dn, l, 1] / stat[s_dn, l, 0]
         seen[s_mi] = 1
         seen[s_h] = 1
         seen[s_hh] = 1
         seen[s_jit] = 1
         seen[s_sk] = 1
+        seen[s_d] = 1
+        seen[s_dn] = 1
         cseen[p_hh] = 1
         cseen[p_sk] = 1

@@ -12,8 +12,19 @@ The equations are in :mod:`._context_kernels`. Per packet and per decay rate lam
 * ``HH_jit`` channel src IP -> dst IP, inter-arrival times (s): weight, mean, std
 * ``HpHp``   socket src IP:port -> dst IP:port (and protocol), packet sizes: as ``HH``
 
+and two groups that are not Kitsune's, appended after them:
+
+* ``D``      destination IP stream (packets it receives), packet sizes: weight, mean, std
+* ``Dnew``   destination IP: the damped share of the packets it receives that open a channel (a sender it
+  never received from before in this capture): the damped mean of 1 (new sender) / 0
+
+Kitsune keys every stream by the sender, so thousands of one-packet responses converging on a victim from
+as many reflectors look like as many fresh hosts; the victim's received stream shows them (its weight at
+lambda = 5 is the damped packet rate into the host).
+
 Feature names are ``{group}_{lambda}_{stat}``; the vector is group-major (all lambdas of MI, then of H, ...),
-23 values per lambda, 115 with the five default rates.
+27 values per lambda, 135 with the five default rates; its first 115 (``KITSUNE_FEATURE_NAMES``) are
+Kitsune's.
 
 Differences from the reference code, on purpose: (1) a channel's and a socket's 1-D statistics are those
 of the directed channel / socket, as the paper's Table I defines them (the reference keys them by the
@@ -36,15 +47,20 @@ LAMBDAS: tuple[float, ...] = (5.0, 3.0, 1.0, 0.1, 0.01)
 _GROUPS = (("MI", ("weight", "mean", "std")), ("H", ("weight", "mean", "std")),
            ("HH", ("weight", "mean", "std", "radius", "magnitude", "cov", "pcc")),
            ("HH_jit", ("weight", "mean", "std")),
-           ("HpHp", ("weight", "mean", "std", "radius", "magnitude", "cov", "pcc")))
+           ("HpHp", ("weight", "mean", "std", "radius", "magnitude", "cov", "pcc")),
+           ("D", ("weight", "mean", "std")), ("Dnew", ("share",)))
+_KITSUNE_GROUPS = 5
 
 
-def feature_names(lambdas=LAMBDAS) -> tuple[str, ...]:
-    """Names of the per-packet context vector, in kernel order (group, then lambda, then statistic)."""
-    return tuple(f"{g}_{lam:g}_{s}" for g, stats in _GROUPS for lam in lambdas for s in stats)
+def feature_names(lambdas=LAMBDAS, kitsune_only: bool = False) -> tuple[str, ...]:
+    """Names of the per-packet context vector, in kernel order (group, then lambda, then statistic);
+    ``kitsune_only``: Kitsune's 23 per lambda, the vector's first columns."""
+    groups = _GROUPS[:_KITSUNE_GROUPS] if kitsune_only else _GROUPS
+    return tuple(f"{g}_{lam:g}_{s}" for g, stats in groups for lam in lambdas for s in stats)
 
 
 FEATURE_NAMES = feature_names()
+KITSUNE_FEATURE_NAMES = feature_names(kitsune_only=True)
 
 
 def _pow2(n: int) -> int:

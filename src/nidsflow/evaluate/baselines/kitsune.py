@@ -1,5 +1,6 @@
 """Kitsune (Mirsky et al., NDSS 2018): KitNET, an ensemble of small autoencoders, over the per-packet
-host-level context of :mod:`nidsflow.capture.context` (the same kernel as ``extract.context``).
+host-level context of :mod:`nidsflow.capture.context` (the same kernel as ``extract.context``; its 115
+Kitsune features, ``KITSUNE_FEATURE_NAMES``, not the destination-host group we add).
 
 KitNET, as the paper (section IV-C/D) and the authors' reference code (ymirsky/Kitsune-py, ``KitNET/``;
 read, not copied) define it:
@@ -36,6 +37,7 @@ import math
 import numba as nb
 import numpy as np
 
+from nidsflow.capture.context import KITSUNE_FEATURE_NAMES
 from nidsflow.evaluate.baselines.common import Baseline, BaselineError, BaselineInput
 
 DEFAULTS = {"m": 10, "hidden_ratio": 0.75, "lr": 0.1, "fm_fraction": 5000 / 55000, "ad_updates": 50000,
@@ -213,10 +215,12 @@ class KitNET:
 # ------------------------------------------------------------------------------------- baseline
 
 
-def flow_packets(context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def flow_packets(context: np.ndarray, n_features: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Packets of each flow from its [n, 2, F] context (first, last): rows [P, F] in flow order (first,
-    then last unless it is the same packet), and the flow of each row."""
+    then last unless it is the same packet), and the flow of each row; ``n_features``: keep the first ones."""
     context = np.asarray(context, np.float64)
+    if n_features is not None:
+        context = context[:, :, :n_features]
     n = len(context)
     distinct = ~(context[:, 0] == context[:, 1]).all(axis=1)
     rows = np.concatenate([context[:, 0][:, None], context[:, 1][:, None]], axis=1).reshape(2 * n, -1)
@@ -235,7 +239,7 @@ class KitsuneBaseline(Baseline):
     aggregate = "max"
 
     def _fit(self, train: BaselineInput, val: BaselineInput) -> None:
-        X, _ = flow_packets(train.context)
+        X, _ = flow_packets(train.context, len(KITSUNE_FEATURE_NAMES))
         n = len(X)
         m = int(self._get("m"))
         n_fm = max(m + 1, int(round(float(self._get("fm_fraction")) * n)))
@@ -250,7 +254,7 @@ class KitsuneBaseline(Baseline):
                          "aggregate": self.aggregate}
 
     def _score(self, x: BaselineInput) -> np.ndarray:
-        X, flow = flow_packets(x.context)
+        X, flow = flow_packets(x.context, len(KITSUNE_FEATURE_NAMES))
         s = self.model.score(X)
         out = np.full(len(x), -np.inf) if self.aggregate == "max" else np.zeros(len(x))
         if self.aggregate == "max":
