@@ -79,15 +79,28 @@ def rehash(table, kstore, n_used):
 
 
 @nb.njit(cache=True)
-def assign_ids(s64, d64, sport, dport, proto, src_mac, table, kstore, counter, ptable, pstore, pcounter, ids):
+def assign_ids(s64, d64, sport, dport, proto, src_mac, table, kstore, counter, ptable, pstore, pcounter, ids,
+               ckeys, cvals):
     """Stream ids of every packet into ``ids`` [n, N_ID_COLS] (see the I_* columns); the two ``*_SIDE``
-    columns say which side (0/1) of the pair's 2-D statistic the packet's direction is."""
+    columns say which side (0/1) of the pair's 2-D statistic the packet's direction is.
+
+    ``ckeys`` uint64 [C, 7] / ``cvals`` int64 [C, N_ID_COLS]: a direct-mapped cache of the ids of recent
+    directed 5-tuples (column 6 of ckeys: 1 = filled); ids never change, so it stays valid across calls.
+    """
     n = s64.shape[0]
+    cmask = np.uint64(ckeys.shape[0] - 1)
     for i in range(n):
         sa0, sa1, da0, da1 = s64[i, 0], s64[i, 1], d64[i, 0], d64[i, 1]
         sp, dp = np.uint64(sport[i]), np.uint64(dport[i])
         pr = np.uint64(proto[i]) << np.uint64(8)
         z = np.uint64(0)
+        tup = (sp << np.uint64(16)) | dp | (pr << np.uint64(24))
+        c = _hash(sa0, sa1, da0, da1, tup, src_mac[i]) & cmask
+        if ckeys[c, 6] == 1 and ckeys[c, 0] == sa0 and ckeys[c, 1] == sa1 and ckeys[c, 2] == da0 \
+                and ckeys[c, 3] == da1 and ckeys[c, 4] == tup and ckeys[c, 5] == src_mac[i]:
+            for k in range(N_ID_COLS):
+                ids[i, k] = cvals[c, k]
+            continue
         ids[i, I_MI] = _lookup(table, kstore, counter, src_mac[i], z, sa0, sa1, z, np.uint64(K_MI))
         ids[i, I_H] = _lookup(table, kstore, counter, sa0, sa1, z, z, z, np.uint64(K_H))
         ids[i, I_HH] = _lookup(table, kstore, counter, sa0, sa1, da0, da1, z, np.uint64(K_HH))
@@ -111,6 +124,10 @@ def assign_ids(s64, d64, sport, dport, proto, src_mac, table, kstore, counter, p
         ids[i, I_SK_SIDE] = 0 if sk_a else 1
         ids[i, I_D] = _lookup(table, kstore, counter, da0, da1, z, z, z, np.uint64(K_D))
         ids[i, I_DNEW] = _lookup(table, kstore, counter, da0, da1, z, z, z, np.uint64(K_DNEW))
+        ckeys[c, 0], ckeys[c, 1], ckeys[c, 2], ckeys[c, 3], ckeys[c, 4], ckeys[c, 5], ckeys[c, 6] = \
+            sa0, sa1, da0, da1, tup, src_mac[i], 1
+        for k in range(N_ID_COLS):
+            cvals[c, k] = ids[i, k]
 
 
 @nb.njit(cache=True, inline="always")
@@ -152,10 +169,11 @@ def _write_1d(stat, s, l, out, i, c):
 
 
 @nb.njit(cache=True, inline="always")
-def _update_2d(stat, cov, si, sj, p, side, l, lam, t, x, out, i, c, new_j, new_p):
+def _update_2d(stat, cov, si, sj, p, side, l, lam, t, x, out, i, c, new_p):
     """Stream si (already updated with x at t) against sj, pair statistic p; writes w, mean, std of si
     then radius, magnitude, cov, pcc at out[i, c:c+7]."""
-    _decay(stat, sj, l, lam, t, new_j)
+    # the other stream is not decayed here: mean and variance do not change under a common factor, and
+    # its next update decays it from its own last time (the same product of factors)
     tl = cov[p, l, 2]
     if new_p:
         cov[p, l, 2] = t
@@ -197,7 +215,7 @@ def update_stats(ts, size, ids, lambdas, stat, seen, cov, cseen, out):
         n_d, n_dn = seen[s_d] == 0, seen[s_dn] == 0
         n_mi, n_h, n_hh, n_jit, n_sk = (seen[s_mi] == 0, seen[s_h] == 0, seen[s_hh] == 0, seen[s_jit] == 0,
                                         seen[s_sk] == 0)
-        n_hhr, n_skr, n_php, n_psk = seen[s_hhr] == 0, seen[s_skr] == 0, cseen[p_hh] == 0, cseen[p_sk] == 0
+        n_php, n_psk = cseen[p_hh] == 0, cseen[p_sk] == 0
         for l in range(L):
             lam = lambdas[l]
             _insert(stat, s_mi, l, lam, t, x, n_mi)
@@ -205,14 +223,14 @@ def update_stats(ts, size, ids, lambdas, stat, seen, cov, cseen, out):
             _insert(stat, s_h, l, lam, t, x, n_h)
             _write_1d(stat, s_h, l, out, i, c_h + 3 * l)
             _insert(stat, s_hh, l, lam, t, x, n_hh)
-            _update_2d(stat, cov, s_hh, s_hhr, p_hh, side_hh, l, lam, t, x, out, i, c_hh + 7 * l, n_hhr, n_php)
+            _update_2d(stat, cov, s_hh, s_hhr, p_hh, side_hh, l, lam, t, x, out, i, c_hh + 7 * l, n_php)
             # jitter: the value is the time since the channel's previous packet (0 for its first)
             tl = stat[s_jit, l, 3]
             jit = t - tl if (not n_jit and t > tl) else 0.0
             _insert(stat, s_jit, l, lam, t, jit, n_jit)
             _write_1d(stat, s_jit, l, out, i, c_jit + 3 * l)
             _insert(stat, s_sk, l, lam, t, x, n_sk)
-            _update_2d(stat, cov, s_sk, s_skr, p_sk, side_sk, l, lam, t, x, out, i, c_sk + 7 * l, n_skr, n_psk)
+            _update_2d(stat, cov, s_sk, s_skr, p_sk, side_sk, l, lam, t, x, out, i, c_sk + 7 * l, n_psk)
             # the destination host's received packets (not Kitsune's): many sources converging on one host
             _insert(stat, s_d, l, lam, t, x, n_d)
             _write_1d(stat, s_d, l, out, i, c_d + 3 * l)

@@ -87,6 +87,8 @@ class ContextTracker:
             self._tables[kind] = {"keys": np.zeros((cap, 6), np.uint64), "table": np.full(2 * cap, EMPTY, np.int64),
                                   "state": np.zeros((cap, L, width), np.float64), "seen": np.zeros(cap, np.uint8),
                                   "counter": np.zeros(1, np.int64)}
+        self._ckeys = np.zeros((1 << 16, 7), np.uint64)  # ids of recent directed 5-tuples
+        self._cvals = np.zeros((1 << 16, CK.N_ID_COLS), np.int64)
 
     @property
     def n_features(self) -> int:
@@ -100,7 +102,8 @@ class ContextTracker:
     @property
     def nbytes(self) -> int:
         """Memory held by the tracker's tables."""
-        return int(sum(a.nbytes for t in self._tables.values() for a in t.values()))
+        return int(sum(a.nbytes for t in self._tables.values() for a in t.values())
+                   + self._ckeys.nbytes + self._cvals.nbytes)
 
     def _reserve(self, n_packets: int) -> None:
         for kind, per_packet in (("stream", CK.N_NEW_STREAMS), ("pair", CK.N_NEW_PAIRS)):
@@ -130,7 +133,8 @@ class ContextTracker:
         ids = np.zeros((n, CK.N_ID_COLS), np.int64)
         st, pa = self._tables["stream"], self._tables["pair"]
         CK.assign_ids(s64, d64, np.asarray(sport), np.asarray(dport), np.asarray(proto), mac,
-                      st["table"], st["keys"], st["counter"], pa["table"], pa["keys"], pa["counter"], ids)
+                      st["table"], st["keys"], st["counter"], pa["table"], pa["keys"], pa["counter"], ids,
+                      self._ckeys, self._cvals)
         CK.update_stats(np.asarray(ts, np.float64), np.asarray(size, np.float64), ids, self.lambdas,
                         st["state"], st["seen"], pa["state"], pa["seen"], out)
         return out

@@ -38,7 +38,7 @@ from nidsflow.capture.flows import FlowChunk, FlowConfig, meter_capture
 from nidsflow.capture.labels import (DROPPED, LabelError, join_labels, read_header, read_label_csv,
                                      resolve_columns)
 from nidsflow.capture.pcap import CaptureError
-from nidsflow.store import BENIGN, CONTEXT_FILE, UNMATCHED, StoreWriter, write_parquet_tables
+from nidsflow.store import BENIGN, CONTEXT_FILE, CONTEXT_PARQUET, UNMATCHED, StoreWriter, write_parquet_tables
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +252,8 @@ class _PartWriter:
             table = pa.Table.from_pandas(pd.concat(blocks, ignore_index=True), preserve_index=False)
             table = table.replace_schema_metadata(None)
             if key not in self._writers:
-                self._writers[key] = pq.ParquetWriter(self.dir / f"{key}.parquet", table.schema)
+                self._writers[key] = pq.ParquetWriter(self.dir / f"{key}.parquet", table.schema,
+                                                      **(CONTEXT_PARQUET if key == "context_features" else {}))
             self._writers[key].write_table(table)
         self._rows = {"flows": [], "flow_features": [], "context_features": []}
         self._held_rows = 0
@@ -499,7 +500,7 @@ def _sum_into(acc: dict, d: dict) -> None:
         acc[str(k)] = acc.get(str(k), 0) + int(v)
 
 
-def _concat_parquet(parts: list[Path], out: Path, n_expected: int) -> None:
+def _concat_parquet(parts: list[Path], out: Path, n_expected: int, options: dict | None = None) -> None:
     """The parts' tables one after the other, a flow_id = arange(N) column first, batch by batch."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -515,7 +516,7 @@ def _concat_parquet(parts: list[Path], out: Path, n_expected: int) -> None:
                 start += len(table)
 
     tmp = out.with_name(out.name + ".tmp")
-    written = write_parquet_tables(tmp, numbered())
+    written = write_parquet_tables(tmp, numbered(), **(options or {}))
     if written != n_expected:
         raise ExtractError(f"{out}: the parts hold {written} rows, their reports {n_expected}")
     tmp.replace(out)
@@ -553,7 +554,7 @@ def gather_store(name: str, ds_cfg: dict, extract_cfg: dict, part_dirs, out_dir:
     context = bool(extract_cfg.get("context", False)) and bool(reports[0].get("has_packets", True))
     ctx_out = out_dir / CONTEXT_FILE
     if context:
-        _concat_parquet([d / CONTEXT_FILE for d in part_dirs], ctx_out, n)
+        _concat_parquet([d / CONTEXT_FILE for d in part_dirs], ctx_out, n, CONTEXT_PARQUET)
     elif ctx_out.exists():
         ctx_out.unlink()  # a store re-extracted without context keeps no stale table
     has_packets = bool(reports[0].get("has_packets", True))
