@@ -144,7 +144,7 @@ def write_capture(path: Path, n_packets: int, seed: int = 0, duration_s: float =
     return n_packets
 
 
-def _run_ours(path: str, out: str, store: bool, batch_packets: int | None = None) -> dict:
+def _run_ours(path: str, out: str, store: bool, batch_packets: int | None = None, context: bool = False) -> dict:
     from nidsflow.capture.extract import extract_dataset
     from nidsflow.capture.features import features_from_state
     from nidsflow.capture.flows import FlowConfig, meter_capture
@@ -152,6 +152,8 @@ def _run_ours(path: str, out: str, store: bool, batch_packets: int | None = None
     ext = {"T": 16, "idle_timeout_s": 120, "active_timeout_s": 1800, "shard_flows": 200000, "tcp_close": True}
     if batch_packets:
         ext["batch_packets"] = batch_packets
+    if context:  # extract.context: the host-level context kernel runs in the same pass
+        ext["context"] = True
     t = time.perf_counter()
     if store:
         rep = extract_dataset("bench", {"driver": "per_file", "captures": [path], "labels": {path: "BENIGN"}},
@@ -192,6 +194,8 @@ def _peak_rss_mib() -> float:
 def child(which: str, path: str, out: str) -> None:
     if which == "nfstream":
         res = _run_nfstream(path)
+    elif which == "ours_context":  # ours end to end with extract.context (issue 24)
+        res = _run_ours(path, out, True, context=True)
     elif which.startswith("ours_batch"):  # ours end to end with a smaller reader batch (expiry sweeps more often)
         res = _run_ours(path, out, True, int(which[len("ours_batch"):]))
     else:

@@ -5,6 +5,7 @@ Layout::
     store/
       flows.parquet          flow_id, 5-tuple, times, label, attack_class, is_attack, source_file
       flow_features.parquet  flow_id + CICFlowMeter-style statistics (float64)
+      context_features.parquet  (extract.context only) flow_id + Kitsune context at the first/last packet
       packets/
         manifest.json        T, channel names, shards [{file, lengths, first_flow_id, n_flows}]
         shard_0000.npy       float32 [n, T, C] channels (memory-mappable), zero padded
@@ -39,6 +40,10 @@ UNMATCHED = "UNMATCHED"
 BENIGN = "BENIGN"
 
 MANIFEST = "manifest.json"
+#: Optional table (``extract.context``): host-level context of each flow at its first and last packet.
+CONTEXT_FILE = "context_features.parquet"
+#: Its parquet options: dictionary encoding of 270 float columns costs 4x the write time and saves nothing.
+CONTEXT_PARQUET = {"use_dictionary": False}
 
 
 class StoreError(ValueError):
@@ -109,6 +114,17 @@ class Store:
     @property
     def has_packets(self) -> bool:
         return bool(self.shards)
+
+    @property
+    def has_context(self) -> bool:
+        """True when extraction recorded the host-level context (``extract.context``)."""
+        return "context" in self.manifest and (self.root / CONTEXT_FILE).exists()
+
+    def read_context(self, columns=None, rows=None) -> pd.DataFrame:
+        """Like :meth:`read_flows` for context_features.parquet (``first_*`` / ``last_*`` columns)."""
+        if not self.has_context:
+            raise StoreError(f"{self.root}: no host-level context in this store; extract it with extract.context: true")
+        return read_rows(self.root / CONTEXT_FILE, columns, rows)
 
     def _shard(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         if k not in self._maps:
@@ -182,12 +198,15 @@ class StoreWriter:
         self.shards.append(Shard(name, lname, self.n_flows, int(n_flows)))
         self.n_flows += int(n_flows)
 
-    def write_manifest(self, n: int, has_packets: bool = True) -> None:
-        """The manifest, written last (a store without one is not taken as done)."""
+    def write_manifest(self, n: int, has_packets: bool = True, context: dict | None = None) -> None:
+        """The manifest, written last (a store without one is not taken as done); ``context`` describes
+        the store's context_features.parquet when it has one."""
         if has_packets and self.n_flows != n:
             raise StoreError(f"packet shards hold {self.n_flows} flows but the flows table has {n}")
         manifest = {"T": self.T, "channels": list(CHANNELS), "n_flows": n,
                     "shards": [s.__dict__ for s in self.shards] if has_packets else []}
+        if context is not None:
+            manifest["context"] = context
         (self.root / "packets" / MANIFEST).write_text(json.dumps(manifest, indent=1))
 
     def finish(self, flows: pd.DataFrame, flow_features: pd.DataFrame, has_packets: bool = True) -> None:
@@ -223,16 +242,17 @@ class StoreWriter:
         self.write_manifest(n, has_packets)
 
 
-def write_parquet_tables(path: str | Path, tables) -> int:
+def write_parquet_tables(path: str | Path, tables, **options) -> int:
     """Write arrow ``tables`` (one schema) one after the other into the parquet file ``path``, so only one
-    of them is in memory at a time; returns the number of rows written (no file when there is no table)."""
+    of them is in memory at a time; returns the number of rows written (no file when there is no table).
+    ``options`` go to ``pyarrow.parquet.ParquetWriter``."""
     import pyarrow.parquet as pq
 
     writer, written = None, 0
     try:
         for table in tables:
             if writer is None:
-                writer = pq.ParquetWriter(path, table.schema)
+                writer = pq.ParquetWriter(path, table.schema, **options)
             writer.write_table(table)
             written += len(table)
     finally:

@@ -282,8 +282,11 @@ def _end_flow(state, keys, table, counters, out, s, reason):
 @nb.njit(cache=True)
 def process_packets(start, ts, s64, d64, sport, dport, proto, ip_len, hdr, payload, flags, win, skip,
                     state, keys, chan, table, free_slots, counters, out, idle_timeout, active_timeout,
-                    tcp_close, activity_timeout, subflow_gap, bulk_gap):
+                    tcp_close, activity_timeout, subflow_gap, bulk_gap, ctx, ctx_fl):
     """Feed packets ``start..n-1`` into the flow table; returns (next packet index, status).
+
+    ``ctx`` [n, F] is each packet's host-level context (:mod:`nidsflow.capture.context`, F = 0 when off);
+    a flow keeps the context of its first packet in ``ctx_fl[slot, 0]`` and of its latest in ``ctx_fl[slot, 1]``.
 
     ``counters`` = [n_free, next_fresh_slot, n_out, tombstones, table_used]. A finished flow's slot
     is appended to ``out`` (end reason in its state) and stays reserved until Python collects it.
@@ -359,6 +362,10 @@ def process_packets(start, ts, s64, d64, sport, dport, proto, ip_len, hdr, paylo
         is_bwd = (state[slot, FWD_IS_A] == 1.0) != src_is_a
         _add_packet(state, chan, slot, t, is_bwd, float(ip_len[i]), float(hdr[i]), float(payload[i]),
                     fl, float(win[i]), is_tcp, T, activity_timeout, subflow_gap, bulk_gap)
+        if ctx.shape[1] > 0:
+            if state[slot, FWD_LEN] + state[slot, BWD_LEN] == 1.0:
+                ctx_fl[slot, 0, :] = ctx[i, :]
+            ctx_fl[slot, 1, :] = ctx[i, :]
         if tcp_close and is_tcp:
             end = -1
             if absorb_and_close:

@@ -33,11 +33,12 @@ import pandas as pd
 
 from nidsflow.capture.drivers import Driver, get_driver
 from nidsflow.capture.features import FEATURE_NAMES, canonical_feature_name, features_from_state
+from nidsflow.capture.context import LAMBDAS as CONTEXT_LAMBDAS, context_columns, context_frame
 from nidsflow.capture.flows import FlowChunk, FlowConfig, meter_capture
 from nidsflow.capture.labels import (DROPPED, LabelError, join_labels, read_header, read_label_csv,
                                      read_label_manifest, resolve_columns)
 from nidsflow.capture.pcap import CaptureError
-from nidsflow.store import BENIGN, UNMATCHED, StoreWriter, write_parquet_tables
+from nidsflow.store import BENIGN, CONTEXT_FILE, CONTEXT_PARQUET, UNMATCHED, StoreWriter, write_parquet_tables
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ class _PartWriter:
         self.n = 0
         self.labels: dict[str, int] = {}
         self._writers: dict[str, object] = {}
-        self._rows: dict[str, list[pd.DataFrame]] = {"flows": [], "flow_features": []}
+        self._rows: dict[str, list[pd.DataFrame]] = {"flows": [], "flow_features": [], "context_features": []}
         self._held_rows = 0
         self._buf: list[np.ndarray] = []
         self._lens: list[np.ndarray] = []
@@ -226,7 +227,7 @@ class _PartWriter:
         self._capture = None
 
     def add(self, frame: pd.DataFrame, features: pd.DataFrame, channels: np.ndarray, lengths: np.ndarray,
-            capture: int) -> None:
+            capture: int, context: np.ndarray | None = None) -> None:
         if capture != self._capture:
             self._emit_all()
             self._capture = capture
@@ -237,6 +238,8 @@ class _PartWriter:
             self.labels[str(lab)] = self.labels.get(str(lab), 0) + int(c)
         self._rows["flows"].append(frame.reset_index(drop=True))
         self._rows["flow_features"].append(features.reset_index(drop=True))
+        if context is not None:
+            self._rows["context_features"].append(context_frame(context))
         self._held_rows += n
         if self._held_rows >= ROW_GROUP_FLOWS:
             self._write_rows()
@@ -257,9 +260,10 @@ class _PartWriter:
             table = pa.Table.from_pandas(pd.concat(blocks, ignore_index=True), preserve_index=False)
             table = table.replace_schema_metadata(None)
             if key not in self._writers:
-                self._writers[key] = pq.ParquetWriter(self.dir / f"{key}.parquet", table.schema)
+                self._writers[key] = pq.ParquetWriter(self.dir / f"{key}.parquet", table.schema,
+                                                      **(CONTEXT_PARQUET if key == "context_features" else {}))
             self._writers[key].write_table(table)
-        self._rows = {"flows": [], "flow_features": []}
+        self._rows = {"flows": [], "flow_features": [], "context_features": []}
         self._held_rows = 0
 
     def _shard(self, n: int) -> None:
@@ -357,7 +361,7 @@ def _slices(chunks, n: int | None = None):
             yield c
             continue
         for lo in range(0, len(c), n):
-            yield FlowChunk(c.keys[lo:lo + n], c.state[lo:lo + n], c.channels[lo:lo + n])
+            yield c[lo:lo + n]
 
 
 def _captures_part(name, ds_cfg, extract_cfg, part: ExtractPart, out_dir: Path, driver: Driver) -> dict:
@@ -391,11 +395,13 @@ def _captures_part(name, ds_cfg, extract_cfg, part: ExtractPart, out_dir: Path, 
                         fr["label"] = file_labels[os.path.normpath(path)]
                         _finish_labels(fr, driver)
                         writer.add(fr.drop(columns=["end_reason"]), feats, chunk.channels,
-                                   fr["n_packets"].to_numpy().astype(np.int32), ci)
+                                   fr["n_packets"].to_numpy().astype(np.int32), ci, chunk.context)
                     else:  # the join needs every flow of the part: spill channels and features
                         f = tmp / f"tmp_{len(tmp_shards):06d}.npy"
                         np.save(f, chunk.channels)
                         np.save(f.with_suffix(".feat.npy"), feats.to_numpy(np.float64))
+                        if chunk.context is not None:
+                            np.save(f.with_suffix(".ctx.npy"), chunk.context)
                         tmp_shards.append((f, len(chunk), ci))
                         frames.append(fr)
                     n_cap += len(chunk)
@@ -443,13 +449,15 @@ def _captures_part(name, ds_cfg, extract_cfg, part: ExtractPart, out_dir: Path, 
         offset = 0
         for f, n, ci in tmp_shards:
             k = keep[offset:offset + n]
-            ff = f.with_suffix(".feat.npy")
+            ff, fc = f.with_suffix(".feat.npy"), f.with_suffix(".ctx.npy")
             if k.any():
                 block = flows.iloc[offset:offset + n][k]
                 writer.add(block, pd.DataFrame(np.load(ff)[k], columns=list(FEATURE_NAMES)), np.load(f)[k],
-                           block["n_packets"].to_numpy().astype(np.int32), ci)
+                           block["n_packets"].to_numpy().astype(np.int32), ci,
+                           np.load(fc)[k] if fc.exists() else None)
             f.unlink()
             ff.unlink()
+            fc.unlink(missing_ok=True)
             offset += n
         del flows
     else:
@@ -517,7 +525,7 @@ def _sum_into(acc: dict, d: dict) -> None:
         acc[str(k)] = acc.get(str(k), 0) + int(v)
 
 
-def _concat_parquet(parts: list[Path], out: Path, n_expected: int) -> None:
+def _concat_parquet(parts: list[Path], out: Path, n_expected: int, options: dict | None = None) -> None:
     """The parts' tables one after the other, a flow_id = arange(N) column first, batch by batch."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -533,7 +541,7 @@ def _concat_parquet(parts: list[Path], out: Path, n_expected: int) -> None:
                 start += len(table)
 
     tmp = out.with_name(out.name + ".tmp")
-    written = write_parquet_tables(tmp, numbered())
+    written = write_parquet_tables(tmp, numbered(), **(options or {}))
     if written != n_expected:
         raise ExtractError(f"{out}: the parts hold {written} rows, their reports {n_expected}")
     tmp.replace(out)
@@ -568,16 +576,28 @@ def gather_store(name: str, ds_cfg: dict, extract_cfg: dict, part_dirs, out_dir:
     writer = StoreWriter(out_dir, T)
     _concat_parquet([d / "flow_features.parquet" for d in part_dirs], out_dir / "flow_features.parquet", n)
     _concat_parquet([d / "flows.parquet" for d in part_dirs], out_dir / "flows.parquet", n)
+    context = bool(extract_cfg.get("context", False)) and bool(reports[0].get("has_packets", True))
+    ctx_out = out_dir / CONTEXT_FILE
+    if context:
+        _concat_parquet([d / CONTEXT_FILE for d in part_dirs], ctx_out, n, CONTEXT_PARQUET)
+    elif ctx_out.exists():
+        ctx_out.unlink()  # a store re-extracted without context keeps no stale table
     has_packets = bool(reports[0].get("has_packets", True))
     if has_packets:
         for d, r in zip(part_dirs, reports):
             for s in r["shards"]:
                 writer.link_shard(d / "packets" / s["file"], d / "packets" / s["lengths_file"], int(s["n_flows"]))
-    writer.write_manifest(n, has_packets)
+    writer.write_manifest(n, has_packets, context=_context_entry() if context else None)
     report["seconds"] = round(time.time() - t0, 3)
     (out_dir / REPORT).write_text(json.dumps(report, indent=1, default=str))
     log.info("dataset %s: %d flows from %d parts written to %s", name, n, len(reports), out_dir)
     return report
+
+
+def _context_entry() -> dict:
+    """The manifest's description of context_features.parquet."""
+    return {"file": CONTEXT_FILE, "lambdas": list(CONTEXT_LAMBDAS), "columns": len(context_columns()),
+            "at": ["first packet", "last packet"], "source": "nidsflow.capture.context (Kitsune AfterImage)"}
 
 
 def _gather_capture_reports(name: str, driver: Driver, reports: list[dict], part_dirs: list[Path]) -> dict:

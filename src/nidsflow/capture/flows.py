@@ -80,6 +80,8 @@ class FlowChunk:
     keys: np.ndarray      # uint64 [n, 6]
     state: np.ndarray     # float64 [n, N_STATE]
     channels: np.ndarray  # float32 [n, T, 9]
+    #: float32 [n, 2, F]: host-level context at the flow's first and last packet (None: context off)
+    context: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.keys.shape[0])
@@ -88,12 +90,18 @@ class FlowChunk:
     def lengths(self) -> np.ndarray:
         return (self.state[:, K.FWD_LEN] + self.state[:, K.BWD_LEN]).astype(np.int32)
 
+    def __getitem__(self, idx) -> "FlowChunk":
+        """The chosen flows (a slice or index array) as a chunk."""
+        return FlowChunk(self.keys[idx], self.state[idx], self.channels[idx],
+                         None if self.context is None else self.context[idx])
+
     @classmethod
     def concat(cls, chunks: list["FlowChunk"], T: int) -> "FlowChunk":
         if not chunks:
             return cls(np.zeros((0, 6), np.uint64), np.zeros((0, K.N_STATE)), np.zeros((0, T, len(CHANNELS)), np.float32))
+        ctx = None if chunks[0].context is None else np.concatenate([c.context for c in chunks])
         return cls(np.concatenate([c.keys for c in chunks]), np.concatenate([c.state for c in chunks]),
-                   np.concatenate([c.channels for c in chunks]))
+                   np.concatenate([c.channels for c in chunks]), ctx)
 
     def frame(self) -> pd.DataFrame:
         """5-tuple (forward orientation), times and counts of each flow."""
@@ -158,13 +166,17 @@ class MeterStats:
 class FlowMeter:
     """Streaming bidirectional flow meter: ``add_batch`` returns the flows that ended, ``flush`` the rest."""
 
-    def __init__(self, cfg: FlowConfig | None = None):
+    def __init__(self, cfg: FlowConfig | None = None, context=None):
+        """``context``: a :class:`~nidsflow.capture.context.ContextTracker` fed every packet; each flow then
+        carries the context of its first and its last packet (``FlowChunk.context``)."""
         self.cfg = cfg or FlowConfig()
         cap = int(self.cfg.initial_slots)
         self.T = int(self.cfg.T)
+        self.context = context
         self._state = np.zeros((cap, K.N_STATE), np.float64)
         self._keys = np.zeros((cap, 6), np.uint64)
         self._chan = np.zeros((cap, self.T, len(CHANNELS)), np.float32)
+        self._ctx = np.zeros((cap, 2, context.n_features if context is not None else 0), np.float32)
         self._table = np.full(_pow2(4 * cap), K.EMPTY, np.int64)
         self._free = np.zeros(cap, np.int64)
         self._out = np.zeros(max(1024, cap), np.int64)
@@ -183,6 +195,7 @@ class FlowMeter:
             self._state = _grow(self._state, new)
             self._keys = _grow(self._keys, new)
             self._chan = _grow(self._chan, new)
+            self._ctx = _grow(self._ctx, new)
             self._free = _grow(self._free, new)
         size = self._table.shape[0]
         while (live + 1) * 4 > size:
@@ -196,7 +209,8 @@ class FlowMeter:
         if n == 0:
             return None
         slots = self._out[:n].copy()
-        chunk = FlowChunk(self._keys[slots], self._state[slots], self._chan[slots])  # fancy indexing copies
+        chunk = FlowChunk(self._keys[slots], self._state[slots], self._chan[slots],  # fancy indexing copies
+                          self._ctx[slots] if self.context is not None else None)
         nf = int(self._counters[0])
         self._free[nf:nf + n] = slots
         self._counters[0] = nf + n
@@ -225,6 +239,9 @@ class FlowMeter:
         d64 = np.ascontiguousarray(batch.dst).view(np.uint64).reshape(n, 2)
         hdr = batch.l4_header_len
         cfg = self.cfg
+        # the context sees every IP packet of the link (skipped fragments too): it is host-level traffic
+        ctx = (self.context.update(batch).astype(np.float32) if self.context is not None
+               else np.zeros((n, 0), np.float32))
         pos = 0
         while True:
             pos, status = K.process_packets(
@@ -232,7 +249,7 @@ class FlowMeter:
                 batch.payload_len, batch.tcp_flags, batch.tcp_win, skip,
                 self._state, self._keys, self._chan, self._table, self._free, self._counters, self._out,
                 float(cfg.idle_timeout_s), float(cfg.active_timeout_s), bool(cfg.tcp_close),
-                float(cfg.activity_timeout_s), float(cfg.subflow_gap_s), float(cfg.bulk_gap_s))
+                float(cfg.activity_timeout_s), float(cfg.subflow_gap_s), float(cfg.bulk_gap_s), ctx, self._ctx)
             if status == K.ST_DONE:
                 break
             if status == K.ST_NEED_OUT:
@@ -295,6 +312,7 @@ class FlowMeter:
             cap = _pow2(n)
             meter._state, meter._keys = _grow(meter._state, cap), _grow(meter._keys, cap)
             meter._chan, meter._free = _grow(meter._chan, cap), _grow(meter._free, cap)
+            meter._ctx = _grow(meter._ctx, cap)
             meter._out = np.zeros(max(1024, cap), np.int64)
         meter._keys[:n], meter._state[:n], meter._chan[:n] = keys, state, chan
         meter._counters[1] = n
@@ -318,8 +336,9 @@ def meter_capture(path, cfg: FlowConfig | None, extract_cfg: dict | None = None,
                    progress=None) -> Iterator[FlowChunk]:
     """Flows of one capture as chunks (the one path from a capture to flows); reader and meter stats go
     to ``meter_out``. A corrupt record mid-file keeps the flows read before it, then re-raises."""
-    reader = CaptureReader(path, batch_packets=int((extract_cfg or {}).get("batch_packets", DEFAULT_BATCH_PACKETS)))
-    meter = FlowMeter(cfg)
+    extract_cfg = extract_cfg or {}
+    reader = CaptureReader(path, batch_packets=int(extract_cfg.get("batch_packets", DEFAULT_BATCH_PACKETS)))
+    meter = FlowMeter(cfg, context_tracker(extract_cfg))
     seen = 0
     error = None
     try:
@@ -343,9 +362,20 @@ def meter_capture(path, cfg: FlowConfig | None, extract_cfg: dict | None = None,
         raise error
 
 
-def flows_of_capture(path, cfg: FlowConfig | None = None, batch_packets: int = DEFAULT_BATCH_PACKETS):
+def context_tracker(extract_cfg: dict | None):
+    """A fresh context tracker when ``extract.context`` is on, else None. Its state starts with each
+    capture file, as the flow meter's (flows never span two files): a file is one stream of the link."""
+    if not (extract_cfg or {}).get("context", False):
+        return None
+    from nidsflow.capture.context import ContextTracker
+
+    return ContextTracker()
+
+
+def flows_of_capture(path, cfg: FlowConfig | None = None, batch_packets: int = DEFAULT_BATCH_PACKETS,
+                     context: bool = False):
     """All flows of one capture file at once (small files, tests): (FlowChunk, MeterStats, ReadStats)."""
     stats: dict = {}
     cfg = cfg or FlowConfig()
-    chunks = list(meter_capture(path, cfg, {"batch_packets": batch_packets}, stats))
+    chunks = list(meter_capture(path, cfg, {"batch_packets": batch_packets, "context": context}, stats))
     return FlowChunk.concat(chunks, cfg.T), stats["meter"], stats["reader_stats"]

@@ -38,8 +38,11 @@ _REGISTRY: dict[str, tuple[str, str, str]] = {
     "mfad": ("mfad", "MFADBaseline", "packets+flow"),
     "conmd": ("conmd", "ConMDBaseline", "packets+flow"),
     "rd4ad": ("rd4ad", "RD4ADBaseline", "packets"),
+    "kitsune": ("kitsune", "KitsuneBaseline", "context"),
+    "kitsune_mean": ("kitsune", "KitsuneMeanBaseline", "context"),
 }
-#: The built baselines: method -> the view it needs ("flow" statistics, "packets" sequences, or both: "packets+flow").
+#: The built baselines: method -> the view it needs ("flow" statistics, "packets" sequences, or both: "packets+flow";
+#: "context": the host-level context of extract.context).
 BASELINES: dict[str, str] = {m: v[2] for m, v in _REGISTRY.items()}
 
 
@@ -58,7 +61,7 @@ DISPLAY = {"iforest": "Isolation Forest", "ocsvm": "OCSVM", "ganomaly": "GANomal
            "mmr": "MMR-style", "stfpm": "STFPM-style", "shafir_nf": "Shafir-style NF (label-free SHAP-like)",
            "knn": "kNN (mean distance)", "lof": "LOF", "ecod": "ECOD", "copod": "COPOD",
            "tslanet": "TSLANet-style", "arcade": "ARCADE-style", "mfad": "MFAD-style", "conmd": "ConMD-style",
-           "rd4ad": "RD4AD"}
+           "rd4ad": "RD4AD", "kitsune": "Kitsune (max over packets)", "kitsune_mean": "Kitsune (mean over packets)"}
 
 ALL_METHODS: tuple[str, ...] = tuple(BASELINES) + tuple(NOT_RUN)
 
@@ -71,25 +74,52 @@ def make_baseline(method: str, seed: int, params: dict | None = None) -> Baselin
     return baseline_class(method)(seed=seed, **(params or {}))
 
 
-def why_not_runnable(method: str, has_packets: bool) -> str | None:
-    """None when ``method`` runs on a store (with or without packet sequences), else the reason."""
+#: ``baselines.<method>.features`` of a flow-feature baseline: its flow statistics alone, or with the
+#: host-level context of the flow's first and last packet appended (``extract.context``).
+FEATURE_SETS = ("flow", "flow+context")
+
+
+def feature_set(method: str, params: dict | None) -> str:
+    """The flow-feature set a run of ``method`` uses: ``features`` of the classical detectors (the
+    methods of ``classical.py``; shafir_nf's ``features`` is its own list of feature names), else "flow"."""
+    if _REGISTRY.get(method, ("",))[0] != "classical":
+        return "flow"
+    fs = str((params or {}).get("features", "flow"))
+    if fs not in FEATURE_SETS:
+        raise BaselineError(f"baselines.{method}.features must be one of {FEATURE_SETS}, got {fs!r}")
+    return fs
+
+
+def why_not_runnable(method: str, has_packets: bool, has_context: bool = False,
+                     features: str = "flow") -> str | None:
+    """None when ``method`` runs on a store (with or without packet sequences, context), else the reason."""
     if method in NOT_RUN:
         return NOT_RUN[method]
     if method not in BASELINES:
         return f"unknown baseline {method!r}"
     if "packets" in BASELINES[method].split("+") and not has_packets:
         return "needs packet sequences; this store was built from a flow table"
+    if ("context" in BASELINES[method].split("+") or features == "flow+context") and not has_context:
+        return "needs the host-level context; extract the store with extract.context: true"
     return None
 
 
-def load_inputs(store, flow_ids: np.ndarray, view: str) -> BaselineInput:
-    """The view a baseline needs of the given flows (flow statistics, or packet channels + lengths)."""
+def load_inputs(store, flow_ids: np.ndarray, view: str, features: str = "flow") -> BaselineInput:
+    """The view a baseline needs of the given flows (flow statistics, or packet channels + lengths);
+    ``features="flow+context"`` appends the context at the first and last packet to the flow statistics."""
     parts = view.split("+")
     out = BaselineInput()
     if "flow" in parts:
         out.flow, out.feature_names = flow_matrix(store.flow_features.loc[np.asarray(flow_ids)])
+        if features == "flow+context":
+            ctx = store.read_context(rows=np.asarray(flow_ids))
+            out.flow = np.concatenate([out.flow, ctx.to_numpy(np.float64)], axis=1)
+            out.feature_names = tuple(out.feature_names) + tuple(ctx.columns)
     if "packets" in parts:
         out.packets, out.lengths = store.packets(flow_ids)
+    if "context" in parts:
+        ctx = store.read_context(rows=np.asarray(flow_ids)).to_numpy(np.float32)
+        out.context = ctx.reshape(len(ctx), 2, -1)
     return out
 
 
@@ -102,7 +132,8 @@ def run_baseline(store, split, method: str, params: dict | None, seed: int,
     """
     from nidsflow.evaluate.metrics import evaluate_scores
 
-    reason = why_not_runnable(method, store.has_packets)
+    features = feature_set(method, params)
+    reason = why_not_runnable(method, store.has_packets, getattr(store, "has_context", False), features)
     if reason is not None:
         log.warning("%s: not run (%s)", method, reason)
         return None, {"method": method, "seed": seed, "status": "not run", "reason": reason}
@@ -111,15 +142,15 @@ def run_baseline(store, split, method: str, params: dict | None, seed: int,
         from nidsflow.reproducible import pin_torch
         pin_torch(threads)
     t0 = time.perf_counter()
-    model.fit(load_inputs(store, split.train, model.view), load_inputs(store, split.val, model.view))
+    model.fit(load_inputs(store, split.train, model.view, features), load_inputs(store, split.val, model.view, features))
     fit_s = time.perf_counter() - t0
     ids = np.concatenate([split.val, split.test]).astype(np.int64)
     names = np.r_[np.full(len(split.val), "val"), np.full(len(split.test), "test")]
-    scores = model.score(load_inputs(store, ids, model.view))
+    scores = model.score(load_inputs(store, ids, model.view, features))
     table = ScoreTable.from_flows(store.flows, ids, names, ("score",), scores[:, None])
     metrics = evaluate_scores(table.split, table.attack_class, table.is_attack, scores, fpr_target)
     log.info("%s seed %d: fit %.1fs, selected %s, test AUROC %s", method, seed, fit_s, model.selected,
              metrics["auroc"])
     return table, {"method": method, "seed": seed, "status": "ok", "description": model.description,
-                   "view": model.view, "selected": model.selected, "fit_seconds": fit_s, **parameter_record(model),
+                   "view": model.view, "features": features, "selected": model.selected, "fit_seconds": fit_s, **parameter_record(model),
                    "n_train": int(len(split.train)), "n_val": int(len(split.val)), **metrics}

@@ -25,30 +25,33 @@ class BaselineError(ValueError):
 @dataclass
 class BaselineInput:
     """Row-aligned views of a set of flows. ``flow``: flow statistics [n, F] (float, may hold NaN/inf);
-    ``packets``: channels [n, T, 9] (store.CHANNELS order) and ``lengths`` [n]; either may be None."""
+    ``packets``: channels [n, T, 9] (store.CHANNELS order) and ``lengths`` [n]; ``context``: the host-level
+    context [n, 2, F] at each flow's first and last packet (``extract.context``); any may be None."""
 
     flow: np.ndarray | None = None
     packets: np.ndarray | None = None
     lengths: np.ndarray | None = None
     feature_names: tuple[str, ...] = ()
+    context: np.ndarray | None = None
 
     def __len__(self):
-        if self.flow is not None:
-            return len(self.flow)
-        if self.packets is not None:
-            return len(self.packets)
+        for a in (self.flow, self.packets, self.context):
+            if a is not None:
+                return len(a)
         return 0
 
     def subset(self, idx) -> "BaselineInput":
         return BaselineInput(None if self.flow is None else self.flow[idx],
                              None if self.packets is None else self.packets[idx],
-                             None if self.lengths is None else self.lengths[idx], self.feature_names)
+                             None if self.lengths is None else self.lengths[idx], self.feature_names,
+                             None if self.context is None else self.context[idx])
 
 
 class Baseline:
     """fit(train, val) on benign flows only; score(x) -> higher = more anomalous.
 
-    ``view`` is "flow" (flow statistics), "packets" (packet sequences) or "packets+flow" (both);
+    ``view`` is "flow" (flow statistics), "packets" (packet sequences), "packets+flow" (both) or "context"
+    (the Kitsune context of each flow's first and last packet);
     ``selected`` records the hyper-parameters chosen on benign val and the criterion values, for the run's auroc.json.
     """
 
@@ -87,6 +90,8 @@ class Baseline:
             raise BaselineError(f"{self.name}: needs flow features ({what} input has none)")
         if "packets" in self.view.split("+") and x.packets is None:
             raise BaselineError(f"{self.name}: needs packet sequences ({what} input has none)")
+        if "context" in self.view.split("+") and x.context is None:
+            raise BaselineError(f"{self.name}: needs the host-level context ({what} input has none)")
         if what == "train" and len(x) < 10:
             raise BaselineError(f"{self.name}: needs at least 10 benign training flows, got {len(x)}")
 
