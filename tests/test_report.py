@@ -55,16 +55,154 @@ def test_summary_embeds_figures_and_keeps_every_table(tmp_path):
     assert base64.b64decode(embedded) == fig.read_bytes()
 
 
-def test_summary_opens_with_the_overall_and_per_class_median_overviews(tmp_path):
-    within = tmp_path / "tables" / "within.md"
-    within.parent.mkdir()
-    within.write_text(TABLE.replace("---\nProvenance", "## Overview (overall AUROC)\n\n| method | d |\n|---|---|\n"
-                                    "| JANUS | 94.85 ± 0.25 |\n\n## Overview (per-class median AUROC)\n\n"
-                                    "| method | d |\n|---|---|\n| JANUS | 71.30 ± 2.00 |\n\n---\nProvenance"))
-    md = tmp_path / "report" / "summary.md"
-    write_summary(md, [str(within)], [], [], [], title="t", out_html=tmp_path / "report" / "summary.html")
-    text = md.read_text()
-    headline = text.split("## Headline")[1].split("## Within-dataset AUROC")[0]
-    assert "### Overview (per-class median AUROC)" in headline and "71.30 ± 2.00" in headline
-    assert "### Overview (overall AUROC)" in headline and "Provenance" not in headline
-    assert text.index("## Headline") < text.index("## Within-dataset AUROC")
+# ---------------------------------------------------------------- the summary page's first screen and tables
+
+import json  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from nidsflow.fixtures import make_summary_inputs  # noqa: E402
+from nidsflow.report import (SUMMARY_FIGURES, TableDecorator, draw_summary_figures,  # noqa: E402
+                             default_headline)
+from nidsflow.summary_figures import (INTERVAL_COLUMNS, SummaryInputError, auroc_matrix,  # noqa: E402
+                                      interval_sentence, read_intervals, read_loss_curve)
+
+
+def _page(tmp_path, with_intervals=True):
+    """The summary page of the fixture inputs (tables/, report/ under tmp_path); returns (html path, summary)."""
+    p = make_summary_inputs(tmp_path, with_intervals=with_intervals)
+    summary = draw_summary_figures(tmp_path / "report" / "figures", p["intervals"], p["within_csv"], "demo_a",
+                                   p["alerts"], p["loss_files"])
+    page = tmp_path / "report" / "summary.html"
+    write_summary(tmp_path / "report" / "summary.md", [str(p["within_md"])], [str(f) for f in p["figures"]], [], [],
+                  title="t", out_html=page, summary=summary)
+    return page, summary
+
+
+def test_the_fixture_intervals_file_has_exactly_the_tables_schema(tmp_path):
+    p = make_summary_inputs(tmp_path)
+    assert tuple(pd.read_csv(p["intervals"]).columns) == INTERVAL_COLUMNS
+    df = read_intervals(p["intervals"])
+    assert df["in_median"].dtype == bool and df.loc[df["category"] == "overall", "in_median"].eq(False).all()
+    pd.read_csv(p["intervals"]).drop(columns=["auroc_hi", "group_by"]).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(SummaryInputError, match=r"bad\.csv: missing column\(s\) auroc_hi, group_by"):
+        read_intervals(tmp_path / "bad.csv")
+
+
+def test_the_sentences_say_who_leads_by_how_much_and_whether_intervals_overlap():
+    rows = pd.DataFrame({"method": ["A", "B", "C"], "auroc": [0.90, 0.80, 0.70], "auroc_lo": [0.88, 0.78, 0.6],
+                         "auroc_hi": [0.92, 0.82, 0.8]})
+    text = interval_sentence(rows, "d")
+    assert text.startswith("On d, A leads with AUROC 90.0 [88.0, 92.0], 10.0 points above B (80.0 [78.0, 82.0])")
+    assert text.endswith("their 95 % intervals do not overlap.")
+    rows.loc[1, "auroc_hi"] = 0.885
+    assert "intervals overlap, so the lead is not established" in interval_sentence(rows, "d")
+    rows[["auroc_lo", "auroc_hi"]] = np.nan
+    assert "the 95 % intervals are missing" in interval_sentence(rows, "d")
+
+
+def test_heatmap_rows_are_methods_sorted_best_first_and_not_run_is_left_blank(tmp_path):
+    df = read_intervals(make_summary_inputs(tmp_path)["intervals"])
+    df.loc[(df["method"] == "GANomaly") & (df["dataset"] == "demo_b"), "auroc"] = np.nan
+    m = auroc_matrix(df, "dataset")
+    assert list(m.columns) == ["demo_a", "demo_b", "demo_c"] and len(m) == 6
+    means = m.mean(axis=1).to_numpy()
+    assert np.all(np.diff(means) <= 0) and np.isnan(m.loc["GANomaly", "demo_b"])
+    cls = auroc_matrix(df, "category", "demo_a")
+    assert set(cls.columns) == {"syn_flood", "port_scan", "dns_tunnel", "exfil"}
+
+
+def test_tables_get_counts_in_headers_grey_few_flow_columns_bold_best_and_fold_by_dataset(tmp_path):
+    page, summary = _page(tmp_path)
+    html = page.read_text()
+    # exfil has 12 test flows on demo_a and 25 on demo_c (< 30): greyed headers and cells, one per method row
+    assert re.search(r'<th class="few">exfil \(n=12\)</th>', html) and '<th class="few">exfil (n=25)</th>' in html
+    assert html.count('<td class="few"') == 2 * 6
+    assert "<th>syn_flood (n=120)</th>" in html and "<th>overall (n=812)</th>" in html
+    # every dataset's table folded in its own <details>, none of the tables left open
+    assert [m for m in re.findall(r"<details><summary>(.*?)</summary>", html)] == ["demo_a", "demo_b", "demo_c"]
+    # best per column in bold: demo_a's overall column has exactly one bold cell, the largest
+    within = pd.read_csv(tmp_path / "tables" / "within.csv")
+    best = within[(within.dataset == "demo_a") & (within.column == "overall")].sort_values("auroc_mean").iloc[-1]
+    section = html.split("<summary>demo_a</summary>")[1].split("</details>")[0]
+    assert f"<b>{100 * best.auroc_mean:.2f} ± 0.40</b>" in section
+    assert section.count("<b>") == 2 + 4  # overall, per-class median, four classes (params is not ranked)
+
+
+def test_a_table_that_marks_its_own_best_and_counts_is_left_as_it_is():
+    deco = TableDecorator(None)
+    head, rows, classes = deco("demo_a", ["method", "overall (n=900)", "x (n=5)"],
+                               [["A", "**90.00 ± 1.00**", "1"], ["B", "80.00 ± 1.00", "2"]])
+    assert head == ["method", "overall (n=900)", "x (n=5)"] and rows[1][2] == "2" and classes == ["", "", ""]
+    deco.datasets = {"demo_a"}
+    assert deco("demo_a", head, rows)[2] == ["", "", "few"]  # n parsed from the header itself
+
+
+def test_without_intervals_the_page_draws_the_means_and_says_the_intervals_are_missing(tmp_path):
+    page, summary = _page(tmp_path, with_intervals=False)
+    assert any("intervals.csv is missing" in n for n in summary["notes"])
+    assert "intervals are missing" in summary["figures"]["auroc_intervals"][1]
+    assert "No operating point in the tables" in page.read_text()
+    for path, _ in summary["figures"].values():
+        assert path.stat().st_size > 0
+
+
+def test_learning_curves_read_janus_logs_and_baseline_histories_and_name_the_missing(tmp_path):
+    p = make_summary_inputs(tmp_path)
+    janus = read_loss_curve(p["loss_files"]["JANUS (full, A1)"])
+    assert list(janus["epoch"]) == list(range(1, 11)) and janus["val_loss"].is_monotonic_decreasing
+    assert read_loss_curve(p["loss_files"]["GANomaly"]) is None and read_loss_curve(tmp_path / "absent.tsv") is None
+    summary = draw_summary_figures(tmp_path / "f", p["intervals"], None, "demo_a", p["alerts"], p["loss_files"])
+    sentence = summary["figures"]["learning_curves"][1]
+    assert "still learning when training stopped): JANUS (full, A1)" in sentence  # its best val epoch is its last
+    assert "Stopped after its best val epoch: MMR-style, STFPM-style" in sentence
+    assert sentence.endswith("No per-epoch losses recorded for: GANomaly.")
+
+
+def test_default_headline_prefers_the_corpus_split_by_capture():
+    assert default_headline(["a", "corpus", "corpus_by_capture"]) == "corpus_by_capture"
+    assert default_headline(["b", "a"]) == "b" and default_headline([]) is None
+
+
+def test_the_page_references_nothing_outside_its_own_file(tmp_path):
+    page, _ = _page(tmp_path)
+    html = page.read_text()
+    refs = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']*)["\']', html) + re.findall(r"url\(([^)]*)\)", html)
+    assert len(refs) == len(SUMMARY_FIGURES) + 1  # the six summary figures and the ROC figure
+    assert all(r.startswith("data:image/png;base64,") for r in refs), [r[:40] for r in refs]
+    assert not re.search(r"https?://", html) and "../" not in html and "file:" not in html
+    assert not re.search(r"[\"'(]/(?:home|tmp|work|results|usr)\b", html) and str(tmp_path) not in html
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+_PROBE = """<script>window.addEventListener('load', () => {
+  const imgs = [...document.images];
+  const fig = document.querySelector('figure'), tab = document.querySelector('table');
+  const r = {n: imgs.length, broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt),
+             fig_top: fig ? fig.getBoundingClientRect().top : null, table_top: tab ? tab.getBoundingClientRect().top : null};
+  const pre = document.createElement('pre'); pre.id = 'probe'; pre.textContent = JSON.stringify(r);
+  document.body.appendChild(pre);
+});</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (Debian: apt-get install chromium); "
+                                             "the page's browser check is skipped")
+def test_a_browser_opens_the_copied_page_every_image_loads_and_a_figure_comes_before_the_tables(tmp_path):
+    page, _ = _page(tmp_path / "run")
+    copied = tmp_path / "copied" / "summary.html"  # the page alone, moved away from the run's folders
+    copied.parent.mkdir()
+    copied.write_text(page.read_text().replace("</body>", _PROBE + "</body>"))
+    shutil.rmtree(tmp_path / "run")
+    proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000",
+                           "--virtual-time-budget=10000", "--dump-dom", copied.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    m = re.search(r'<pre id="probe">(.*?)</pre>', proc.stdout)
+    assert m, f"no probe result in the DOM (chromium rc {proc.returncode}): {proc.stderr[-2000:]}"
+    r = json.loads(m.group(1).replace("&quot;", '"'))
+    assert r["n"] == len(SUMMARY_FIGURES) + 1 and r["broken"] == []
+    assert r["fig_top"] is not None and r["table_top"] is not None and r["fig_top"] < r["table_top"]

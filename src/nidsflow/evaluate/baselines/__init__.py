@@ -50,6 +50,11 @@ def baseline_class(method: str) -> type[Baseline]:
     return getattr(importlib.import_module(f"nidsflow.evaluate.baselines.{module}"), cls)
 
 
+def is_deep(method: str) -> bool:
+    """A built baseline trained by gradient descent (its per-epoch losses go to auroc.json's loss_history)."""
+    return method in _REGISTRY and _REGISTRY[method][0] != "classical"
+
+
 #: Baselines of the seed's table that are not built, and why (rows say "not run").
 NOT_RUN: dict[str, str] = {}
 
@@ -120,6 +125,11 @@ def run_baseline(store, split, method: str, params: dict | None, seed: int,
     metrics = evaluate_scores(table.split, table.attack_class, table.is_attack, scores, fpr_target)
     log.info("%s seed %d: fit %.1fs, selected %s, test AUROC %s", method, seed, fit_s, model.selected,
              metrics["auroc"])
+    history = {}
+    if "torch" in __import__("sys").modules:  # the deep baselines' per-epoch losses (the summary's learning curves)
+        from nidsflow.evaluate.baselines.nn_utils import loss_histories
+        history = loss_histories(model)
     return table, {"method": method, "seed": seed, "status": "ok", "description": model.description,
                    "view": model.view, "selected": model.selected, "fit_seconds": fit_s, **parameter_record(model),
-                   "n_train": int(len(split.train)), "n_val": int(len(split.val)), **metrics}
+                   "n_train": int(len(split.train)), "n_val": int(len(split.val)), **metrics,
+                   **({"loss_history": history} if history else {})}
