@@ -1,9 +1,13 @@
 """The human-readable summary: every result table and figure of both branches on one page.
 
-``write_summary`` opens with the headline (the within table's overviews: overall and per-class median
-AUROC of every method on every dataset), then every table in full; it writes it twice: as markdown (tables inline, figures linked by relative path) and
-as one self-contained HTML file (tables rendered, figures embedded), which opens in any browser and
-is what the Snakemake report shows under "Summary".
+``write_summary`` opens with the answer: a heatmap of every method's overall AUROC on every dataset, the
+headline dataset's per-class heatmap and each method's AUROC there with its 95 % interval, each with a sentence
+written from the numbers (:func:`draw_summary_figures`, from the tables' intervals.csv); then the operating
+point at the val-fitted threshold, why JANUS alerted (:mod:`nidsflow.top_alerts`), the learning curves, and
+every table (best per column bold, test flows in the headers, few-flow columns greyed, per-dataset tables
+folded). It writes the page twice: as markdown (figures linked by relative path) and as one self-contained
+HTML file (figures embedded as data URIs, nothing referenced outside it), which opens in any browser from any
+folder and is what the Snakemake report shows under "Summary".
 """
 
 from __future__ import annotations
@@ -370,8 +374,8 @@ def draw_summary_figures(out_dir: str | Path, intervals_csv: str | Path | None, 
         figs["operating_point"] = (
             f"At the val-fitted threshold, {best['method']} detects the most test attacks on {headline} "
             f"({_pct(best['det_rate'])} % at a realised FPR of {_pct(best['fpr_realised'])} %)"
-            + (f"; JANUS detects {_pct(j['det_rate'].iloc[0])} % at {_pct(j['fpr_realised'].iloc[0])} %." if len(j)
-               else "."))
+            + (f"; JANUS detects {_pct(j['det_rate'].iloc[0])} % at {_pct(j['fpr_realised'].iloc[0])} %."
+               if len(j) and not best["method"].startswith("JANUS") else "."))
     else:
         figs["operating_point"] = "No operating point in the tables."
     alerts = _read_json(alerts_json) or {"dataset": headline, "flows": []}
@@ -466,7 +470,7 @@ def write_summary(out: str | Path, tables: list[str], figures: list[str], hikari
         md_parts.append(_section(title_, md + ("\n\n" + extra_md if extra_md else "")))
         body = "".join(_figure_html(Path(figs[n][0]), SUMMARY_FIGURES[n], figs[n][1]) for n in names)
         html_parts.append(f'<section><h2>{html.escape(title_)}</h2><div class="{cls}">{body}</div>'
-                          + (markdown_to_html(extra_md, decorate) if extra_md else "") + "</section>")
+                          + (markdown_to_html(extra_md) if extra_md else "") + "</section>")
 
     if summary:
         headline = summary.get("headline")

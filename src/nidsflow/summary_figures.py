@@ -202,8 +202,11 @@ def interval_sentence(df: pd.DataFrame, dataset: str) -> str:
     if not all(np.isfinite([r1["auroc_lo"], r1["auroc_hi"], r2["auroc_lo"], r2["auroc_hi"]])):
         return text + "the 95 % intervals are missing, so how sure this ranking is cannot be said."
     overlap = r1["auroc_lo"] <= r2["auroc_hi"] and r2["auroc_lo"] <= r1["auroc_hi"]
-    return text + ("their 95 % intervals overlap, so the lead is not established by this test set."
-                   if overlap else "their 95 % intervals do not overlap.")
+    text += ("their 95 % intervals overlap, so the lead is not established by this test set."
+             if overlap else "their 95 % intervals do not overlap.")
+    if str(r1.get("group_by", "")) == "source_file":
+        text += " The intervals resample whole captures (the split is by capture)."
+    return text
 
 
 def _interval(r) -> str:
