@@ -110,7 +110,7 @@ th{background:#f0f0f0}tr:nth-child(even) td{background:#fafafa}pre{background:#f
 figure{display:inline-block;margin:.5em}img{max-width:640px}figcaption{font-size:12px;color:#555}
 .few{color:#999;background:#f3f3f3!important}th.few{font-style:italic}
 .screen{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}.screen figure{flex:1 1 45%;margin:0;max-width:49%}
-.screen img,.wide img{max-width:100%}.lead{font-size:14px;margin:.3em 0 0;color:#222}
+.screen figure.full{flex-basis:100%;max-width:100%}.screen img,.wide img{max-width:100%}.lead{font-size:14px;margin:.3em 0 0;color:#222}
 details{margin:.4em 0}summary{cursor:pointer;font-weight:600}"""
 
 
@@ -172,7 +172,7 @@ SUMMARY_FIGURES: dict[str, str] = {
 }
 #: A per-class column with fewer test attack flows than this is greyed (config report.min_class_flows).
 MIN_CLASS_FLOWS = 30
-_N_IN_HEADER = re.compile(r"\s*\(n\s*=\s*([\d,]+)[^)]*\)\s*$")
+_N_IN_HEADER = re.compile(r"\bn\s*=\s*(\d[\d,]*)")
 _NUMBER = re.compile(r"^\**\s*([-+]?\d+(?:\.\d+)?)")
 
 
@@ -181,7 +181,8 @@ def _n_from_header(cell: str) -> tuple[str, int | None]:
     m = _N_IN_HEADER.search(cell)
     if not m:
         return cell.strip(), None
-    return cell[:m.start()].strip(), int(m.group(1).replace(",", ""))
+    name = re.split(r"\s*[(\[]|\s+n\s*=|<br>", cell)[0].strip().strip("*_ ")
+    return name, int(m.group(1).replace(",", ""))
 
 
 class TableDecorator:
@@ -260,9 +261,9 @@ def _fold_dataset_sections(md_text: str, datasets: set[str], decorate) -> str:
     return "\n".join(out)
 
 
-def _figure_html(path: Path, caption: str, sentence: str = "") -> str:
+def _figure_html(path: Path, caption: str, sentence: str = "", cls: str = "") -> str:
     lead = f'<p class="lead">{html.escape(sentence)}</p>' if sentence else ""
-    return (f'<figure><img alt="{html.escape(caption)}" src="{_data_uri(path)}">'
+    return (f'<figure{f" class={chr(34)}{cls}{chr(34)}" if cls else ""}><img alt="{html.escape(caption)}" src="{_data_uri(path)}">'
             f"<figcaption>{html.escape(caption)}</figcaption>{lead}</figure>")
 
 
@@ -468,7 +469,8 @@ def write_summary(out: str | Path, tables: list[str], figures: list[str], hikari
         figs = summary["figures"]
         md = "\n\n".join(f"{link(figs[n][0], SUMMARY_FIGURES[n])}\n\n{figs[n][1]}" for n in names)
         md_parts.append(_section(title_, md + ("\n\n" + extra_md if extra_md else "")))
-        body = "".join(_figure_html(Path(figs[n][0]), SUMMARY_FIGURES[n], figs[n][1]) for n in names)
+        body = "".join(_figure_html(Path(figs[n][0]), SUMMARY_FIGURES[n], figs[n][1], "full" if k == 2 else "")
+                       for k, n in enumerate(names))  # a third figure takes the next row whole
         html_parts.append(f'<section><h2>{html.escape(title_)}</h2><div class="{cls}">{body}</div>'
                           + (markdown_to_html(extra_md) if extra_md else "") + "</section>")
 
