@@ -206,3 +206,13 @@ def test_a_browser_opens_the_copied_page_every_image_loads_and_a_figure_comes_be
     r = json.loads(m.group(1).replace("&quot;", '"'))
     assert r["n"] == len(SUMMARY_FIGURES) + 1 and r["broken"] == []
     assert r["fig_top"] is not None and r["table_top"] is not None and r["fig_top"] < r["table_top"]
+
+
+def test_the_loss_reader_takes_other_spellings_and_plain_json_histories(tmp_path):
+    (tmp_path / "l.csv").write_text("epoch,train,val\n1,2.0,2.5\n2,1.0,1.5\n")
+    df = read_loss_curve(tmp_path / "l.csv")
+    assert list(df["train_loss"]) == [2.0, 1.0] and list(df["val_loss"]) == [2.5, 1.5]
+    (tmp_path / "h.json").write_text(json.dumps({"history": [{"epoch": 1, "train_loss": 1.0, "val_loss": 2.0}]}))
+    assert read_loss_curve(tmp_path / "h.json")["val_loss"].tolist() == [2.0]
+    (tmp_path / "bad.tsv").write_text("step\tlr\n1\t0.1\n")
+    assert read_loss_curve(tmp_path / "bad.tsv") is None

@@ -248,6 +248,11 @@ def plot_operating_points(df: pd.DataFrame, path: str | Path, title: str) -> Non
     _save(fig, path)
 
 
+#: Other spellings of the loss columns a per-epoch log may use (a JANUS loss file may change its header).
+_LOSS_ALIASES = {"train_loss": ("train", "loss_train", "benign_train_loss"),
+                 "val_loss": ("val", "loss_val", "valid_loss", "benign_val_loss")}
+
+
 def read_loss_curve(path: str | Path) -> pd.DataFrame | None:
     """Per-epoch benign losses from a JANUS train_log.tsv (epoch, train_loss, val_loss, ...) or a baseline's
     auroc.json (``loss_history``: part -> list of {epoch, train_loss, val_loss}); None when it holds none.
@@ -260,7 +265,10 @@ def read_loss_curve(path: str | Path) -> pd.DataFrame | None:
         if p.suffix == ".json":
             import json
 
-            hist = json.loads(p.read_text()).get("loss_history") or {}
+            d = json.loads(p.read_text())
+            hist = d.get("loss_history") or d.get("history") or {}
+            if isinstance(hist, list):  # one network's epochs
+                hist = {"": hist}
             frames = [pd.DataFrame(rows).assign(part=part) for part, rows in hist.items() if rows]
             df = pd.concat(frames, ignore_index=True) if frames else None
         else:
@@ -268,7 +276,10 @@ def read_loss_curve(path: str | Path) -> pd.DataFrame | None:
     except (OSError, ValueError) as e:
         log.warning("%s: per-epoch losses not readable (%s); left out of the learning curves", p, e)
         return None
-    if df is None or "epoch" not in df or not ({"train_loss", "val_loss"} & set(df.columns)):
+    if df is None:
+        return None
+    df = df.rename(columns={a: c for c, aliases in _LOSS_ALIASES.items() for a in aliases if c not in df})
+    if "epoch" not in df or not ({"train_loss", "val_loss"} & set(df.columns)):
         return None
     for c in ("train_loss", "val_loss"):
         df[c] = pd.to_numeric(df[c], errors="coerce") if c in df else np.nan
