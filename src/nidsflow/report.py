@@ -277,7 +277,7 @@ def operating_point_markdown(intervals) -> str:
 
     d = operating_point_rows(intervals) if intervals is not None else None
     if d is None or d.empty:
-        return "No operating point in the tables (intervals.csv missing or without det_rate / fpr_realised)."
+        return ""  # the figure's sentence says so
     dss = sorted(d["dataset"].unique())
     target = d["fpr_target"].dropna()
     head = ["method"] + [f"{ds}: detection / FPR (%)" for ds in dss]
@@ -378,7 +378,8 @@ def draw_summary_figures(out_dir: str | Path, intervals_csv: str | Path | None, 
             + (f"; JANUS detects {_pct(j['det_rate'].iloc[0])} % at {_pct(j['fpr_realised'].iloc[0])} %."
                if len(j) and not best["method"].startswith("JANUS") else "."))
     else:
-        figs["operating_point"] = "No operating point in the tables."
+        figs["operating_point"] = ("No operating point in the tables (intervals.csv missing, or without det_rate / "
+                                   "fpr_realised).")
     alerts = _read_json(alerts_json) or {"dataset": headline, "flows": []}
     sf.plot_alerts(alerts.get("flows") or [], p("alerts"), f"{alerts.get('dataset') or headline}: why JANUS alerted")
     flows = alerts.get("flows") or []
@@ -465,20 +466,22 @@ def write_summary(out: str | Path, tables: list[str], figures: list[str], hikari
         inner = body_html if body_html is not None else markdown_to_html(body, decorate)
         html_parts.append(f"<section><h2>{html.escape(title_)}</h2>{inner}{figs}</section>")
 
-    def add_figures(title_: str, names: list[str], cls: str, extra_md: str = "") -> None:
+    def add_figures(title_: str, names: list[str], cls: str, extra_md: str = "", first_md: str = "") -> None:
         figs = summary["figures"]
         md = "\n\n".join(f"{link(figs[n][0], SUMMARY_FIGURES[n])}\n\n{figs[n][1]}" for n in names)
-        md_parts.append(_section(title_, md + ("\n\n" + extra_md if extra_md else "")))
+        md_parts.append(_section(title_, (first_md + "\n\n" if first_md else "") + md
+                                 + ("\n\n" + extra_md if extra_md else "")))
         body = "".join(_figure_html(Path(figs[n][0]), SUMMARY_FIGURES[n], figs[n][1], "full" if k == 2 else "")
                        for k, n in enumerate(names))  # a third figure takes the next row whole
-        html_parts.append(f'<section><h2>{html.escape(title_)}</h2><div class="{cls}">{body}</div>'
+        html_parts.append(f'<section><h2>{html.escape(title_)}</h2>' + (markdown_to_html(first_md) if first_md else "")
+                          + f'<div class="{cls}">{body}</div>'
                           + (markdown_to_html(extra_md) if extra_md else "") + "</section>")
 
     if summary:
         headline = summary.get("headline")
         add_figures(f"Who detects best (headline dataset: {headline})",
                     ["auroc_heatmap", "auroc_intervals", "class_heatmap"], "screen",
-                    "\n".join(f"- note: {n}" for n in summary.get("notes", [])))
+                    first_md="\n".join(f"- note: {n}" for n in summary.get("notes", [])))
         add_figures("Operating point", ["operating_point"], "wide", operating_point_markdown(intervals))
         add_figures("Why JANUS alerted", ["alerts"], "wide", alerts_markdown(summary.get("alerts") or {}))
         add_figures("Learning curves", ["learning_curves"], "wide")
