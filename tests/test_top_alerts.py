@@ -64,21 +64,22 @@ def test_the_top_test_flows_are_explained_as_the_deployment_path_explains_them(r
 
 
 def test_deep_baselines_keep_each_epochs_train_and_val_loss():
-    from nidsflow.evaluate.baselines.nn_utils import loss_histories, train_early_stopping
+    from nidsflow.evaluate.baselines.nn_utils import recording_losses, train_early_stopping
 
     torch.manual_seed(0)
     x = torch.randn(200, 4)
     net = torch.nn.Linear(4, 4)
 
-    class Holder:
-        pass
+    def fit(epochs):
+        return train_early_stopping(net, lambda idx: ((net(x[idx]) - x[idx]) ** 2).mean(),
+                                    lambda: ((net(x) - x) ** 2).mean(), 200, epochs=epochs, batch_size=50, lr=0.05,
+                                    seed=0, patience=10)
 
-    h = Holder()
-    h.net = net
-    h.other = "not a network"
-    best, epoch = train_early_stopping(net, lambda idx: ((net(x[idx]) - x[idx]) ** 2).mean(),
-                                       lambda: ((net(x) - x) ** 2).mean(), 200, epochs=6, batch_size=50, lr=0.05,
-                                       seed=0, patience=10)
-    hist = loss_histories(h)["net"]
-    assert [e["epoch"] for e in hist] == [1, 2, 3, 4, 5, 6]
-    assert hist[epoch]["val_loss"] == pytest.approx(best) and hist[-1]["train_loss"] < hist[0]["train_loss"]
+    fit(2)  # outside a recording block: nothing kept
+    with recording_losses() as hist:
+        best, epoch = fit(6)
+        fit(3)
+    assert list(hist) == ["Linear", "Linear #2"] and len(hist["Linear #2"]) == 3
+    h = hist["Linear"]
+    assert [e["epoch"] for e in h] == [1, 2, 3, 4, 5, 6]
+    assert h[epoch]["val_loss"] == pytest.approx(best) and h[-1]["train_loss"] < h[0]["train_loss"]

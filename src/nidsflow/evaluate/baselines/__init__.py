@@ -116,7 +116,13 @@ def run_baseline(store, split, method: str, params: dict | None, seed: int,
         from nidsflow.reproducible import pin_torch
         pin_torch(threads)
     t0 = time.perf_counter()
-    model.fit(load_inputs(store, split.train, model.view), load_inputs(store, split.val, model.view))
+    history: dict = {}
+    if "torch" in __import__("sys").modules:  # the deep baselines' per-epoch losses (the summary's learning curves)
+        from nidsflow.evaluate.baselines.nn_utils import recording_losses
+        with recording_losses() as history:
+            model.fit(load_inputs(store, split.train, model.view), load_inputs(store, split.val, model.view))
+    else:
+        model.fit(load_inputs(store, split.train, model.view), load_inputs(store, split.val, model.view))
     fit_s = time.perf_counter() - t0
     ids = np.concatenate([split.val, split.test]).astype(np.int64)
     names = np.r_[np.full(len(split.val), "val"), np.full(len(split.test), "test")]
@@ -125,10 +131,6 @@ def run_baseline(store, split, method: str, params: dict | None, seed: int,
     metrics = evaluate_scores(table.split, table.attack_class, table.is_attack, scores, fpr_target)
     log.info("%s seed %d: fit %.1fs, selected %s, test AUROC %s", method, seed, fit_s, model.selected,
              metrics["auroc"])
-    history = {}
-    if "torch" in __import__("sys").modules:  # the deep baselines' per-epoch losses (the summary's learning curves)
-        from nidsflow.evaluate.baselines.nn_utils import loss_histories
-        history = loss_histories(model)
     return table, {"method": method, "seed": seed, "status": "ok", "description": model.description,
                    "view": model.view, "selected": model.selected, "fit_seconds": fit_s, **parameter_record(model),
                    "n_train": int(len(split.train)), "n_val": int(len(split.val)), **metrics,

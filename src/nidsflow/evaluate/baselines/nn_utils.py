@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import numpy as np
@@ -34,8 +35,8 @@ def train_early_stopping(module: torch.nn.Module, step, val_loss, n_train: int, 
     ``cosine``: the learning rate decays from ``lr`` to 0 along a half cosine over the ``epochs``
     (constant otherwise). Batches smaller than ``min_batch`` are skipped (2 where BatchNorm or a
     contrastive loss cannot use a single row). Returns (best val loss, best epoch). The module is left
-    holding the best epoch's weights, and its ``loss_history_`` lists every epoch's mean training loss and
-    val loss (the summary page's learning curves, via :func:`loss_histories`).
+    holding the best epoch's weights. Inside :func:`recording_losses` every epoch's mean training loss and val
+    loss are recorded (the summary page's learning curves).
     """
     gen = seed_torch(seed)
     params = [p for p in module.parameters() if p.requires_grad]
@@ -72,15 +73,32 @@ def train_early_stopping(module: torch.nn.Module, step, val_loss, n_train: int, 
         raise BaselineError(f"{type(module).__name__}: validation loss never finite; training diverged")
     module.load_state_dict(best_state)
     module.eval()
-    module.loss_history_ = history
+    if _RECORDERS:
+        _RECORDERS[-1].append((type(module).__name__, history))
     return best, best_epoch
 
 
-def loss_histories(model) -> dict[str, list[dict]]:
-    """Attribute name -> per-epoch losses of every network of a fitted baseline trained by
-    :func:`train_early_stopping` (the networks kept after the grid search, so the selected ones)."""
-    return {name: list(m.loss_history_) for name, m in vars(model).items()
-            if isinstance(m, torch.nn.Module) and getattr(m, "loss_history_", None)}
+#: Open :func:`recording_losses` blocks, innermost last.
+_RECORDERS: list[list] = []
+
+
+@contextlib.contextmanager
+def recording_losses():
+    """Collect the per-epoch losses of every :func:`train_early_stopping` run inside the block (a baseline's
+    ``fit``: each grid point, a teacher's pretraining, the student). Yields a dict, filled when the block ends:
+    network name ("MMRNet", "ModuleList #2" for the second of that name) -> list of {epoch, train_loss,
+    val_loss}, in training order."""
+    runs: list = []
+    out: dict[str, list[dict]] = {}
+    _RECORDERS.append(runs)
+    try:
+        yield out
+    finally:
+        _RECORDERS.pop()
+        seen: dict[str, int] = {}
+        for name, hist in runs:
+            seen[name] = seen.get(name, 0) + 1
+            out[name if seen[name] == 1 else f"{name} #{seen[name]}"] = hist
 
 
 def packet_tokens(pre, x) -> tuple[torch.Tensor, torch.Tensor]:
