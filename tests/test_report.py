@@ -216,3 +216,14 @@ def test_the_loss_reader_takes_other_spellings_and_plain_json_histories(tmp_path
     assert read_loss_curve(tmp_path / "h.json")["val_loss"].tolist() == [2.0]
     (tmp_path / "bad.tsv").write_text("step\tlr\n1\t0.1\n")
     assert read_loss_curve(tmp_path / "bad.tsv") is None
+
+
+def test_classes_the_tables_left_out_of_the_median_are_greyed(tmp_path):
+    p = make_summary_inputs(tmp_path)
+    df = pd.read_csv(p["intervals"])
+    df.loc[(df["dataset"] == "demo_b") & (df["category"] == "brute_force"), "in_median"] = False
+    df.to_csv(p["intervals"], index=False)
+    deco = TableDecorator(read_intervals(p["intervals"]))
+    head, _, classes = deco("demo_b", ["method", "overall", "syn_flood", "brute_force"], [["A", "1", "2", "3"]])
+    assert classes == ["", "", "", "few"] and head[3] == "brute_force (n=80)"
+

@@ -195,11 +195,15 @@ class TableDecorator:
         self.min_flows = min_flows
         self.n: dict[tuple[str, str], tuple[float, float]] = {}
         self.datasets: set[str] = set()
+        self.left_out: set[tuple[str, str]] = set()  # classes the tables left out of the per-class median
         if intervals is not None and len(intervals):
             first = intervals.drop_duplicates(["dataset", "category"])
             for r in first.itertuples():
                 self.n[(r.dataset, r.category)] = (r.n_benign, r.n_attack)
             self.datasets = set(intervals["dataset"])
+            has_median = intervals.groupby("dataset")["in_median"].transform("any")
+            out = intervals[(intervals["category"] != "overall") & ~intervals["in_median"] & has_median]
+            self.left_out = set(zip(out["dataset"], out["category"]))
 
     def _count(self, ds: str | None, col: str) -> int | None:
         nb, na = self.n.get((ds, col), (float("nan"), float("nan")))
@@ -218,7 +222,8 @@ class TableDecorator:
                     n = self._count(ds, name)
                     if n is not None:
                         head[j] = f"{name} (n={n})"
-                if n is not None and name not in ("overall", "per-class median", "params") and n < self.min_flows:
+                if name not in ("overall", "per-class median", "params") and (
+                        n is not None and n < self.min_flows or (ds, name) in self.left_out):
                     classes[j] = "few"
             elif name in self.datasets and n is None:  # an overview: columns are datasets
                 n = self._count(name, "overall")
@@ -360,6 +365,8 @@ def draw_summary_figures(out_dir: str | Path, intervals_csv: str | Path | None, 
     sub = df[(df["dataset"] == headline) & (df["category"] != sf.OVERALL)]
     n_class = {c: int(n) for c, n in sub.groupby("category")["n_attack"].first().items() if n == n}
     few = {c for c, n in n_class.items() if n < min_class_flows}
+    if sub["in_median"].any():  # the tables left these classes out of the per-class median: greyed too
+        few |= set(sub.loc[~sub["in_median"], "category"])
     sf.plot_heatmap(mc, p("class_heatmap"), f"{headline}: per-class test AUROC (%)",
                     {c: f"n={n}" + (" (few)" if c in few else "") for c, n in n_class.items()}, few)
     figs["class_heatmap"] = sf.heatmap_sentence(mc, "attack classe").replace("(best by overall AUROC, %)",
