@@ -227,3 +227,19 @@ def test_classes_the_tables_left_out_of_the_median_are_greyed(tmp_path):
     head, _, classes = deco("demo_b", ["method", "overall", "syn_flood", "brute_force"], [["A", "1", "2", "3"]])
     assert classes == ["", "", "", "few"] and head[3] == "brute_force (n=80)"
 
+
+
+def test_the_report_rule_explains_the_configured_headline_and_names_an_unknown_one():
+    from conftest import REPO
+
+    def dry(*args):
+        return subprocess.run(["snakemake", "-n", "--cores", "1", "--configfile", "tests/configs/tiny.yaml", "-p",
+                               "results/tiny/report/top_alerts.json", *args], cwd=REPO, capture_output=True,
+                              text=True)
+
+    out = dry("--config", "report={'headline': 'demo_b'}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    job = out.stdout.split("rule report_alerts:")[1].split("\n\n")[0]
+    assert "results/tiny/demo_b/janus/full/seed42/phase1_scores.npz" in job and "demo_a" not in job
+    bad = dry("--config", "report={'headline': 'nope'}")
+    assert bad.returncode != 0 and "report.headline 'nope' is not a configured dataset" in bad.stdout + bad.stderr
