@@ -243,3 +243,16 @@ def test_the_report_rule_explains_the_configured_headline_and_names_an_unknown_o
     assert "results/tiny/demo_b/janus/full/seed42/phase1_scores.npz" in job and "demo_a" not in job
     bad = dry("--config", "report={'headline': 'nope'}")
     assert bad.returncode != 0 and "report.headline 'nope' is not a configured dataset" in bad.stdout + bad.stderr
+
+
+def test_a_study_without_datasets_still_gets_its_page(tmp_path):
+    """A HIKARI-only study: the tables hold provenance only; every figure says what is missing."""
+    from nidsflow.evaluate.tables import write_tables
+
+    write_tables([], [], [], tmp_path / "tables", {})
+    s = draw_summary_figures(tmp_path / "figures", tmp_path / "tables" / "intervals.csv",
+                             tmp_path / "tables" / "within.csv", None)
+    assert s["headline"] is None and s["figures"]["auroc_intervals"][1] == "No method has an AUROC on any dataset."
+    write_summary(tmp_path / "s.md", [str(tmp_path / "tables" / "within.md")], [], [], [], out_html=tmp_path / "s.html",
+                  summary=s)
+    assert (tmp_path / "s.html").read_text().count("<img") == len(SUMMARY_FIGURES)

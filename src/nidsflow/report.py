@@ -347,10 +347,8 @@ def draw_summary_figures(out_dir: str | Path, intervals_csv: str | Path | None, 
                      "point are not available.")
     else:
         notes.append("Neither intervals.csv nor within.csv was found: no AUROC to draw.")
-    import pandas as pd
-
     if df is None:
-        df = pd.DataFrame(columns=list(sf.INTERVAL_COLUMNS))
+        df = sf.empty_intervals()
     datasets = sorted(df["dataset"].unique())
     if headline not in datasets:
         if headline is not None and datasets:
@@ -373,7 +371,7 @@ def draw_summary_figures(out_dir: str | Path, intervals_csv: str | Path | None, 
                                                                              "(best by per-class AUROC, %)")
     hl = df[(df["dataset"] == headline) & (df["category"] == sf.OVERALL)]
     sf.plot_intervals(hl, p("auroc_intervals"), f"{headline}: overall test AUROC, 95 % interval")
-    figs["auroc_intervals"] = sf.interval_sentence(hl, str(headline))
+    figs["auroc_intervals"] = sf.interval_sentence(hl, str(headline) if headline else "any dataset")
     sf.plot_operating_points(hl, p("operating_point"), f"{headline}: operating point on test")
     op = sf.operating_point_rows(hl)
     if len(op):

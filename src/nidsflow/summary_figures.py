@@ -45,6 +45,8 @@ def read_intervals(path: str | Path) -> pd.DataFrame:
     A missing column is an error naming the file and the columns; comment lines (``#``) are skipped."""
     try:
         df = pd.read_csv(path, comment="#")
+    except pd.errors.EmptyDataError:  # no dataset configured (e.g. a HIKARI-only study): no rows
+        return empty_intervals()
     except (OSError, ValueError) as e:
         raise SummaryInputError(f"{path}: not a readable intervals table ({e})") from e
     missing = [c for c in INTERVAL_COLUMNS if c not in df.columns]
@@ -62,10 +64,18 @@ def read_intervals(path: str | Path) -> pd.DataFrame:
     return df[list(INTERVAL_COLUMNS)]
 
 
+def empty_intervals() -> pd.DataFrame:
+    """The intervals schema without rows."""
+    return pd.DataFrame({c: pd.Series(dtype=bool if c == "in_median" else float if c in _NUMERIC else object)
+                         for c in INTERVAL_COLUMNS})
+
+
 def intervals_from_within(path: str | Path) -> pd.DataFrame:
     """The intervals schema rebuilt from an older ``within.csv`` (AUROC means only; the rest NaN)."""
     try:
         w = pd.read_csv(path, comment="#")
+    except pd.errors.EmptyDataError:  # the tables of a study without datasets: provenance only
+        return empty_intervals()
     except (OSError, ValueError) as e:
         raise SummaryInputError(f"{path}: not a readable within table ({e})") from e
     need = {"dataset", "method", "column", "auroc_mean", "n_seeds"}
