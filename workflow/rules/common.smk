@@ -409,6 +409,12 @@ def report_model_files(wildcards):
     }
 
 
+def report_intervals_input(wildcards):
+    """intervals.csv (the AUROC intervals and operating points), where rule tables writes it; none for a
+    checkout whose tables rule predates it (the page then draws the means and says the intervals are missing)."""
+    return [f"{RESULTS}/tables/intervals.csv"] if "intervals" in rules.tables.output.keys() else []
+
+
 def report_alerts_input(wildcards):
     """top_alerts.json when the headline dataset has a JANUS run (every configured dataset has one), else none."""
     return [f"{RESULTS}/report/top_alerts.json"] if report_headline() in DATASETS else []

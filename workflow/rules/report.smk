@@ -25,6 +25,7 @@ rule report:
     input:
         tables=report_tables(),
         within_csv=f"{RESULTS}/tables/within.csv",
+        intervals=report_intervals_input,
         figures=figures_targets(),
         alerts=report_alerts_input,
         loss=list(report_loss_files().values()),
@@ -71,11 +72,9 @@ rule report:
     params:
         title=f"nidsflow results: study {STUDY}",
         headline=report_headline(),
-        min_class_flows=config["report"]["min_class_flows"],
+        # the tables' threshold (evaluate.min_class_flows) greys the same classes the tables mark
+        min_class_flows=config["evaluate"].get("min_class_flows", 30),
         loss_names=list(report_loss_files()),
-        # written by rule tables beside within.csv (the bootstrap intervals and operating points); read when
-        # present, so a results folder from before it still renders (the page then says the intervals are missing)
-        intervals=f"{RESULTS}/tables/intervals.csv",
     conda:
         "../envs/report.yaml"
     script:

@@ -8,7 +8,7 @@ from nidsflow.report import draw_summary_figures, write_summary
 
 summary = draw_summary_figures(
     Path(snakemake.output.auroc_heatmap).parent,
-    intervals_csv=snakemake.params.intervals,
+    intervals_csv=snakemake.input.intervals[0] if snakemake.input.intervals else None,
     within_csv=snakemake.input.within_csv,
     headline=snakemake.params.headline,
     alerts_json=snakemake.input.alerts[0] if snakemake.input.alerts else None,
