@@ -134,6 +134,15 @@ def test_tables_get_counts_in_headers_grey_few_flow_columns_bold_best_and_fold_b
     assert section.count("<b>") == 2 + 4  # overall, per-class median, four classes (params is not ranked)
 
 
+def test_the_tables_own_counts_and_few_flow_marks_grey_their_columns():
+    """rule tables' headers: 'class (benign / attack)', ‡ on a class below evaluate.min_class_flows."""
+    head = ["method", "params", "overall (100 / 159)", "per-class median", "c2 (100 / 16) ‡", "scan (100 / 38)"]
+    out_head, rows, classes = TableDecorator(None)("demo_a", head, [["A", "1k", "**90.00 ± 1.00**", "2", "3", "4"]])
+    assert out_head == head and rows[0][4] == "3" and classes == ["", "", "", "", "few", ""]
+    # the AUPRC table under a dataset: the mark alone greys
+    assert TableDecorator(None)("demo_a: AUPRC", ["method", "AUPRC c2 (100 / 16) ‡"], [["A", "1"]])[2] == ["", "few"]
+
+
 def test_a_table_that_marks_its_own_best_and_counts_is_left_as_it_is():
     deco = TableDecorator(None)
     head, rows, classes = deco("demo_a", ["method", "overall (n=900)", "x (n=5)"],

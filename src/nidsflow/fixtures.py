@@ -411,7 +411,7 @@ def make_summary_inputs(folder: str | Path, seed: int = 0, with_intervals: bool 
             rows.append({"dataset": ds, "method": m, "category": "overall", "n_benign": n_benign,
                          "n_attack": sum(classes.values()), "n_seeds": 2, "auroc": a, "auroc_lo": a - half,
                          "auroc_hi": min(1.0, a + half), "auprc": a - 0.05, "det_rate": det, "fpr_realised": fpr,
-                         "fpr_target": 0.01, "in_median": False, "group_by": "none"})
+                         "fpr_target": 0.01, "in_median": "false", "group_by": "none"})
             within_rows.append({"dataset": ds, "method": m, "column": "overall", "auroc_mean": a, "auroc_std": 0.004,
                                 "n_seeds": 2, "cell": f"{100 * a:.2f} ± 0.40", "reason": ""})
             cells = []
@@ -421,7 +421,8 @@ def make_summary_inputs(folder: str | Path, seed: int = 0, with_intervals: bool 
                 rows.append({"dataset": ds, "method": m, "category": c, "n_benign": n_benign, "n_attack": n,
                              "n_seeds": 2, "auroc": ac, "auroc_lo": max(0.0, ac - w), "auroc_hi": min(1.0, ac + w),
                              "auprc": ac - 0.1, "det_rate": float(np.clip(ac - 0.3, 0, 1)), "fpr_realised": fpr,
-                             "fpr_target": 0.01, "in_median": True, "group_by": "none"})
+                             "fpr_target": 0.01, "in_median": "true" if n >= 30 else "false",
+                             "group_by": "none"})
                 within_rows.append({"dataset": ds, "method": m, "column": c, "auroc_mean": ac, "auroc_std": 0.01,
                                     "n_seeds": 2, "cell": f"{100 * ac:.2f} ± 1.00", "reason": ""})
                 cells.append(f"{100 * ac:.2f} ± 1.00")

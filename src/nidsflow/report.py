@@ -173,16 +173,21 @@ SUMMARY_FIGURES: dict[str, str] = {
 #: A per-class column with fewer test attack flows than this is greyed (config report.min_class_flows).
 MIN_CLASS_FLOWS = 30
 _N_IN_HEADER = re.compile(r"\bn\s*=\s*(\d[\d,]*)")
+#: The tables' column header: "syn_flood (500 / 120)" (test benign / attack flows; "40–42" when seeds differ).
+_BENIGN_ATTACK = re.compile(r"\((\d[\d,]*)(?:[–-]\d[\d,]*)?\s*/\s*(\d[\d,]*)(?:[–-]\d[\d,]*)?\)")
+#: The tables' mark of a class with fewer than evaluate.min_class_flows test flows (tables.FEW_FLOWS_MARK).
+FEW_FLOWS_MARK = "‡"
 _NUMBER = re.compile(r"^\**\s*([-+]?\d+(?:\.\d+)?)")
 
 
 def _n_from_header(cell: str) -> tuple[str, int | None]:
-    """('syn_flood', 40) from 'syn_flood (n=40)'; (cell, None) without a count."""
-    m = _N_IN_HEADER.search(cell)
+    """(name, test attack flows) of a column header: 'syn_flood (n=40)', 'syn_flood (500 / 40) ‡' ->
+    ('syn_flood', 40) (the smallest count where the seeds' splits differ); (cell, None) without a count."""
+    m = _BENIGN_ATTACK.search(cell) or _N_IN_HEADER.search(cell)
     if not m:
-        return cell.strip(), None
+        return cell.replace(FEW_FLOWS_MARK, "").strip(), None
     name = re.split(r"\s*[(\[]|\s+n\s*=|<br>", cell)[0].strip().strip("*_ ")
-    return name, int(m.group(1).replace(",", ""))
+    return name, int(m.group(m.lastindex).replace(",", ""))
 
 
 class TableDecorator:
@@ -225,6 +230,8 @@ class TableDecorator:
                 if name not in ("overall", "per-class median", "params") and (
                         n is not None and n < self.min_flows or (ds, name) in self.left_out):
                     classes[j] = "few"
+            if FEW_FLOWS_MARK in cell:  # marked by the tables (also in the AUPRC tables under a dataset)
+                classes[j] = "few"
             elif name in self.datasets and n is None:  # an overview: columns are datasets
                 n = self._count(name, "overall")
                 if n is not None:
@@ -432,7 +439,7 @@ def _curve_sentence(curves) -> str:
         return "No per-epoch losses were recorded."
     text = (f"Best val loss in the last epoch (still learning when training stopped): {', '.join(still)}. "
             if still else "Every model's best val epoch came before its last (it stopped on patience). ")
-    return text + (f"Stopped after its best val epoch: {', '.join(done)}." if still and done else "")
+    return (text + (f"Stopped after its best val epoch: {', '.join(done)}." if still and done else "")).strip()
 
 
 def _read_json(path) -> dict | None:
