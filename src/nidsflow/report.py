@@ -170,7 +170,8 @@ SUMMARY_FIGURES: dict[str, str] = {
     "learning_curves": "Benign train and val loss per epoch of JANUS and each deep baseline on the headline "
                        "dataset (the figures' seed).",
 }
-#: A per-class column with fewer test attack flows than this is greyed (config report.min_class_flows).
+#: A per-class column with fewer test attack flows than this is greyed (config evaluate.min_class_flows, whose
+#: default this is; the tables mark the same classes and leave them out of the per-class median).
 MIN_CLASS_FLOWS = 30
 _N_IN_HEADER = re.compile(r"\bn\s*=\s*(\d[\d,]*)")
 #: The tables' column header: "syn_flood (500 / 120)" (test benign / attack flows; "40–42" when seeds differ).
@@ -334,7 +335,7 @@ def alerts_markdown(alerts: dict) -> str:
 def draw_summary_figures(out_dir: str | Path, intervals_csv: str | Path | None, within_csv: str | Path | None,
                          headline: str | None, alerts_json: str | Path | None = None,
                          loss_files: dict[str, str | Path] | None = None,
-                         no_history_expected: tuple[str, ...] = (), min_class_flows: int = MIN_CLASS_FLOWS) -> dict:
+                         min_class_flows: int = MIN_CLASS_FLOWS) -> dict:
     """Draw every figure of :data:`SUMMARY_FIGURES` into ``out_dir`` and write the sentences under them.
 
     Returns {"figures": name -> (path, sentence), "intervals": the frame (or None), "notes": [...],
@@ -402,7 +403,7 @@ def draw_summary_figures(out_dir: str | Path, intervals_csv: str | Path | None, 
     missing = sf.plot_learning_curves(curves, p("learning_curves"), f"{headline}: learning curves")
     not_run = {n for n, f in (loss_files or {}).items() if str(f).endswith(".json")
                and ((_read_json(f) or {}).get("status") == "not run")}
-    missing = [mname for mname in missing if mname not in no_history_expected and mname not in not_run]
+    missing = [mname for mname in missing if mname not in not_run]
     figs["learning_curves"] = _curve_sentence(curves) + (
         f" No per-epoch losses recorded for: {', '.join(missing)}." if missing else "")
     return {"figures": {k: (p(k), figs[k]) for k in SUMMARY_FIGURES}, "intervals": df if len(df) else None,
