@@ -265,3 +265,11 @@ def test_a_study_without_datasets_still_gets_its_page(tmp_path):
     write_summary(tmp_path / "s.md", [str(tmp_path / "tables" / "within.md")], [], [], [], out_html=tmp_path / "s.html",
                   summary=s)
     assert (tmp_path / "s.html").read_text().count("<img") == len(SUMMARY_FIGURES)
+
+
+def test_the_class_sentence_ranks_only_classes_with_enough_flows(tmp_path):
+    p = make_summary_inputs(tmp_path)
+    s = draw_summary_figures(tmp_path / "f", p["intervals"], None, "demo_a", p["alerts"], {})
+    sentence = s["figures"]["class_heatmap"][1]
+    assert " of 3 attack classes" in sentence and sentence.endswith("Not ranked, too few test flows (greyed): exfil.")
+    assert "exfil:" not in sentence

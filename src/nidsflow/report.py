@@ -375,7 +375,7 @@ def draw_summary_figures(out_dir: str | Path, intervals_csv: str | Path | None, 
         few |= set(sub.loc[~sub["in_median"], "category"])
     sf.plot_heatmap(mc, p("class_heatmap"), f"{headline}: per-class test AUROC (%)",
                     {c: f"n={n}" + (" (few)" if c in few else "") for c, n in n_class.items()}, few)
-    figs["class_heatmap"] = sf.heatmap_sentence(mc, "attack classe").replace("(best by overall AUROC, %)",
+    figs["class_heatmap"] = sf.heatmap_sentence(mc, "attack classe", few).replace("(best by overall AUROC, %)",
                                                                              "(best by per-class AUROC, %)")
     hl = df[(df["dataset"] == headline) & (df["category"] == sf.OVERALL)]
     sf.plot_intervals(hl, p("auroc_intervals"), f"{headline}: overall test AUROC, 95 % interval")

@@ -153,12 +153,13 @@ def plot_heatmap(m: pd.DataFrame, path: str | Path, title: str, col_counts: dict
     _save(fig, path)
 
 
-def heatmap_sentence(m: pd.DataFrame, what: str = "dataset") -> str:
-    """Which method leads each column of ``m`` and by how much over the next one (AUROC points)."""
+def heatmap_sentence(m: pd.DataFrame, what: str = "dataset", few: set | frozenset = frozenset()) -> str:
+    """Which method leads each column of ``m`` and by how much over the next one (AUROC points); columns in
+    ``few`` (too few test flows) are named, not ranked."""
     if m.empty:
         return "No AUROC was computed, so no method leads."
     parts, wins = [], {}
-    for col in m.columns:
+    for col in [c for c in m.columns if c not in few]:
         s = m[col].dropna().sort_values(ascending=False, kind="stable")
         if s.empty:
             continue
@@ -169,9 +170,13 @@ def heatmap_sentence(m: pd.DataFrame, what: str = "dataset") -> str:
         else:
             parts.append(f"{col}: {s.index[0]} ({_fmt(s.iloc[0])}, the only method run)")
     top = max(wins.items(), key=lambda kv: kv[1]) if wins else None
-    n_cols = sum(1 for c in m.columns if m[c].notna().any())
+    n_cols = sum(1 for c in m.columns if c not in few and m[c].notna().any())
     lead = f"{top[0]} leads {top[1]} of {n_cols} {what}{'s' if n_cols != 1 else ''}" if top else "No method leads"
-    return f"{lead} (best by overall AUROC, %): " + "; ".join(parts) + "."
+    text = f"{lead} (best by overall AUROC, %)" + (": " + "; ".join(parts) if parts else "") + "."
+    skipped = [str(c) for c in m.columns if c in few]
+    if skipped:
+        text += f" Not ranked, too few test flows (greyed): {', '.join(skipped)}."
+    return text
 
 
 def plot_intervals(df: pd.DataFrame, path: str | Path, title: str) -> None:
