@@ -74,6 +74,9 @@ def test_deep_baseline_detects_the_attacks_and_is_deterministic(method, store, s
     t1, info = run_baseline(store, split, method, FAST[method], seed=7, fpr_target=0.05)
     assert info["status"] == "ok" and info["auroc"] > 0.85, info
     assert np.isfinite(t1.scores).all() and info["selected"]["n_params"] > 0
+    if method != "arcade":  # trained by train_early_stopping: each network's per-epoch losses (summary page)
+        assert info["loss_history"] and all(h and {"epoch", "train_loss", "val_loss"} <= set(h[0])
+                                            for h in info["loss_history"].values())
     t2, _ = run_baseline(store, split, method, FAST[method], seed=7)
     np.testing.assert_array_equal(t1.scores, t2.scores)
     t3, _ = run_baseline(store, split, method, FAST[method], seed=8)

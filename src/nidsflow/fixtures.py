@@ -23,6 +23,7 @@ aggregator and table tests) and :func:`generate_hikari_like` (HIKARI-2021's exac
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -374,3 +375,110 @@ def generate_hikari_like(n_rows: int, seed: int = 0, attack_overlap: float = 0.3
     df = pd.DataFrame(d)
     assert tuple(df.columns) == HIKARI_COLUMNS, "generated HIKARI table lost the header order"
     return df
+
+
+# ---------------------------------------------------------------- the summary page's inputs
+
+#: Methods, datasets and classes of :func:`make_summary_inputs` (invented numbers, for the page's tests).
+SUMMARY_METHODS = ("JANUS (full, A1)", "Isolation Forest", "kNN (mean distance)", "MMR-style", "STFPM-style",
+                   "GANomaly")
+SUMMARY_CLASSES = {"demo_a": {"syn_flood": 120, "port_scan": 120, "dns_tunnel": 60, "exfil": 12},
+                   "demo_b": {"syn_flood": 120, "brute_force": 80}, "demo_c": {"port_scan": 90, "exfil": 25}}
+
+
+def make_summary_inputs(folder: str | Path, seed: int = 0, with_intervals: bool = True) -> dict:
+    """Every input of the summary page in ``folder``, in the pipeline's formats, with seeded invented numbers:
+    tables/within.md and within.csv, tables/intervals.csv (the schema of rule tables), a top-alerts JSON, a
+    JANUS train_log.tsv and deep baselines' auroc.json with ``loss_history``, a ROC figure. Returns the paths
+    (keys: within_md, within_csv, intervals, alerts, loss_files, figures)."""
+    from nidsflow.plotting import plt
+
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    (folder / "tables").mkdir(parents=True, exist_ok=True)
+    base = {m: 0.97 - 0.035 * i for i, m in enumerate(SUMMARY_METHODS)}
+    base["JANUS (full, A1)"] = 0.93  # third on the demo, as the issue found
+    rows, within_rows, md = [], [], ["# Within-dataset AUROC (%)", "", "Test AUROC in percent, mean ± std."]
+    for ds, classes in SUMMARY_CLASSES.items():
+        n_benign = 500
+        md += ["", f"## {ds}", "", "| method | params | overall | per-class median | " + " | ".join(classes) + " |",
+               "|" + "---|" * (4 + len(classes))]
+        for m in SUMMARY_METHODS:
+            a = float(np.clip(base[m] + rng.normal(0, 0.02), 0.5, 0.999))
+            half = 0.012 + 0.01 * rng.random()
+            det = float(np.clip(a - 0.3 + rng.normal(0, 0.05), 0, 1))
+            fpr = float(np.clip(0.01 + rng.normal(0, 0.004), 0, 1))
+            rows.append({"dataset": ds, "method": m, "category": "overall", "n_benign": n_benign,
+                         "n_attack": sum(classes.values()), "n_seeds": 2, "auroc": a, "auroc_lo": a - half,
+                         "auroc_hi": min(1.0, a + half), "auprc": a - 0.05, "det_rate": det, "fpr_realised": fpr,
+                         "fpr_target": 0.01, "in_median": "false", "group_by": "none"})
+            within_rows.append({"dataset": ds, "method": m, "column": "overall", "auroc_mean": a, "auroc_std": 0.004,
+                                "n_seeds": 2, "cell": f"{100 * a:.2f} ± 0.40", "reason": ""})
+            cells = []
+            for c, n in classes.items():
+                ac = float(np.clip(a + rng.normal(0, 0.04), 0.3, 1.0))
+                w = 0.3 / np.sqrt(n)
+                rows.append({"dataset": ds, "method": m, "category": c, "n_benign": n_benign, "n_attack": n,
+                             "n_seeds": 2, "auroc": ac, "auroc_lo": max(0.0, ac - w), "auroc_hi": min(1.0, ac + w),
+                             "auprc": ac - 0.1, "det_rate": float(np.clip(ac - 0.3, 0, 1)), "fpr_realised": fpr,
+                             "fpr_target": 0.01, "in_median": "true" if n >= 30 else "false",
+                             "group_by": "none"})
+                within_rows.append({"dataset": ds, "method": m, "column": c, "auroc_mean": ac, "auroc_std": 0.01,
+                                    "n_seeds": 2, "cell": f"{100 * ac:.2f} ± 1.00", "reason": ""})
+                cells.append(f"{100 * ac:.2f} ± 1.00")
+            med = float(np.median([float(x.split()[0]) for x in cells]))
+            md.append(f"| {m} | 100.0k | {100 * a:.2f} ± 0.40 | {med:.2f} ± 1.00 | " + " | ".join(cells) + " |")
+    md += ["", "---", "Provenance:", "- seeds: 42, 43"]
+    paths = {"within_md": folder / "tables" / "within.md", "within_csv": folder / "tables" / "within.csv",
+             "intervals": folder / "tables" / "intervals.csv"}
+    paths["within_md"].write_text("\n".join(md) + "\n")
+    pd.DataFrame(within_rows).to_csv(paths["within_csv"], index=False)
+    if with_intervals:
+        pd.DataFrame(rows).to_csv(paths["intervals"], index=False)
+    # top alerts as rule report_alerts writes them
+    from nidsflow.scores import JANUS_SCORE_NAMES
+
+    flows = []
+    for k in range(5):
+        contrib = rng.gamma(1.0, 1.0, len(JANUS_SCORE_NAMES)) * (rng.random(len(JANUS_SCORE_NAMES)) > 0.3)
+        d2 = float(contrib.sum() * 40)
+        flows.append({"rank": k + 1, "flow_id": int(100 + k), "flow": f"10.0.0.{k + 2}:{40000 + k} → 10.0.1.1:80 proto 6",
+                      "n_packets": int(2 + 3 * k), "category": "syn_flood" if k != 3 else "benign",
+                      "label": "SYN flood" if k != 3 else "BENIGN", "d2": d2, "d2_rescored": d2, "alert": True,
+                      "threshold": 25.0,
+                      "axis_contribution": {n: float(c * 40) for n, c in zip(JANUS_SCORE_NAMES, contrib)},
+                      "axis_share": {n: float(c / contrib.sum()) for n, c in zip(JANUS_SCORE_NAMES, contrib)},
+                      "dfm_top": [{"packet": j + 1, "channel": ch, "nll": float(3 - j), "contribution": float(0.4 / (j + 1))}
+                                  for j, ch in enumerate(("syn", "ack", "dir"))]})
+    paths["alerts"] = folder / "report" / "top_alerts.json"
+    paths["alerts"].parent.mkdir(parents=True, exist_ok=True)
+    paths["alerts"].write_text(json.dumps({"dataset": "demo_a", "run": "full seed 42", "flows": flows}))
+    # learning curves: JANUS's train_log.tsv, two deep baselines with loss_history, one without
+    loss = {}
+    janus = folder / "demo_a" / "janus" / "full" / "seed42" / "train_log.tsv"
+    janus.parent.mkdir(parents=True, exist_ok=True)
+    ep = np.arange(1, 11)
+    pd.DataFrame({"epoch": ep, "train_loss": 2.0 / ep + 0.5, "val_loss": 2.1 / ep + 0.55}).to_csv(janus, sep="\t",
+                                                                                                 index=False)
+    loss["JANUS (full, A1)"] = janus
+    for m, n_ep in (("mmr", 8), ("stfpm", 12)):
+        f = folder / "demo_a" / "baselines" / m / "seed42" / "auroc.json"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        e = np.arange(1, n_ep + 1)
+        hist = [{"epoch": int(i), "train_loss": float(1 / i + 0.1), "val_loss": float(1.1 / i + 0.12 + 0.01 * (i > 6) * i)}
+                for i in e]
+        f.write_text(json.dumps({"method": m, "loss_history": {"net": hist}}))
+        loss[{"mmr": "MMR-style", "stfpm": "STFPM-style"}[m]] = f
+    f = folder / "demo_a" / "baselines" / "ganomaly" / "seed42" / "auroc.json"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text(json.dumps({"method": "ganomaly"}))
+    loss["GANomaly"] = f
+    paths["loss_files"] = loss
+    fig_path = folder / "figures" / "demo_a" / "roc.png"
+    fig_path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([0, 0.1, 1], [0, 0.9, 1])
+    fig.savefig(fig_path, dpi=60)
+    plt.close(fig)
+    paths["figures"] = [fig_path]
+    return paths

@@ -428,3 +428,60 @@ def quick_config():
     return {**config, "datasets": {ds: config["datasets"][ds] for ds in quick_datasets()},
             "baselines": {**config["baselines"], "methods": list(config["quick"]["methods"])},
             "janus": {**JANUS, "variants": [], "cross": False}}
+
+
+# ---------------------------------------------------------------- report stage
+
+from nidsflow.evaluate.baselines import is_deep
+from nidsflow.report import default_headline
+
+
+def report_headline():
+    """The dataset that opens the page: report.headline, or corpus_by_capture / the first dataset."""
+    name = config["report"]["headline"]
+    if name is None:
+        return default_headline(DATASETS)
+    if name not in DATASETS:
+        raise WorkflowError(f"report.headline {name!r} is not a configured dataset (datasets: {', '.join(DATASETS)})")
+    return name
+
+
+def report_model_files(wildcards):
+    """The headline's JANUS main-variant run at the figures' seed: its scores, aggregator, model and store."""
+    ds = report_headline()
+    run = dict(study=STUDY, ds=ds, variant=main_variant(ds), seed=figure_seed())
+    return {
+        "scores": layout.path(layout.PHASE1_SCORES, **run),
+        "aggregator": layout.path("results/{study}/{ds}/janus/{variant}/seed{seed}/aggregator.json", **run),
+        "model": layout.path("results/{study}/{ds}/janus/{variant}/seed{seed}/model.pt", **run),
+        "flows": f"{RESULTS}/{ds}/store/flows.parquet",
+        "features": f"{RESULTS}/{ds}/store/flow_features.parquet",
+    }
+
+
+def report_intervals_input(wildcards):
+    """intervals.csv (the AUROC intervals and operating points), where rule tables writes it; none for a
+    checkout whose tables rule predates it (the page then draws the means and says the intervals are missing)."""
+    return [f"{RESULTS}/tables/intervals.csv"] if "intervals" in rules.tables.output.keys() else []
+
+
+def report_alerts_input(wildcards):
+    """top_alerts.json when the headline dataset has a JANUS run (every configured dataset has one), else none."""
+    return [f"{RESULTS}/report/top_alerts.json"] if report_headline() in DATASETS else []
+
+
+def report_loss_files():
+    """Display name -> per-epoch loss file on the headline dataset at the figures' seed: JANUS's train_log.tsv
+    and each deep baseline's auroc.json (its loss_history)."""
+    ds = report_headline()
+    if ds is None:
+        return {}
+    from nidsflow.evaluate.baselines import DISPLAY
+
+    v, seed = main_variant(ds), figure_seed()
+    files = {f"JANUS ({v})": f"{RESULTS}/{ds}/janus/{v}/seed{seed}/train_log.tsv"}
+    bseed = seed if seed in [int(s) for s in config["baselines"]["seeds"]] else int(config["baselines"]["seeds"][0])
+    for m in config["baselines"]["methods"]:
+        if is_deep(m):
+            files[DISPLAY.get(m, m)] = f"{RESULTS}/{ds}/baselines/{m}/seed{bseed}/auroc.json"
+    return files

@@ -7,6 +7,8 @@ split to a baseline and returns a ScoreTable (val + test rows, one column "score
 
 from __future__ import annotations
 
+import contextlib
+
 import importlib
 import logging
 import time
@@ -51,6 +53,11 @@ def baseline_class(method: str) -> type[Baseline]:
         raise BaselineError(f"unknown baseline {method!r}; known: {sorted(_REGISTRY)}")
     module, cls, _ = _REGISTRY[method]
     return getattr(importlib.import_module(f"nidsflow.evaluate.baselines.{module}"), cls)
+
+
+def is_deep(method: str) -> bool:
+    """A built baseline trained by gradient descent (its per-epoch losses go to auroc.json's loss_history)."""
+    return method in _REGISTRY and _REGISTRY[method][0] != "classical"
 
 
 #: Baselines of the seed's table that are not built, and why (rows say "not run").
@@ -142,7 +149,15 @@ def run_baseline(store, split, method: str, params: dict | None, seed: int,
         from nidsflow.reproducible import pin_torch
         pin_torch(threads)
     t0 = time.perf_counter()
-    model.fit(load_inputs(store, split.train, model.view, features), load_inputs(store, split.val, model.view, features))
+    # the deep baselines' per-epoch losses (the summary's learning curves); the classical ones load no torch
+    if is_deep(method):
+        from nidsflow.evaluate.baselines.nn_utils import recording_losses
+        recorder = recording_losses()
+    else:
+        recorder = contextlib.nullcontext({})
+    with recorder as history:
+        model.fit(load_inputs(store, split.train, model.view, features),
+                  load_inputs(store, split.val, model.view, features))
     fit_s = time.perf_counter() - t0
     ids = np.concatenate([split.val, split.test]).astype(np.int64)
     names = np.r_[np.full(len(split.val), "val"), np.full(len(split.test), "test")]
@@ -153,4 +168,5 @@ def run_baseline(store, split, method: str, params: dict | None, seed: int,
              metrics["auroc"])
     return table, {"method": method, "seed": seed, "status": "ok", "description": model.description,
                    "view": model.view, "features": features, "selected": model.selected, "fit_seconds": fit_s, **parameter_record(model),
-                   "n_train": int(len(split.train)), "n_val": int(len(split.val)), **metrics}
+                   "n_train": int(len(split.train)), "n_val": int(len(split.val)), **metrics,
+                   **({"loss_history": history} if history else {})}
