@@ -648,8 +648,9 @@ class TableWriter:
               "Each band compares that band's test attack flows (all classes pooled) with that band's test benign "
               "flows; mean ± sample std over seeds. Every score is fitted on all benign val flows, as in the "
               "within table. A1L / +L: the score referenced to benign val flows of similar length "
-              "(evaluate.aggregators.LengthReference, bands of at least 50 val flows). A single score's reference is monotone inside one reference band, so its "
-              f"per-band AUROC changes only where a band here spans several reference bands. A cell with fewer "
+              "(evaluate.aggregators.LengthReference, bands of at least 50 val flows). A single score's reference "
+              "is monotone inside one reference band, so its per-band AUROC changes only where a band here spans "
+              "several reference bands. A cell with fewer "
               f"than {MIN_BAND_CLASS} test flows of a class says so; a row that could not be scored says not run."]
         rows, all_seeds = [], set()
         for ds in self.r.datasets():
