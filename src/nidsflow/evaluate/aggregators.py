@@ -665,6 +665,12 @@ def length_referenced_score(table: ScoreTable) -> np.ndarray:
     return BaselineScoreLength().fit_table(table).score_table(table)
 
 
+def length_referenced_table(table: ScoreTable) -> ScoreTable:
+    """The baseline's table with its "score" column replaced by :func:`length_referenced_score`."""
+    return ScoreTable(table.flow_id, table.split, table.label, table.attack_class, table.is_attack, ("score",),
+                      length_referenced_score(table)[:, None], table.n_packets)
+
+
 #: Packet-count bands of the per-band table (issue 23): (label, lowest, highest or None).
 REPORT_BANDS: tuple[tuple[str, int, int | None], ...] = (
     ("1", 1, 1), ("2", 2, 2), ("3-8", 3, 8), ("9-15", 9, 15), ("16+", 16, None))

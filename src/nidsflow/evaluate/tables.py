@@ -36,7 +36,8 @@ import pandas as pd
 
 from nidsflow import layout
 from nidsflow.evaluate.aggregators import (AGGREGATORS, DEPLOYABLE, MIN_BAND_CLASS, REPORT_BANDS, AggregatorError,
-                                           length_referenced_score, make_aggregator, per_band_auroc)
+                                           length_referenced_score, length_referenced_table, make_aggregator,
+                                           per_band_auroc)
 from nidsflow.evaluate.baselines import ALL_METHODS, DISPLAY, NOT_RUN
 from nidsflow.janus.variants import FIX_ABLATIONS
 from nidsflow.evaluate.metrics import MetricError, evaluate_scores, format_mean_std, mean_std
@@ -154,19 +155,21 @@ def aggregated_metrics(table: ScoreTable, aggregator: str = DEPLOYABLE, fpr_targ
         return None
 
 
-def baseline_score(table: ScoreTable, length_ref: bool = False) -> np.ndarray:
-    """A baseline's score column, or (``length_ref``) its length-referenced twin fitted on its benign val rows."""
-    return length_referenced_score(table) if length_ref else table.scores[:, 0]
-
-
-def baseline_metrics(table: ScoreTable, fpr_target=None, length_ref: bool = False) -> dict | None:
+def _length_referenced(table: ScoreTable | None) -> ScoreTable | None:
+    """A baseline's table with its score replaced by the length-referenced twin (issue 23); None when it has no
+    rows or no packet counts (logged)."""
+    if table is None:
+        return None
     try:
-        s = baseline_score(table, length_ref)
+        return length_referenced_table(table)
     except AggregatorError as e:
         log.info("baseline +L: not run (%s)", e)
         return None
+
+
+def baseline_metrics(table: ScoreTable, fpr_target=None) -> dict | None:
     try:
-        return evaluate_scores(table.split, table.attack_class, table.is_attack, s, fpr_target)
+        return evaluate_scores(table.split, table.attack_class, table.is_attack, table.scores[:, 0], fpr_target)
     except MetricError as e:
         log.warning("baseline: %s", e)
         return None
@@ -262,14 +265,13 @@ class TableWriter:
     def _seeds(self, keys, ds=None, variant=None):
         return sorted({k[2] for k in keys if (ds is None or k[0] == ds) and (variant is None or k[1] == variant)})
 
-    def _baseline_runs(self, ds, method, length_ref=False):
-        """(seeds, seed -> metrics or None) of one baseline on one dataset (None: its file says "not run");
-        ``length_ref``: of its length-referenced twin (``+L``)."""
+    def _baseline_runs(self, ds, method):
+        """(seeds, seed -> metrics or None) of one baseline on one dataset (None: its file says "not run")."""
         seeds = sorted(k[2] for k in self.r.baselines if k[0] == ds and k[1] == method)
         per = {}
         for s in seeds:
             t = self.r.load(self.r.baselines[(ds, method, s)])
-            per[s] = None if t is None else baseline_metrics(t, self.fpr, length_ref)
+            per[s] = None if t is None else baseline_metrics(t, self.fpr)
         return seeds, per
 
     def _cross_keys(self, variant=layout.CROSS_VARIANT, pair=None):
@@ -317,9 +319,7 @@ class TableWriter:
                 entries.append((DISPLAY.get(method, method), per, reason, [n for n, _ in counted],
                                 any(what.startswith("stored values") for _, what in counted)))
                 if reason is None:  # its length-referenced twin (issue 23)
-                    per_l = self._baseline_runs(ds, method, length_ref=True)[1]
-                    entries.append((DISPLAY.get(method, method) + " +L", per_l, None if any(per_l.values()) else
-                                    "no packet counts in its score files", *entries[-1][3:]))
+                    entries.append(self._baseline_l_entry(ds, method, entries[-1]))
             classes = sorted({c for _, per, *_ in entries for m in per.values() if m for c in m["per_class"]})
             header = ["method", "params", "overall", MEDIAN_COLUMN] + classes
             table_rows = []
@@ -355,6 +355,16 @@ class TableWriter:
                      "† the values a classical detector stores to score (kNN/LOF/ECOD/COPOD: benign train flows x "
                      "dims; OCSVM: support vectors x dims + dual coefficients; Isolation Forest: 2 per tree node)")
         self._write("within", md, rows, all_seeds, notes)
+
+    def _baseline_l_entry(self, ds, method, entry, **metric_args):
+        """The within table's row of a baseline's ``+L`` twin (issue 23) beside its row ``entry``: each seed's
+        score through a LengthReference fitted on that run's benign val scores (no retraining)."""
+        per = {}
+        for s in sorted(k[2] for k in self.r.baselines if k[0] == ds and k[1] == method):
+            t = _length_referenced(self.r.load(self.r.baselines[(ds, method, s)]))
+            per[s] = None if t is None else baseline_metrics(t, self.fpr, **metric_args)
+        return (entry[0] + " +L", per, None if any(per.values()) else "no packet counts in its score files",
+                *entry[3:])
 
     def _length_rows(self, ds, variant, seeds):
         """(aggregator, seed -> metrics) of issue 23's JANUS rows beside A1 that ran on at least one seed."""
@@ -635,7 +645,7 @@ class TableWriter:
         for method in ALL_METHODS:
             seeds = sorted(k[2] for k in self.r.baselines if k[0] == ds and k[1] == method)
             for length_ref in (False, True) if seeds else ():
-                fn = lambda t, lr=length_ref: baseline_score(t, lr)  # noqa: E731
+                fn = lambda t, lr=length_ref: length_referenced_score(t) if lr else t.scores[:, 0]  # noqa: E731
                 out.append((DISPLAY.get(method, method) + (" +L" if length_ref else ""),
                             {s: (self.r.baselines[(ds, method, s)], fn) for s in seeds}))
         return out
