@@ -155,18 +155,6 @@ def aggregated_metrics(table: ScoreTable, aggregator: str = DEPLOYABLE, fpr_targ
         return None
 
 
-def _length_referenced(table: ScoreTable | None) -> ScoreTable | None:
-    """A baseline's table with its score replaced by the length-referenced twin (issue 23); None when it has no
-    rows or no packet counts (logged)."""
-    if table is None:
-        return None
-    try:
-        return length_referenced_table(table)
-    except AggregatorError as e:
-        log.info("baseline +L: not run (%s)", e)
-        return None
-
-
 def baseline_metrics(table: ScoreTable, fpr_target=None) -> dict | None:
     try:
         return evaluate_scores(table.split, table.attack_class, table.is_attack, table.scores[:, 0], fpr_target)
@@ -361,8 +349,12 @@ class TableWriter:
         score through a LengthReference fitted on that run's benign val scores (no retraining)."""
         per = {}
         for s in sorted(k[2] for k in self.r.baselines if k[0] == ds and k[1] == method):
-            t = _length_referenced(self.r.load(self.r.baselines[(ds, method, s)]))
-            per[s] = None if t is None else baseline_metrics(t, self.fpr, **metric_args)
+            t = self.r.load(self.r.baselines[(ds, method, s)])
+            try:
+                per[s] = None if t is None else baseline_metrics(length_referenced_table(t), self.fpr, **metric_args)
+            except AggregatorError as e:  # a score file without packet counts
+                log.info("%s +L on %s seed %s: not run (%s)", method, ds, s, e)
+                per[s] = None
         return (entry[0] + " +L", per, None if any(per.values()) else "no packet counts in its score files",
                 *entry[3:])
 
