@@ -358,9 +358,10 @@ class TableWriter:
         return (entry[0] + " +L", per, None if any(per.values()) else "no packet counts in its score files",
                 *entry[3:])
 
-    def _length_rows(self, ds, variant, seeds):
-        """(aggregator, seed -> metrics) of issue 23's JANUS rows beside A1 that ran on at least one seed."""
-        runs = [(agg, {s: self.janus_run(ds, variant, s, agg) for s in seeds}) for agg in LENGTH_ROWS[1:]]
+    def _length_rows(self, ds, variant, seeds, **run_args):
+        """(aggregator, seed -> metrics) of issue 23's JANUS rows beside A1 that ran on at least one seed
+        (``run_args``: passed to :meth:`janus_run`)."""
+        runs = [(agg, {s: self.janus_run(ds, variant, s, agg, **run_args) for s in seeds}) for agg in LENGTH_ROWS[1:]]
         return [(agg, per) for agg, per in runs if any(per.values())]
 
     def _baseline_reason(self, ds, method, seeds):
