@@ -65,6 +65,8 @@ def test_no_aggregator_reads_test_labels_or_test_rows(name):
     t = make_janus_like_table(seed=5)
     if name in ("A8", "A9"):  # rows of the cnf_nll score option
         t = _with_cnf(t)
+    if name == "flow_nllL":  # the flow_nll column's row
+        t = _with_flow_nll(t)
     ref = make_aggregator(name).fit_table(t).to_dict()
     rng = np.random.default_rng(0)
     test = np.nonzero(t.split == "test")[0]
@@ -72,12 +74,12 @@ def test_no_aggregator_reads_test_labels_or_test_rows(name):
     label, cls, att, scores = t.label.copy(), t.attack_class.copy(), t.is_attack.copy(), t.scores.copy()
     label[test], cls[test], att[test] = label[perm], cls[perm], ~att[perm]
     scores[test] = rng.normal(size=(len(test), scores.shape[1])) * 100
-    t2 = ScoreTable(t.flow_id, t.split, label, cls, att, t.score_names, scores)
+    t2 = ScoreTable(t.flow_id, t.split, label, cls, att, t.score_names, scores, t.n_packets)
     assert make_aggregator(name).fit_table(t2).to_dict() == ref
     # and the val rows do matter (the test above is not vacuous)
     scores3 = t.scores.copy()
     scores3[t.split == "val"] *= 2
-    t3 = ScoreTable(t.flow_id, t.split, t.label, t.attack_class, t.is_attack, t.score_names, scores3)
+    t3 = ScoreTable(t.flow_id, t.split, t.label, t.attack_class, t.is_attack, t.score_names, scores3, t.n_packets)
     assert make_aggregator(name).fit_table(t3).to_dict() != ref
 
 
@@ -204,7 +206,15 @@ def _with_cnf(t, seed=0):
     rng = np.random.default_rng(seed)
     cnf = t.column("terminal_norm") + rng.normal(size=len(t.flow_id))
     return ScoreTable(t.flow_id, t.split, t.label, t.attack_class, t.is_attack, t.score_names + ("cnf_nll",),
-                      np.column_stack([t.scores, cnf]).astype(np.float32))
+                      np.column_stack([t.scores, cnf]).astype(np.float32), t.n_packets)
+
+
+def _with_flow_nll(t, seed=0):
+    """The table with a flow_nll column (helper "nll"'s score) that grows with the packet count."""
+    rng = np.random.default_rng(seed)
+    nll = 5.0 * t.n_packets + t.column("disc_nll_total") + rng.normal(size=len(t.flow_id))
+    return ScoreTable(t.flow_id, t.split, t.label, t.attack_class, t.is_attack, t.score_names + ("flow_nll",),
+                      np.column_stack([t.scores, nll]).astype(np.float32), t.n_packets)
 
 
 def test_score_options_have_their_own_rows_and_never_change_the_seed_rows():
@@ -212,8 +222,8 @@ def test_score_options_have_their_own_rows_and_never_change_the_seed_rows():
     t = make_janus_like_table(seed=6)
     tc = _with_cnf(t)
     for name in AGGREGATORS:
-        if name in ("A8", "A9"):
-            with pytest.raises(AggregatorError, match="cnf_nll"):
+        if name in ("A8", "A9", "flow_nllL"):
+            with pytest.raises(AggregatorError, match="cnf_nll|flow_nll"):
                 make_aggregator(name).fit_table(t)
             continue
         a, b = make_aggregator(name).fit_table(t), make_aggregator(name).fit_table(tc)

@@ -255,8 +255,10 @@ def make_janus_like_table(seed: int = 0, n_val: int = 400, n_test_benign: int = 
         S[:, JANUS_SCORE_NAMES.index(c)] = np.nan
     split = np.r_[np.full(n_val, "val"), np.full(len(S) - n_val, "test")]
     cls = np.r_[np.full(n_b, "benign"), np.full(n_per_class, "dos"), np.full(n_per_class, "scan")]
+    # packet counts (geometric, many one-packet flows) from their own stream, so the scores stay as they were
+    n_packets = np.random.default_rng([seed, 23]).geometric(0.3, size=len(S)).astype(np.int64)
     return ScoreTable(np.arange(len(S)), split, np.where(cls == "benign", "BENIGN", cls.astype(object)).astype(str),
-                      cls, cls != "benign", JANUS_SCORE_NAMES, S)
+                      cls, cls != "benign", JANUS_SCORE_NAMES, S, n_packets)
 
 
 # ------------------------------------------------------------------------------------- HIKARI-like tables

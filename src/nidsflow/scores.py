@@ -8,6 +8,8 @@ A scores file (``.npz``) holds, row-aligned:
     is_attack    bool
     score_names  str     [k] column names of ``scores``
     scores       float32 [n, k] higher = more anomalous
+    n_packets    int64   (optional) each flow's packet count, for the length-aware benign reference
+                         (``evaluate.aggregators.LengthReference``); files written before it lack it
 Labels travel with the scores only so evaluation can read them; nothing that fits a model or an
 aggregator may read ``label``, ``attack_class`` or ``is_attack`` of ``split == "test"`` rows.
 """
@@ -39,10 +41,13 @@ class ScoreTable:
     is_attack: np.ndarray
     score_names: tuple[str, ...]
     scores: np.ndarray
+    #: Each flow's packet count (None: unknown, e.g. a file written before the column existed).
+    n_packets: np.ndarray | None = None
 
     def __post_init__(self):
         n = len(self.flow_id)
-        for name in ("split", "label", "attack_class", "is_attack"):
+        optional = () if self.n_packets is None else ("n_packets",)
+        for name in ("split", "label", "attack_class", "is_attack") + optional:
             if len(getattr(self, name)) != n:
                 raise ValueError(f"score table column {name} has {len(getattr(self, name))} rows, flow_id {n}")
         if self.scores.shape != (n, len(self.score_names)):
@@ -56,14 +61,16 @@ class ScoreTable:
         return cls(np.asarray(flow_ids, dtype=np.int64), np.asarray(split, dtype=str),
                    rows["label"].to_numpy(dtype=str), rows["attack_class"].to_numpy(dtype=str),
                    rows["is_attack"].to_numpy(dtype=bool), tuple(score_names),
-                   np.asarray(scores, dtype=np.float32))
+                   np.asarray(scores, dtype=np.float32),
+                   rows["n_packets"].to_numpy(dtype=np.int64) if "n_packets" in rows else None)
 
     def column(self, name: str) -> np.ndarray:
         return self.scores[:, self.score_names.index(name)]
 
     def subset(self, mask: np.ndarray) -> "ScoreTable":
         return ScoreTable(self.flow_id[mask], self.split[mask], self.label[mask], self.attack_class[mask],
-                          self.is_attack[mask], self.score_names, self.scores[mask])
+                          self.is_attack[mask], self.score_names, self.scores[mask],
+                          None if self.n_packets is None else self.n_packets[mask])
 
     @property
     def val(self) -> "ScoreTable":
@@ -76,7 +83,8 @@ class ScoreTable:
     def save(self, path: str | Path) -> None:
         np.savez_compressed(path, flow_id=self.flow_id, split=self.split, label=self.label,
                             attack_class=self.attack_class, is_attack=self.is_attack,
-                            score_names=np.array(self.score_names), scores=self.scores)
+                            score_names=np.array(self.score_names), scores=self.scores,
+                            **({} if self.n_packets is None else {"n_packets": self.n_packets}))
 
     @classmethod
     def load(cls, path: str | Path) -> "ScoreTable":
@@ -85,4 +93,5 @@ class ScoreTable:
         except (OSError, ValueError) as e:
             raise ValueError(f"{path}: not a readable scores file ({e})") from e
         return cls(z["flow_id"], z["split"], z["label"], z["attack_class"], z["is_attack"],
-                   tuple(str(s) for s in z["score_names"]), z["scores"])
+                   tuple(str(s) for s in z["score_names"]), z["scores"],
+                   z["n_packets"] if "n_packets" in z.files else None)

@@ -13,6 +13,8 @@ Tables written to ``out_dir`` (results/{study}/tables/):
                   benign val; the diagonal is the within-dataset full model.
 ``aggregators``   group A (A1-A7, A1z and the score options' rows) on the full model's score vectors: within per dataset and their
                   mean, cross mean and cross worst over the off-diagonal pairs (the "cross" model).
+``length_bands``  issue 23: AUROC per packet-count band (1, 2, 3-8, 9-15, 16+) of JANUS's rows and of every
+                  baseline with and without the length-aware benign reference (``+L``).
 ``ablation_B``    group B (B1-B5): within / cross-mean / cross-worst AUROC difference to the full
                   model, in AUROC points, on the same datasets, seeds and (source, target) pairs;
                   across datasets the variant's own model is compared with the full model (sigma
@@ -37,7 +39,9 @@ import numpy as np
 import pandas as pd
 
 from nidsflow import layout
-from nidsflow.evaluate.aggregators import AGGREGATORS, DEPLOYABLE, AggregatorError, make_aggregator
+from nidsflow.evaluate.aggregators import (AGGREGATORS, DEPLOYABLE, MIN_BAND_CLASS, REPORT_BANDS, AggregatorError,
+                                           length_referenced_score, length_referenced_table, make_aggregator,
+                                           per_band_auroc)
 from nidsflow.evaluate.baselines import ALL_METHODS, DISPLAY, NOT_RUN
 from nidsflow.janus.variants import FIX_ABLATIONS
 from nidsflow.evaluate.metrics import (MetricError, ResamplingDraws, evaluate_scores, format_mean_std, mean_std,
@@ -48,6 +52,9 @@ from nidsflow.scores import ScoreTable
 log = logging.getLogger(__name__)
 
 NOT_RUN_CELL = "not run"
+#: JANUS's aggregators in the within and length_bands tables (issue 23); a row that did not run on a dataset
+#: (flow_nll* without helper "nll"'s column, the L rows on score files without packet counts) is left out.
+LENGTH_ROWS = (DEPLOYABLE, "A1L", "flow_nll", "flow_nllL")
 ABLATION_VARIANTS = ("B1", "B2", "B3", "B4", "B5")
 #: The within table's numbers, machine-readable, beside the tables (rule tables writes it with them).
 INTERVALS_FILE = "intervals.csv"
@@ -274,7 +281,7 @@ class TableWriter:
             path = self.store_flows.get(ds)
             if path is None:
                 raise ValueError(f"dataset {ds}: split.group_by is source_file, so its intervals resample captures, "
-                                 f"but the tables were given no {layout.path(STORE_FLOWS, study='{study}', ds=ds)}")
+                                 f"but the tables were given no {STORE_FLOWS.replace('{ds}', ds)}")
             f = pd.read_parquet(path, columns=["flow_id", "source_file"])
             if not np.array_equal(f["flow_id"].to_numpy(), np.arange(len(f))):
                 raise ValueError(f"{path}: flow_id is not arange(N)")
@@ -352,6 +359,8 @@ class TableWriter:
             if seeds:
                 entries.append((label, {s: self.janus_run(ds, variant, s, boot=True) for s in seeds}, None,
                                 [janus_parameter_count(self.r.janus[(ds, variant, s)]) for s in seeds], False))
+                entries += [(label.replace("A1)", f"{agg})"), per, None, entries[-1][3], False)  # issue 23's rows
+                            for agg, per in self._length_rows(ds, variant, seeds, boot=True)]
         for method in ALL_METHODS:
             seeds, per = self._baseline_runs(ds, method, boot=True)
             reason = NOT_RUN.get(method) if not any(v is not None for v in per.values()) else None
@@ -360,6 +369,8 @@ class TableWriter:
             counted = [baseline_parameter_count(self.r.baselines[(ds, method, s)]) for s in seeds if per[s]]
             entries.append((DISPLAY.get(method, method), per, reason, [n for n, _ in counted],
                             any(what.startswith("stored values") for _, what in counted)))
+            if reason is None:  # its length-referenced twin (issue 23)
+                entries.append(self._baseline_l_entry(ds, method, entries[-1], boot=True))
         return entries
 
     def _column(self, per: dict, key: str | None) -> dict:
@@ -505,6 +516,8 @@ class TableWriter:
                     ["method"] + dss, [[m] + [self._bold_if(table[m].get(d, (NOT_RUN_CELL, None)), tops[d])
                                               for d in dss] for m in order])
         notes = [f"{DISPLAY[m]}: {why}" for m, why in NOT_RUN.items()]
+        notes.append("A1L, flow_nllL and a baseline's +L row: its score referenced to benign val flows of similar "
+                     "length (issue 23; evaluate.aggregators.LengthReference), fitted on its own benign val scores")
         notes.append("params: mean over seeds of the parameters of the fitted networks (JANUS, deep baselines); "
                      "† the values a classical detector stores to score (kNN/LOF/ECOD/COPOD: benign train flows x "
                      "dims; OCSVM: support vectors x dims + dual coefficients; Isolation Forest: 2 per tree node)")
@@ -531,6 +544,28 @@ class TableWriter:
                 "auroc_hi": c["hi"], "auprc": mean(c["ap"]), "det_rate": mean(c["det"]), "fpr_realised": mean(c["fpr"]),
                 "fpr_target": self.fpr, "in_median": "true" if in_median or category == "overall" else "false",
                 "group_by": "source_file" if self.resamples_captures(ds) else "none"}
+
+    def _baseline_l_entry(self, ds, method, entry, boot=False):
+        """The within table's row of a baseline's ``+L`` twin (issue 23) beside its row ``entry``: each seed's
+        score through a LengthReference fitted on that run's benign val scores (no retraining); ``boot``: with
+        the bootstrap replicates, as :meth:`_baseline_runs`."""
+        per = {}
+        for s in sorted(k[2] for k in self.r.baselines if k[0] == ds and k[1] == method):
+            t = self.r.load(self.r.baselines[(ds, method, s)])
+            extra = {"draws": self.draws, "groups": self._groups(ds, t)} if boot and t is not None else {}
+            try:
+                per[s] = None if t is None else baseline_metrics(length_referenced_table(t), self.fpr, **extra)
+            except AggregatorError as e:  # a score file without packet counts
+                log.info("%s +L on %s seed %s: not run (%s)", method, ds, s, e)
+                per[s] = None
+        return (entry[0] + " +L", per, None if any(per.values()) else "no packet counts in its score files",
+                *entry[3:])
+
+    def _length_rows(self, ds, variant, seeds, **run_args):
+        """(aggregator, seed -> metrics) of issue 23's JANUS rows beside A1 that ran on at least one seed
+        (``run_args``: passed to :meth:`janus_run`)."""
+        runs = [(agg, {s: self.janus_run(ds, variant, s, agg, **run_args) for s in seeds}) for agg in LENGTH_ROWS[1:]]
+        return [(agg, per) for agg, per in runs if any(per.values())]
 
     def _baseline_reason(self, ds, method, seeds):
         for s in seeds:
@@ -796,15 +831,91 @@ class TableWriter:
                                        "ablation datasets)"]
         self._write("fixes", md, rows, all_seeds, notes)
 
+    # ---- per packet-count band (issue 23)
+    def _band_sources(self, ds):
+        """(row label, seed -> (table, score function)) of the length_bands table's rows on ``ds``."""
+        out = []
+        main = self.r.janus_main_variant(ds)
+        if main is not None:
+            seeds = self._seeds(self.r.janus, ds, main)
+            for agg in LENGTH_ROWS:
+                fn = lambda t, agg=agg: make_aggregator(agg).fit_table(t).score_table(t)  # noqa: E731
+                out.append((f"JANUS ({main}, {agg})", {s: (self.r.janus[(ds, main, s)], fn) for s in seeds}))
+        for method in ALL_METHODS:
+            seeds = sorted(k[2] for k in self.r.baselines if k[0] == ds and k[1] == method)
+            for length_ref in (False, True) if seeds else ():
+                fn = lambda t, lr=length_ref: length_referenced_score(t) if lr else t.scores[:, 0]  # noqa: E731
+                out.append((DISPLAY.get(method, method) + (" +L" if length_ref else ""),
+                            {s: (self.r.baselines[(ds, method, s)], fn) for s in seeds}))
+        return out
+
+    def length_bands(self):
+        """AUROC per packet-count band (:data:`REPORT_BANDS`): each band's test attack flows against the same
+        band's test benign flows, with scores fitted as in the within table (on all benign val flows)."""
+        bands = [b[0] for b in REPORT_BANDS]
+        md = ["# AUROC per packet-count band (%)", "",
+              "Each band compares that band's test attack flows (all classes pooled) with that band's test benign "
+              "flows; mean ± sample std over seeds. Every score is fitted on all benign val flows, as in the "
+              "within table. A1L / +L: the score referenced to benign val flows of similar length "
+              "(evaluate.aggregators.LengthReference, bands of at least 50 val flows). A single score's reference "
+              "is monotone inside one reference band, so its per-band AUROC changes only where a band here spans "
+              "several reference bands. A cell with fewer "
+              f"than {MIN_BAND_CLASS} test flows of a class says so; a row that could not be scored says not run."]
+        rows, all_seeds = [], set()
+        for ds in self.r.datasets():
+            table_rows, counts = [], None
+            for label, runs in self._band_sources(ds):
+                per_seed, reason = {}, None
+                for s, (path, fn) in runs.items():
+                    t = self.r.load(path)
+                    if t is None:
+                        continue
+                    if t.n_packets is None:
+                        reason = "no packet counts in the score file"
+                        continue
+                    try:
+                        per_seed[s] = per_band_auroc(t.split, t.is_attack, t.n_packets, fn(t))
+                    except (AggregatorError, MetricError) as e:
+                        reason = str(e)
+                if not per_seed:
+                    if (label.startswith("JANUS") and label.rsplit(", ", 1)[-1].startswith("flow_nll")
+                            or label.endswith(" +L") and table_rows and table_rows[-1][1] == NOT_RUN_CELL):
+                        continue  # no flow_nll column (helper "nll"'s option), or the baseline itself did not run
+                    table_rows.append([label] + [NOT_RUN_CELL] * len(bands))
+                    rows += [{"dataset": ds, "method": label, "band": b, "auroc_mean": None, "auroc_std": None,
+                              "n_seeds": 0, "n_attack": None, "n_benign": None, "cell": NOT_RUN_CELL,
+                              "reason": reason or "no result"} for b in bands]
+                    continue
+                first = per_seed[min(per_seed)]
+                counts = counts or first
+                cells = [label]
+                for b in bands:
+                    vals = [m[b]["auroc"] for m in per_seed.values() if m[b]["auroc"] is not None]
+                    all_seeds.update(s for s, m in per_seed.items() if m[b]["auroc"] is not None)
+                    cell = format_mean_std(vals) if vals else (
+                        f"too few flows ({first[b]['n_attack']} attack, {first[b]['n_benign']} benign)")
+                    cells.append(cell)
+                    m, sd, n = mean_std(vals)
+                    rows.append({"dataset": ds, "method": label, "band": b, "auroc_mean": m if n else None,
+                                 "auroc_std": sd if n else None, "n_seeds": n, "n_attack": first[b]["n_attack"],
+                                 "n_benign": first[b]["n_benign"], "cell": cell, "reason": ""})
+                table_rows.append(cells)
+            if counts:
+                table_rows.insert(0, ["test flows (attack / benign, first seed)"]
+                                  + [f"{counts[b]['n_attack']} / {counts[b]['n_benign']}" for b in bands])
+            md += ["", f"## {ds}", ""] + markdown_table(["method"] + [f"{b} packets" for b in bands], table_rows)
+        self._write("length_bands", md, rows, all_seeds)
+
     def write_all(self):
         self.within()
         self.cross_matrix()
         self.aggregators()
         self.ablation_B()
         self.fixes()
+        self.length_bands()
 
 
-TABLE_NAMES = ("within", "cross_matrix", "aggregators", "ablation_B", "fixes")
+TABLE_NAMES = ("within", "cross_matrix", "aggregators", "ablation_B", "fixes", "length_bands")
 
 
 def write_tables(phase1_files, cross_files, baseline_files, out_dir, config: dict, fpr_target=None,
