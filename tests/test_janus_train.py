@@ -269,3 +269,29 @@ def test_nofix_variants_are_the_seeds_settings_and_run(domain_a, tmp_path):
         out[v] = (norm.packet_unit_scale, score_split(model, store, split, cfg, progress=False).scores)
     assert out["full"][0] == [1.0, 1e6, 1.0] and out["nofix_iat"][0] == [1.0, 1.0, 1.0]
     assert not np.allclose(out["full"][1], out["nofix_iat"][1])
+
+
+def test_min_steps_raise_the_epochs_and_hold_off_early_stopping(domain_a, tmp_path):
+    """320 train flows at batch 64 = 5 steps per epoch: min_steps 12 needs 3 epochs even with epochs 1
+    and patience 1; train_log.tsv has one row per epoch with the steps made."""
+    store, split = domain_a
+    cfg = {**CFG, "epochs": 1, "patience": 1, "min_steps": 12, "lr": 0.0}  # lr 0: val never improves after epoch 1
+    model = train_janus(store, split, tmp_path, cfg, "full", 42, progress=False)
+    log = (tmp_path / "train_log.tsv").read_text().splitlines()
+    header = log[0].split("\t")
+    rows = [dict(zip(header, line.split("\t"))) for line in log[1:]]
+    assert [int(r["step"]) for r in rows] == [5, 10, 15]
+    assert {"epoch", "train_loss", "val_loss", "val_cfm", "val_dfm", "step"} <= set(header)
+    assert torch.load(model, weights_only=False)["best_epoch"] == 1
+
+
+def test_the_weight_average_changes_what_is_validated_and_saved_not_the_training(domain_a, tmp_path):
+    store, split = domain_a
+    cfg = {**CFG, "epochs": 2}
+    a = torch.load(train_janus(store, split, tmp_path / "ema", {**cfg, "ema_decay": 0.99}, "full", 42, progress=False),
+                   weights_only=False)
+    b = torch.load(train_janus(store, split, tmp_path / "raw", {**cfg, "ema_decay": 0.0}, "full", 42, progress=False),
+                   weights_only=False)
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+    assert [h["val_loss"] for h in a["history"]] != [h["val_loss"] for h in b["history"]]
+    assert any(not torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])

@@ -59,6 +59,9 @@ class TrainSettings:
     feature_clip: float = 10.0
     val_max_flows: int = 4000
     iat_unit_scale: float = 1e6      # IAT multiplier before log1p (data.PACKET_UNIT_SCALE); 1.0 is the seed's seconds
+    min_steps: int = 0               # epochs raised to make at least this many optimiser steps
+    ema_decay: float = 0.999         # EMA of the weights (validated, saved, scored); 0 = the last weights
+    precision: str = "fp32"          # fp32 | bf16 | auto (bf16 autocast where native: training.use_bf16)
 
     def to_dict(self) -> dict:
         return asdict(self)
