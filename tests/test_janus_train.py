@@ -295,3 +295,19 @@ def test_the_weight_average_changes_what_is_validated_and_saved_not_the_training
     assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
     assert [h["val_loss"] for h in a["history"]] != [h["val_loss"] for h in b["history"]]
     assert any(not torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+
+def test_bf16_training_is_deterministic_and_close_to_fp32(domain_a, tmp_path):
+    """precision bf16: the forward under bfloat16 autocast (losses in float32) gives the same model twice
+    and a first-epoch loss within rounding of the float32 run's (same seed, same draws)."""
+    store, split = domain_a
+    cfg = {**CFG, "epochs": 1}
+    runs = [torch.load(train_janus(store, split, tmp_path / name, {**cfg, "precision": p}, "full", 42, progress=False),
+                       weights_only=False) for name, p in (("a", "bf16"), ("b", "bf16"), ("c", "fp32"))]
+    a, b, c = runs
+    assert a["train_settings"]["precision"] == "bf16" and c["train_settings"]["precision"] == "fp32"
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    ha, hc = a["history"][0], c["history"][0]
+    assert np.isfinite(ha["val_loss"]) and ha["train_loss"] != hc["train_loss"]
+    assert abs(ha["train_loss"] - hc["train_loss"]) < 0.02 * hc["train_loss"]
+    assert abs(ha["val_loss"] - hc["val_loss"]) < 0.02 * hc["val_loss"]
