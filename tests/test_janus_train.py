@@ -311,3 +311,44 @@ def test_bf16_training_is_deterministic_and_close_to_fp32(domain_a, tmp_path):
     assert np.isfinite(ha["val_loss"]) and ha["train_loss"] != hc["train_loss"]
     assert abs(ha["train_loss"] - hc["train_loss"]) < 0.02 * hc["train_loss"]
     assert abs(ha["val_loss"] - hc["val_loss"]) < 0.02 * hc["val_loss"]
+
+
+def test_flow_totals_variant_keeps_only_what_the_packets_cannot_give(domain_a, tmp_path):
+    from nidsflow.capture.features import FEATURE_NAMES
+    from nidsflow.janus.variants import resolve_variant, select_flow_features
+
+    kept = select_flow_features(FEATURE_NAMES, "beyond_packets")
+    assert len(kept) == 29 and kept == [n for n in FEATURE_NAMES if n in kept]  # store order
+    # whole-flow totals (how much lies beyond packet T) and header fields the tokens lack are kept ...
+    assert {"Flow Duration", "Total Fwd Packets", "Total Length of Bwd Packets", "SYN Flag Count", "ACK Flag Count",
+            "Fwd Header Length", "URG Flag Count", "ECE Flag Count"} <= set(kept)
+    # ... distribution statistics the first T packets show are dropped
+    assert not {"Fwd Packet Length Max", "Flow IAT Mean", "Packet Length Std", "Flow Bytes/s", "Init_Win_bytes_forward",
+                "Idle Max", "Average Packet Size", "Down/Up Ratio"} & set(kept)
+    assert select_flow_features(FEATURE_NAMES, "all") == list(FEATURE_NAMES)
+    with pytest.raises(ValueError, match="flow_features"):
+        select_flow_features(FEATURE_NAMES, "some")
+    assert resolve_variant(CFG, "flow_totals")[1].flow_features == "beyond_packets"
+
+    store, split = domain_a
+    with pytest.raises(ValueError, match="keeps none of the store's 12 flow features"):
+        train_janus(store, split, tmp_path / "toy", {**CFG, "epochs": 1}, "flow_totals", 42, progress=False)
+    # the same flows with the 78 CICFlowMeter columns (seeded values: only which columns are read matters here)
+    import shutil
+
+    import pandas as pd
+
+    shutil.copytree(store, tmp_path / "store")
+    store = tmp_path / "store"
+    ids = pd.read_parquet(store / "flow_features.parquet")["flow_id"].to_numpy()
+    rng = np.random.default_rng(0)
+    cic = pd.DataFrame({"flow_id": ids, **{n: rng.lognormal(size=len(ids)) for n in FEATURE_NAMES}})
+    cic.to_parquet(store / "flow_features.parquet", index=False)
+    model = train_janus(store, split, tmp_path / "m", {**CFG, "epochs": 1}, "flow_totals", 42, progress=False)
+    m, norm, meta = load_model(model)
+    store_cols = list(Store(store).flow_features.columns)
+    assert len(store_cols) == 78
+    assert norm.feature_names == select_flow_features(store_cols, "beyond_packets")
+    assert m.cfg.n_flow_features == len(norm.feature_names) < len(store_cols)
+    table = score_split(model, store, split, CFG, progress=False)
+    assert np.isfinite(table.scores).all()

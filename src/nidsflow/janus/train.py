@@ -45,7 +45,7 @@ from tqdm import tqdm
 from nidsflow.janus.data import PACKET_UNIT_SCALE, JanusBatch, Normaliser, load_raw
 from nidsflow.janus.model import JanusConfig, JanusModel
 from nidsflow.janus.paths import ConditionalOTPath, MixtureDiscretePath, OTPlanCoupler, bit_nll, masked_mse
-from nidsflow.janus.variants import TrainSettings, resolve_variant
+from nidsflow.janus.variants import TrainSettings, resolve_variant, select_flow_features
 from nidsflow.splits import Split
 from nidsflow.store import Store
 from nidsflow.training import WeightEMA, autocast, epochs_for_min_steps, use_bf16
@@ -186,6 +186,14 @@ def load_training_data(store: Store, split: Split, model_kw: dict, settings: Tra
     if use_pkt and store.T < T:
         log.warning("%s: store keeps %d packets per flow, model T is %d: the rest is padding", store.root, store.T, T)
     feats, pk, ln = load_raw(store, split.train, True, use_pkt)
+    if feats is not None and settings.flow_features != "all":
+        kept = select_flow_features(feats.columns, settings.flow_features)
+        if not kept:
+            raise ValueError(f"{store.root}: flow_features {settings.flow_features!r} keeps none of the store's "
+                             f"{feats.shape[1]} flow features (it selects CICFlowMeter names, e.g. 'Flow Duration')")
+        log.info("flow_features %s: the FLOW token models %d of %d flow features", settings.flow_features,
+                 len(kept), feats.shape[1])
+        feats = feats[kept]  # the normaliser keeps these names, so scoring reads the same columns
     units = (PACKET_UNIT_SCALE[0], float(settings.iat_unit_scale), PACKET_UNIT_SCALE[2])
     norm = Normaliser.fit(feats if use_flow else None, pk, ln, T, settings.feature_clip, source=str(store.root),
                           packet_unit_scale=units)

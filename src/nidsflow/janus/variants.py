@@ -27,7 +27,38 @@ DEFAULT_VARIANT_OVERRIDES: dict[str, dict] = {
     "nofix_disc": {"disc_draws": "batch"},                # disc_nll drawn per score batch, empty channels scored 0
     "nofix_all": {"iat_unit_scale": 1.0, **SEED_COUPLING, "disc_draws": "batch"},
     "B2_nofix_ot": {"use_packets": False, "disc_head": False, **SEED_COUPLING},
+    # the flow token's weight (issue 23): FLOW keeps only what the first T packets cannot give
+    "flow_totals": {"flow_features": "beyond_packets"},
 }
+
+#: Flow features (capture.features.FEATURE_NAMES) the packet tokens cannot give, kept by
+#: ``flow_features: beyond_packets``. The packet tokens carry each of the first T packets' size, IAT,
+#: window, direction and SYN/FIN/RST/PSH/ACK bits. Kept: (1) whole-flow totals, additive over packets, so
+#: for a flow longer than T they say how much lies beyond packet T (total minus what the tokens show):
+#: duration, packet and byte counts per direction (and the subflow copies), per-direction IAT totals,
+#: flag counts, data-packet count; (2) features of header fields the tokens do not carry: header
+#: lengths, minimum segment size, URG / CWR / ECE counts. Dropped (49): the distribution statistics of
+#: lengths and IATs (min / max / mean / std / variance, averages and ratios of totals, rates), bulk,
+#: active / idle periods and the initial windows: the packet sequence shows them for the first T packets.
+BEYOND_PACKET_FEATURES: tuple[str, ...] = (
+    "Flow Duration", "Total Fwd Packets", "Total Backward Packets",
+    "Total Length of Fwd Packets", "Total Length of Bwd Packets", "Fwd IAT Total", "Bwd IAT Total",
+    "Subflow Fwd Packets", "Subflow Fwd Bytes", "Subflow Bwd Packets", "Subflow Bwd Bytes",
+    "Fwd PSH Flags", "Bwd PSH Flags", "Fwd RST Flags", "Bwd RST Flags",
+    "FIN Flag Count", "SYN Flag Count", "RST Flag Count", "PSH Flag Count", "ACK Flag Count", "act_data_pkt_fwd",
+    "Fwd Header Length", "Bwd Header Length", "min_seg_size_forward",
+    "Fwd URG Flags", "Bwd URG Flags", "URG Flag Count", "CWR Flag Count", "ECE Flag Count",
+)
+FLOW_FEATURE_SETS = ("all", "beyond_packets")
+
+
+def select_flow_features(names, setting: str) -> list[str]:
+    """The flow-feature columns a variant models, in store order: all of them, or (``beyond_packets``)
+    those of :data:`BEYOND_PACKET_FEATURES`."""
+    if setting not in FLOW_FEATURE_SETS:
+        raise ValueError(f"janus.flow_features must be one of {FLOW_FEATURE_SETS}, got {setting!r}")
+    names = list(names)
+    return names if setting == "all" else [n for n in names if n in BEYOND_PACKET_FEATURES]
 
 #: variant -> the variant it undoes a fix of (the row it is compared with in the table ``fixes``).
 FIX_ABLATIONS: dict[str, str] = {"nofix_iat": "full", "nofix_ot": "full", "nofix_disc": "full",
@@ -62,6 +93,7 @@ class TrainSettings:
     min_steps: int = 0               # epochs raised to make at least this many optimiser steps
     ema_decay: float = 0.999         # EMA of the weights (validated, saved, scored); 0 = the last weights
     precision: str = "fp32"          # fp32 | bf16 | auto (bf16 autocast where native: training.use_bf16)
+    flow_features: str = "all"       # all | beyond_packets (BEYOND_PACKET_FEATURES only)
 
     def to_dict(self) -> dict:
         return asdict(self)
