@@ -352,3 +352,34 @@ def test_flow_totals_variant_keeps_only_what_the_packets_cannot_give(domain_a, t
     assert m.cfg.n_flow_features == len(norm.feature_names) < len(store_cols)
     table = score_split(model, store, split, CFG, progress=False)
     assert np.isfinite(table.scores).all()
+
+
+def test_variants_differing_only_in_scoring_share_the_trained_model():
+    from nidsflow.janus.variants import trained_as
+
+    assert trained_as(CFG, "nofix_disc") == "full"          # disc_draws is a scoring key
+    assert trained_as(CFG, "full") == "full"
+    for v in ("nofix_iat", "nofix_ot", "nofix_all", "B1", "B3", "flow_totals", "B2_nofix_ot"):
+        assert trained_as(CFG, v) == v
+    assert trained_as(CFG, "cross") == "cross"               # cross_sigma 0.6 != sigma 0.1
+    assert trained_as({**CFG, "cross_sigma": CFG["sigma"]}, "cross") == "full"
+    over = {**CFG, "variant_overrides": {"more_steps": {"solver_steps": 8}, "other_lr": {"lr": 0.01},
+                                         "full": {"lr": 0.01}}}
+    assert trained_as(over, "more_steps") == "nofix_disc"    # the first variant trained like it (full is not)
+    assert trained_as(over, "other_lr") == "full"            # full itself is overridden to lr 0.01
+    assert trained_as(over, "nofix_disc") == "nofix_disc"   # no longer trained like full
+
+
+def test_nofix_disc_scored_with_fulls_model_equals_its_own_training(trained, domain_a, tmp_path):
+    """Training does not depend on a scoring key: nofix_disc's own run is full's bit for bit, so scoring full's
+    model as nofix_disc gives exactly nofix_disc's scores, and the workflow trains it once (janus_model)."""
+    out, _ = trained
+    store, split = domain_a
+    own = train_janus(store, split, tmp_path, CFG, "nofix_disc", 42, progress=False)
+    a, b = torch.load(out / "model.pt", weights_only=False), torch.load(own, weights_only=False)
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    shared = score_split(out / "model.pt", store, split, CFG, progress=False, variant="nofix_disc")
+    np.testing.assert_array_equal(shared.scores, score_split(own, store, split, CFG, progress=False).scores)
+    assert not np.array_equal(shared.scores, score_split(out / "model.pt", store, split, CFG, progress=False).scores)
+    with pytest.raises(ValueError, match="trained otherwise"):
+        score_split(out / "model.pt", store, split, CFG, progress=False, variant="B3")

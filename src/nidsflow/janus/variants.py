@@ -141,6 +141,26 @@ def resolve_variant(janus_cfg: dict, variant: str) -> tuple[dict, TrainSettings]
     return model_kw, _pick(TrainSettings, merged)
 
 
+def training_config(janus_cfg: dict, variant: str) -> dict:
+    """``variant``'s section less the scoring-only keys (ScoreSettings): all that its trained model depends on."""
+    score_keys = {f.name for f in fields(ScoreSettings)}
+    return {k: v for k, v in _variant_config(janus_cfg, variant).items() if k not in score_keys}
+
+
+def trained_as(janus_cfg: dict, variant: str) -> str:
+    """The variant whose trained model ``variant`` is scored with: the first variant (defaults' order, then
+    the config's own) whose :func:`training_config` equals ``variant``'s, so variants that differ only in
+    how they score (``nofix_disc``: disc_draws) share one training run instead of repeating it bit for bit
+    (training is seeded by the seed alone, never by the variant's name)."""
+    mine = training_config(janus_cfg, variant)
+    names = list(DEFAULT_VARIANT_OVERRIDES) + [n for n in (janus_cfg.get("variant_overrides") or {})
+                                               if n not in DEFAULT_VARIANT_OVERRIDES]
+    for name in names:
+        if name == variant or training_config(janus_cfg, name) == mine:
+            return name
+    return variant
+
+
 def is_packet_free(janus_cfg: dict, variant: str) -> bool:
     """Whether ``variant`` reads no packet sequence (so it can run on a flow-table store)."""
     return not _variant_config(janus_cfg, variant).get("use_packets", True)
