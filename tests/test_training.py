@@ -64,3 +64,8 @@ def test_precision_switch():
         assert lin(x).dtype == torch.bfloat16
     with autocast(False, "cpu"):
         assert lin(x).dtype == torch.float32
+
+
+def test_bf16_is_not_native_where_onednn_is_capped_below_it(monkeypatch):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # what reproducible.pin_cpu_arithmetic sets
+    assert not bf16_native("cpu") and not use_bf16("auto", "cpu") and use_bf16("bf16", "cpu")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import os
 
 import torch
 
@@ -19,12 +20,20 @@ def epochs_for_min_steps(epochs: int, min_steps: int, steps_per_epoch: int) -> i
     return max(int(epochs), math.ceil(max(0, int(min_steps)) / max(1, int(steps_per_epoch))))
 
 
+#: ONEDNN_MAX_CPU_ISA values below AVX512-BF16: oneDNN then has no native bf16 kernel (reproducible.py pins AVX2)
+_ISA_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+
+
 def bf16_native(device: torch.device | str) -> bool:
     """Whether bfloat16 matmuls are native on ``device``: a CUDA device with bf16, or a CPU with
-    AVX512-BF16 or AMX (torch's oneDNN check); elsewhere autocast would emulate bf16 and run slower."""
+    AVX512-BF16 or AMX (torch's oneDNN check) whose oneDNN is not capped below them (``ONEDNN_MAX_CPU_ISA``,
+    as :func:`nidsflow.reproducible.pin_cpu_arithmetic` sets for the baselines); elsewhere autocast would
+    emulate bf16 and run slower."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in _ISA_WITHOUT_BF16:
+        return False
     try:
         return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
