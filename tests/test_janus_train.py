@@ -383,3 +383,18 @@ def test_nofix_disc_scored_with_fulls_model_equals_its_own_training(trained, dom
     assert not np.array_equal(shared.scores, score_split(out / "model.pt", store, split, CFG, progress=False).scores)
     with pytest.raises(ValueError, match="trained otherwise"):
         score_split(out / "model.pt", store, split, CFG, progress=False, variant="B3")
+
+
+def test_the_log_says_whether_the_val_loss_had_flattened(caplog):
+    from nidsflow.janus.train import log_convergence
+
+    def hist(vals):
+        return [{"val_loss": v, "step": 10 * (i + 1)} for i, v in enumerate(vals)]
+
+    with caplog.at_level("INFO", logger="nidsflow.janus.train"):
+        log_convergence(hist([2.0, 1.5, 1.2, 1.1, 1.1, 1.1, 1.099, 1.1, 1.1]), 7)
+    assert "change over the last 5 epochs +0.00 %" in caplog.text and "still falling" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="nidsflow.janus.train"):
+        log_convergence(hist([2.0, 1.8, 1.6, 1.5, 1.4, 1.3, 1.2]), 7)
+    assert "still falling at the end (-25.0 % over the last 5 epochs)" in caplog.text

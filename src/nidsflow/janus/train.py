@@ -365,7 +365,7 @@ def train_janus(store_root: str | Path, split_path: str | Path, out_dir: str | P
 
 def log_convergence(history: list[dict], best_epoch: int, window: int = 5) -> None:
     """One line telling whether the val loss had flattened: its relative change over the last ``window``
-    epochs (a curve still falling by several per cent at the end wanted more steps)."""
+    epochs; a warning when it still fell by more than 2 % (the run wanted more steps)."""
     if not history:
         return
     last = history[-1]["val_loss"]
@@ -373,6 +373,9 @@ def log_convergence(history: list[dict], best_epoch: int, window: int = 5) -> No
     change = (last - ref) / abs(ref) if ref else 0.0
     log.info("val loss %.5f after %d epochs (%d steps), best at epoch %d; change over the last %d epochs %+.2f %%",
              last, len(history), history[-1]["step"], best_epoch, min(window, len(history) - 1), 100 * change)
+    if change < -0.02:
+        log.warning("the val loss was still falling at the end (%+.1f %% over the last %d epochs): more steps "
+                    "(janus.min_steps or janus.epochs) would likely lower it", 100 * change, min(window, len(history) - 1))
 
 
 def _save_atomic(obj, path: Path) -> None:
