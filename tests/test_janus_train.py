@@ -397,4 +397,4 @@ def test_the_log_says_whether_the_val_loss_had_flattened(caplog):
     caplog.clear()
     with caplog.at_level("INFO", logger="nidsflow.janus.train"):
         log_convergence(hist([2.0, 1.8, 1.6, 1.5, 1.4, 1.3, 1.2]), 7)
-    assert "still falling at the end (-25.0 % over the last 5 epochs)" in caplog.text
+    assert "still falling at the end (-33.3 % over the last 5 epochs)" in caplog.text
