@@ -17,8 +17,8 @@ auto on hardware with native bfloat16) the network's forward runs under bfloat16
 losses are computed in float32 from its float32-cast outputs.
 
 Every epoch ends with the benign-val loss of the averaged weights (fixed seeded noise, so epochs are
-comparable) and a checkpoint (model, averaged weights, optimiser, scheduler, all RNG states, epoch,
-best weights, early-stopping counter, history). A run finding a checkpoint with the same fingerprint (variant, seed, settings and
+comparable) and, at most every ``CHECKPOINT_EVERY_S`` seconds, a checkpoint (model, averaged weights,
+optimiser, scheduler, all RNG states, epoch, best weights, early-stopping counter, history). A run finding a checkpoint with the same fingerprint (variant, seed, settings and
 a hash of the normaliser and of every train/val tensor, :func:`data_fingerprint`) resumes from it and
 gives exactly the result of an uninterrupted run on CPU; the checkpoint is removed once model.pt is
 written, so a finished run is never resumed. Early stopping after ``patience`` epochs without
@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 
 MODEL_FORMAT = "nidsflow-janus-1"
 CHECKPOINT_NAME = "checkpoint.pt"
+#: seconds of training between two checkpoints (see train_janus)
+CHECKPOINT_EVERY_S = 30.0
 #: train_log.tsv's columns: losses are per flow (L, L_cfm, L_dfm), train ones averaged over the epoch's
 #: steps with the trained weights, val ones on the benign-val flows with the averaged (EMA) weights;
 #: ``step`` is the optimiser steps made by the epoch's end, ``seconds`` the epoch's wall time.
@@ -303,6 +305,8 @@ def train_janus(store_root: str | Path, split_path: str | Path, out_dir: str | P
             log.warning("%s belongs to another configuration or data; starting afresh", ckpt_path)
 
     stopped = False
+    last_save = time.perf_counter()
+
     def may_stop() -> bool:  # early stopping only once the minimum number of steps is made
         return state["bad_epochs"] >= settings.patience and state["epoch"] * steps_per_epoch >= settings.min_steps
 
@@ -337,11 +341,17 @@ def train_janus(store_root: str | Path, split_path: str | Path, out_dir: str | P
                                  "step": epoch * steps_per_epoch})
         log.info("epoch %d/%d (step %d): train %.5f (cfm %.5f, dfm %.5f) val (EMA) %.5f (cfm %.5f, dfm %.5f)%s",
                  epoch, epochs, epoch * steps_per_epoch, *tr, *va, " *" if improved else "")
-        _save_atomic({"fingerprint": fp, "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                      "scheduler": sched.state_dict(), "gen": gen.get_state(), "np_rng": np_rng.bit_generator.state,
-                      "torch_rng": torch.get_rng_state(), "state": state}, ckpt_path)
-        if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < epochs:
-            stopped = True
+        stopped = stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < epochs
+        # a checkpoint at most every CHECKPOINT_EVERY_S (and on a requested stop): at the demo's size an
+        # epoch takes a fraction of a second and saving after each cost about a tenth of the run; a
+        # resumed run replays the epochs since the last one exactly
+        if stopped or time.perf_counter() - last_save >= CHECKPOINT_EVERY_S:
+            _save_atomic({"fingerprint": fp, "model": model.state_dict(), "ema": ema.state_dict(),
+                          "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "gen": gen.get_state(),
+                          "np_rng": np_rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "state": state},
+                         ckpt_path)
+            last_save = time.perf_counter()
+        if stopped:
             break
     if stopped:
         log.info("stopped after epoch %d on request; rerun to resume", state["epoch"])
