@@ -269,3 +269,132 @@ def test_nofix_variants_are_the_seeds_settings_and_run(domain_a, tmp_path):
         out[v] = (norm.packet_unit_scale, score_split(model, store, split, cfg, progress=False).scores)
     assert out["full"][0] == [1.0, 1e6, 1.0] and out["nofix_iat"][0] == [1.0, 1.0, 1.0]
     assert not np.allclose(out["full"][1], out["nofix_iat"][1])
+
+
+def test_min_steps_raise_the_epochs_and_hold_off_early_stopping(domain_a, tmp_path):
+    """320 train flows at batch 64 = 5 steps per epoch: min_steps 12 needs 3 epochs even with epochs 1
+    and patience 1; train_log.tsv has one row per epoch with the steps made."""
+    store, split = domain_a
+    cfg = {**CFG, "epochs": 1, "patience": 1, "min_steps": 12, "lr": 0.0}  # lr 0: val never improves after epoch 1
+    model = train_janus(store, split, tmp_path, cfg, "full", 42, progress=False)
+    log = (tmp_path / "train_log.tsv").read_text().splitlines()
+    header = log[0].split("\t")
+    rows = [dict(zip(header, line.split("\t"))) for line in log[1:]]
+    assert [int(r["step"]) for r in rows] == [5, 10, 15]
+    assert {"epoch", "train_loss", "val_loss", "val_cfm", "val_dfm", "step"} <= set(header)
+    assert torch.load(model, weights_only=False)["best_epoch"] == 1
+
+
+def test_the_weight_average_changes_what_is_validated_and_saved_not_the_training(domain_a, tmp_path):
+    store, split = domain_a
+    cfg = {**CFG, "epochs": 2}
+    a = torch.load(train_janus(store, split, tmp_path / "ema", {**cfg, "ema_decay": 0.99}, "full", 42, progress=False),
+                   weights_only=False)
+    b = torch.load(train_janus(store, split, tmp_path / "raw", {**cfg, "ema_decay": 0.0}, "full", 42, progress=False),
+                   weights_only=False)
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+    assert [h["val_loss"] for h in a["history"]] != [h["val_loss"] for h in b["history"]]
+    assert any(not torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+
+def test_bf16_training_is_deterministic_and_close_to_fp32(domain_a, tmp_path):
+    """precision bf16: the forward under bfloat16 autocast (losses in float32) gives the same model twice
+    and a first-epoch loss within rounding of the float32 run's (same seed, same draws)."""
+    store, split = domain_a
+    cfg = {**CFG, "epochs": 1}
+    runs = [torch.load(train_janus(store, split, tmp_path / name, {**cfg, "precision": p}, "full", 42, progress=False),
+                       weights_only=False) for name, p in (("a", "bf16"), ("b", "bf16"), ("c", "fp32"))]
+    a, b, c = runs
+    assert a["train_settings"]["precision"] == "bf16" and c["train_settings"]["precision"] == "fp32"
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    ha, hc = a["history"][0], c["history"][0]
+    assert np.isfinite(ha["val_loss"]) and ha["train_loss"] != hc["train_loss"]
+    assert abs(ha["train_loss"] - hc["train_loss"]) < 0.02 * hc["train_loss"]
+    assert abs(ha["val_loss"] - hc["val_loss"]) < 0.02 * hc["val_loss"]
+
+
+def test_flow_totals_variant_keeps_only_what_the_packets_cannot_give(domain_a, tmp_path):
+    from nidsflow.capture.features import FEATURE_NAMES
+    from nidsflow.janus.variants import resolve_variant, select_flow_features
+
+    kept = select_flow_features(FEATURE_NAMES, "beyond_packets")
+    assert len(kept) == 29 and kept == [n for n in FEATURE_NAMES if n in kept]  # store order
+    # whole-flow totals (how much lies beyond packet T) and header fields the tokens lack are kept ...
+    assert {"Flow Duration", "Total Fwd Packets", "Total Length of Bwd Packets", "SYN Flag Count", "ACK Flag Count",
+            "Fwd Header Length", "URG Flag Count", "ECE Flag Count"} <= set(kept)
+    # ... distribution statistics the first T packets show are dropped
+    assert not {"Fwd Packet Length Max", "Flow IAT Mean", "Packet Length Std", "Flow Bytes/s", "Init_Win_bytes_forward",
+                "Idle Max", "Average Packet Size", "Down/Up Ratio"} & set(kept)
+    assert select_flow_features(FEATURE_NAMES, "all") == list(FEATURE_NAMES)
+    with pytest.raises(ValueError, match="flow_features"):
+        select_flow_features(FEATURE_NAMES, "some")
+    assert resolve_variant(CFG, "flow_totals")[1].flow_features == "beyond_packets"
+
+    store, split = domain_a
+    with pytest.raises(ValueError, match="keeps none of the store's 12 flow features"):
+        train_janus(store, split, tmp_path / "toy", {**CFG, "epochs": 1}, "flow_totals", 42, progress=False)
+    # the same flows with the 78 CICFlowMeter columns (seeded values: only which columns are read matters here)
+    import shutil
+
+    import pandas as pd
+
+    shutil.copytree(store, tmp_path / "store")
+    store = tmp_path / "store"
+    ids = pd.read_parquet(store / "flow_features.parquet")["flow_id"].to_numpy()
+    rng = np.random.default_rng(0)
+    cic = pd.DataFrame({"flow_id": ids, **{n: rng.lognormal(size=len(ids)) for n in FEATURE_NAMES}})
+    cic.to_parquet(store / "flow_features.parquet", index=False)
+    model = train_janus(store, split, tmp_path / "m", {**CFG, "epochs": 1}, "flow_totals", 42, progress=False)
+    m, norm, meta = load_model(model)
+    store_cols = list(Store(store).flow_features.columns)
+    assert len(store_cols) == 78
+    assert norm.feature_names == select_flow_features(store_cols, "beyond_packets")
+    assert m.cfg.n_flow_features == len(norm.feature_names) < len(store_cols)
+    table = score_split(model, store, split, CFG, progress=False)
+    assert np.isfinite(table.scores).all()
+
+
+def test_variants_differing_only_in_scoring_share_the_trained_model():
+    from nidsflow.janus.variants import trained_as
+
+    assert trained_as(CFG, "nofix_disc") == "full"          # disc_draws is a scoring key
+    assert trained_as(CFG, "full") == "full"
+    for v in ("nofix_iat", "nofix_ot", "nofix_all", "B1", "B3", "flow_totals", "B2_nofix_ot"):
+        assert trained_as(CFG, v) == v
+    assert trained_as(CFG, "cross") == "cross"               # cross_sigma 0.6 != sigma 0.1
+    assert trained_as({**CFG, "cross_sigma": CFG["sigma"]}, "cross") == "full"
+    over = {**CFG, "variant_overrides": {"more_steps": {"solver_steps": 8}, "other_lr": {"lr": 0.01},
+                                         "full": {"lr": 0.01}}}
+    assert trained_as(over, "more_steps") == "nofix_disc"    # the first variant trained like it (full is not)
+    assert trained_as(over, "other_lr") == "full"            # full itself is overridden to lr 0.01
+    assert trained_as(over, "nofix_disc") == "nofix_disc"   # no longer trained like full
+
+
+def test_nofix_disc_scored_with_fulls_model_equals_its_own_training(trained, domain_a, tmp_path):
+    """Training does not depend on a scoring key: nofix_disc's own run is full's bit for bit, so scoring full's
+    model as nofix_disc gives exactly nofix_disc's scores, and the workflow trains it once (janus_model)."""
+    out, _ = trained
+    store, split = domain_a
+    own = train_janus(store, split, tmp_path, CFG, "nofix_disc", 42, progress=False)
+    a, b = torch.load(out / "model.pt", weights_only=False), torch.load(own, weights_only=False)
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    shared = score_split(out / "model.pt", store, split, CFG, progress=False, variant="nofix_disc")
+    np.testing.assert_array_equal(shared.scores, score_split(own, store, split, CFG, progress=False).scores)
+    assert not np.array_equal(shared.scores, score_split(out / "model.pt", store, split, CFG, progress=False).scores)
+    with pytest.raises(ValueError, match="trained otherwise"):
+        score_split(out / "model.pt", store, split, CFG, progress=False, variant="B3")
+
+
+def test_the_log_says_whether_the_val_loss_had_flattened(caplog):
+    from nidsflow.janus.train import log_convergence
+
+    def hist(vals):
+        return [{"val_loss": v, "step": 10 * (i + 1)} for i, v in enumerate(vals)]
+
+    with caplog.at_level("INFO", logger="nidsflow.janus.train"):
+        log_convergence(hist([2.0, 1.5, 1.2, 1.1, 1.1, 1.1, 1.099, 1.1, 1.1]), 7)
+    assert "change over the last 5 epochs +0.00 %" in caplog.text and "still falling" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="nidsflow.janus.train"):
+        log_convergence(hist([2.0, 1.8, 1.6, 1.5, 1.4, 1.3, 1.2]), 7)
+    assert "still falling at the end (-33.3 % over the last 5 epochs)" in caplog.text

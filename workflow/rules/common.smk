@@ -15,7 +15,7 @@ from nidsflow.capture.extract import manifest_files, plan_parts
 from nidsflow.config_schema import load_schema, order_like_schema, unknown_key_message
 from nidsflow import layout
 from nidsflow.evaluate.tables import INTERVALS_FILE, STORE_FLOWS, TABLE_NAMES
-from nidsflow.janus.variants import ScoreSettings
+from nidsflow.janus.variants import ScoreSettings, trained_as
 
 
 def _typed_scalars(node):
@@ -169,6 +169,16 @@ def janus_train_params():
 def janus_score_params():
     """The janus section as the scoring rules read it (the model's own settings come from its checkpoint)."""
     return {k: v for k, v in JANUS.items() if k not in JANUS_PLAN_KEYS}
+
+
+def janus_model(ds_wildcard):
+    """Input function: the model.pt a (ds, variant, seed) is scored with, the one of the first variant trained
+    identically (nidsflow.janus.variants.trained_as; nofix_disc -> full); ``ds_wildcard``: "ds" or "src"."""
+
+    def model(w):
+        return f"results/{w.study}/{w[ds_wildcard]}/janus/{trained_as(JANUS, w.variant)}/seed{w.seed}/model.pt"
+
+    return model
 
 
 def cross_runs():

@@ -4,6 +4,8 @@
 # table's cross columns); common.smk's cross_runs() lists them.
 # Variants: full, cross (sigma = janus.cross_sigma) and the group-B ablations B1..B5
 # (nidsflow.janus.variants; janus.variant_overrides may change them).
+# A variant that differs from another only in scoring keys (nofix_disc from full) is scored with that
+# variant's model (janus_model, variants.trained_as): the same training is never run twice.
 
 
 rule train_janus:
@@ -32,7 +34,7 @@ rule train_janus:
 
 rule score_phase1:
     input:
-        model="results/{study}/{ds}/janus/{variant}/seed{seed}/model.pt",
+        model=janus_model("ds"),
         flows="results/{study}/{ds}/store/flows.parquet",
         features="results/{study}/{ds}/store/flow_features.parquet",
         split="results/{study}/{ds}/splits/seed{seed}.npz",
@@ -56,7 +58,7 @@ rule score_phase1:
 
 rule score_cross:
     input:
-        model="results/{study}/{src}/janus/{variant}/seed{seed}/model.pt",
+        model=janus_model("src"),
         flows="results/{study}/{tgt}/store/flows.parquet",
         features="results/{study}/{tgt}/store/flow_features.parquet",
         split="results/{study}/{tgt}/splits/seed{seed}.npz",

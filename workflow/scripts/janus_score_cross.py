@@ -15,4 +15,5 @@ score_cross(
     target_split=snakemake.input.split,
     out_scores=snakemake.output.scores,
     janus_cfg=snakemake.params.janus,
+    variant=snakemake.wildcards.variant,  # its model may be an identically trained variant's
 )

@@ -16,4 +16,5 @@ score_phase1(
     out_scores=snakemake.output.scores,
     out_auroc=snakemake.output.auroc,
     janus_cfg=snakemake.params.janus,
+    variant=snakemake.wildcards.variant,  # its model may be an identically trained variant's
 )

@@ -39,8 +39,10 @@ def auroc_report(table: ScoreTable) -> dict:
 
 
 def score_phase1(model_path, store_root, split_path, out_scores, out_auroc, janus_cfg: dict,
-                 device: str | None = None, progress: bool = True) -> dict:
-    table = score_split(model_path, store_root, split_path, janus_cfg, device, progress)
+                 device: str | None = None, progress: bool = True, variant: str | None = None) -> dict:
+    """``variant``: the variant scored (its scoring settings), when the model is another variant's trained
+    identically (variants.trained_as); default the model's own."""
+    table = score_split(model_path, store_root, split_path, janus_cfg, device, progress, variant)
     table.save(out_scores)
     report = auroc_report(table)
     Path(out_auroc).write_text(json.dumps(report, indent=1))
@@ -50,9 +52,10 @@ def score_phase1(model_path, store_root, split_path, out_scores, out_auroc, janu
 
 
 def score_cross(model_path, target_store, target_split, out_scores, janus_cfg: dict, device: str | None = None,
-                progress: bool = True) -> ScoreTable:
-    """The source's cross model scores the target's benign val and test flows (target store + split)."""
-    table = score_split(model_path, target_store, target_split, janus_cfg, device, progress)
+                progress: bool = True, variant: str | None = None) -> ScoreTable:
+    """The source's cross model scores the target's benign val and test flows (target store + split);
+    ``variant`` as in :func:`score_phase1`."""
+    table = score_split(model_path, target_store, target_split, janus_cfg, device, progress, variant)
     table.save(out_scores)
     try:
         a = auroc_report(table)["mahalanobis_oas"]["auroc"]

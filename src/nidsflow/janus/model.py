@@ -115,7 +115,13 @@ class AdaLNBlock(nn.Module):
         x = self.norm1(h) * (1 + s1) + b1
         B, L, D = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        if q.dtype == torch.bfloat16 and q.device.type == "cpu":
+            # under CPU bf16 autocast the attention itself stays float32: torch's bf16 flash-attention
+            # backward on CPU is several times slower than the float32 one (measured, docs/benchmarks.md)
+            with torch.autocast("cpu", enabled=False):
+                a = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=attn_mask)
+        else:
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         h = h + g1 * self.drop(self.proj(a.transpose(1, 2).reshape(B, L, D)))
         x = self.norm2(h) * (1 + s2) + b2
         return h + g2 * self.drop(self.mlp(x))

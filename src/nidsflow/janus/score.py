@@ -46,7 +46,7 @@ from nidsflow.janus.data import N_BIN, JanusBatch, Normaliser, load_raw
 from nidsflow.janus.model import JanusModel
 from nidsflow.janus.paths import MixtureDiscretePath, bit_nll
 from nidsflow.janus.train import load_model, pick_device
-from nidsflow.janus.variants import ScoreSettings, score_settings
+from nidsflow.janus.variants import ScoreSettings, score_settings, training_config
 from nidsflow.scores import CNF_SCORE, JANUS_SCORE_NAMES, ScoreTable
 from nidsflow.splits import Split
 from nidsflow.store import Store
@@ -349,20 +349,27 @@ def bf16_enabled(setting: bool | str, device: torch.device) -> bool:
 
 
 def scorer_for(model_path: str | Path, janus_cfg: dict, device: str | None = None, progress: bool = True,
-               ) -> tuple[JanusScorer, Normaliser, dict]:
+               variant: str | None = None) -> tuple[JanusScorer, Normaliser, dict]:
+    """``variant``: score as this variant (its scoring settings) with a model of another variant trained
+    identically (``variants.trained_as``); default the model's own variant."""
     model, norm, meta = load_model(model_path, device)
     ts = meta["train_settings"]
-    scorer = JanusScorer(model, score_settings(janus_cfg, meta.get("variant")), device, ts["dfm_source"], ts["kappa_power"], progress)
+    if variant is not None and variant != meta.get("variant") and \
+            training_config(janus_cfg, variant) != training_config(janus_cfg, meta.get("variant")):
+        raise ValueError(f"{model_path}: a {meta.get('variant')!r} model cannot be scored as variant {variant!r}, "
+                         "which is trained otherwise")
+    scorer = JanusScorer(model, score_settings(janus_cfg, variant or meta.get("variant")), device, ts["dfm_source"],
+                         ts["kappa_power"], progress)
     return scorer, norm, meta
 
 
 def score_split(model_path: str | Path, store_root: str | Path, split_path: str | Path, janus_cfg: dict,
-                device: str | None = None, progress: bool = True) -> ScoreTable:
+                device: str | None = None, progress: bool = True, variant: str | None = None) -> ScoreTable:
     """Score the split's benign val rows ("val") and test rows ("test") of a store with one model.
 
     The model's own normaliser is used (for cross scoring: the source's statistics, part of the model).
     """
-    scorer, norm, meta = scorer_for(model_path, janus_cfg, device, progress)
+    scorer, norm, meta = scorer_for(model_path, janus_cfg, device, progress, variant)
     store = Store(store_root)
     split = Split.load(split_path)
     ids = np.concatenate([split.val, split.test]).astype(np.int64)

@@ -7,15 +7,23 @@ One step (paths in :mod:`nidsflow.janus.paths`):
 2. x0 ~ N(0, I) for every continuous dim; noise rows re-paired with the data rows by the minibatch OT
    plan (Eq. C4); x_t, u_t by Eqs. C1/C2; padding dims zero and masked;
 3. bits corrupted by the mixture path (Eq. D1); L_dfm by Eq. D2 on corrupted valid positions;
-4. AdamW, linear warm-up then cosine decay of the learning rate, gradient-norm clipping.
+4. AdamW, linear warm-up then cosine decay of the learning rate, gradient-norm clipping;
+5. an exponential moving average of the weights (``ema_decay``, :class:`nidsflow.training.WeightEMA`):
+   the averaged weights are the ones validated, kept as the best and saved in model.pt for scoring.
 
-Every epoch ends with the benign-val loss (fixed seeded noise, so epochs are comparable) and a
-checkpoint (model, optimiser, scheduler, all RNG states, epoch, best weights, early-stopping
-counter, history). A run finding a checkpoint with the same fingerprint (variant, seed, settings and
+The run makes at least ``min_steps`` optimiser steps (``epochs`` is raised to reach them, as for the
+STFPM-style and RD4AD baselines; early stopping only once they are made). With ``precision`` bf16 (or
+auto on hardware with native bfloat16) the network's forward runs under bfloat16 autocast and the
+losses are computed in float32 from its float32-cast outputs.
+
+Every epoch ends with the benign-val loss of the averaged weights (fixed seeded noise, so epochs are
+comparable) and, at most every ``CHECKPOINT_EVERY_S`` seconds, a checkpoint (model, averaged weights,
+optimiser, scheduler, all RNG states, epoch, best weights, early-stopping counter, history). A run finding a checkpoint with the same fingerprint (variant, seed, settings and
 a hash of the normaliser and of every train/val tensor, :func:`data_fingerprint`) resumes from it and
 gives exactly the result of an uninterrupted run on CPU; the checkpoint is removed once model.pt is
 written, so a finished run is never resumed. Early stopping after ``patience`` epochs without
-a better val loss; the saved model holds the best weights.
+a better val loss; the saved model holds the best epoch's averaged weights. train_log.tsv beside
+model.pt has one row per epoch (:data:`TRAIN_LOG_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -38,14 +46,22 @@ from tqdm import tqdm
 from nidsflow.janus.data import PACKET_UNIT_SCALE, JanusBatch, Normaliser, load_raw
 from nidsflow.janus.model import JanusConfig, JanusModel
 from nidsflow.janus.paths import ConditionalOTPath, MixtureDiscretePath, OTPlanCoupler, bit_nll, masked_mse
-from nidsflow.janus.variants import TrainSettings, resolve_variant
+from nidsflow.janus.variants import TrainSettings, resolve_variant, select_flow_features
 from nidsflow.splits import Split
 from nidsflow.store import Store
+from nidsflow.training import WeightEMA, autocast, epochs_for_min_steps, use_bf16
 
 log = logging.getLogger(__name__)
 
 MODEL_FORMAT = "nidsflow-janus-1"
 CHECKPOINT_NAME = "checkpoint.pt"
+#: seconds of training between two checkpoints (see train_janus)
+CHECKPOINT_EVERY_S = 30.0
+#: train_log.tsv's columns: losses are per flow (L, L_cfm, L_dfm), train ones averaged over the epoch's
+#: steps with the trained weights, val ones on the benign-val flows with the averaged (EMA) weights;
+#: ``step`` is the optimiser steps made by the epoch's end, ``seconds`` the epoch's wall time.
+TRAIN_LOG_COLUMNS = ("epoch", "train_loss", "train_cfm", "train_dfm", "val_loss", "val_cfm", "val_dfm",
+                     "lr", "seconds", "step")
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -70,9 +86,10 @@ class LossParts:
 class JanusObjective:
     """Draws the paths of one minibatch and returns L = L_cfm + lambda_disc * L_dfm (Eqs. C3, D2)."""
 
-    def __init__(self, model: JanusModel, settings: TrainSettings):
+    def __init__(self, model: JanusModel, settings: TrainSettings, bf16: bool = False):
         self.model = model
         self.s = settings
+        self.bf16 = bf16  # forward under bfloat16 autocast; the losses below stay float32
         self.cpath = ConditionalOTPath(settings.sigma)
         self.dpath = MixtureDiscretePath(settings.dfm_source, settings.kappa_power)
         self.coupler = OTPlanCoupler(settings.ot_method, settings.ot_reg, settings.ot_pairing,
@@ -111,8 +128,10 @@ class JanusObjective:
         corrupted = None
         if cfg.disc_head:
             bits, corrupted = self.dpath.sample(batch.bits, t_disc, gen)
-        out = self.model(x_flow.to(device), x_pkt.to(device), bits.to(device), batch.valid.to(device),
-                         t_cont.to(device), t_disc.to(device))
+        with autocast(self.bf16, device):
+            out = self.model(x_flow.to(device), x_pkt.to(device), bits.to(device), batch.valid.to(device),
+                             t_cont.to(device), t_disc.to(device))
+        out = {k: v.float() for k, v in out.items()}
         l_cfm = l_dfm = zero
         if cfg.cont_head:
             ut, m, F = cont_parts
@@ -138,6 +157,29 @@ def warmup_cosine(warmup_steps: int, total_steps: int):
     return factor
 
 
+def make_optimizer(model: JanusModel, settings: TrainSettings) -> torch.optim.AdamW:
+    """AdamW, with torch's fused kernel where it has one (a single pass over all parameters instead of a
+    dozen small ops per tensor: measured faster on CPU, docs/benchmarks.md)."""
+    kw = {"lr": settings.lr, "weight_decay": settings.weight_decay}
+    try:
+        return torch.optim.AdamW(model.parameters(), fused=True, **kw)
+    except (RuntimeError, TypeError, ValueError):  # a torch or device without the fused kernel
+        return torch.optim.AdamW(model.parameters(), **kw)
+
+
+def train_step(objective: JanusObjective, batch: JanusBatch, opt: torch.optim.Optimizer, sched, ema: WeightEMA,
+               gen: torch.Generator, np_rng: np.random.Generator, device) -> LossParts:
+    """One optimisation step: loss, backward, gradient-norm clip, AdamW, learning-rate schedule, EMA."""
+    parts = objective(batch, gen, np_rng, device)
+    opt.zero_grad(set_to_none=True)
+    parts.total.backward()
+    torch.nn.utils.clip_grad_norm_(objective.model.parameters(), objective.s.grad_clip)
+    opt.step()
+    sched.step()
+    ema.update(objective.model)
+    return parts
+
+
 def load_training_data(store: Store, split: Split, model_kw: dict, settings: TrainSettings, seed: int,
                        ) -> tuple[Normaliser, JanusBatch, JanusBatch]:
     """Normaliser fitted on benign train; normalised train and (capped) benign-val batches."""
@@ -147,6 +189,14 @@ def load_training_data(store: Store, split: Split, model_kw: dict, settings: Tra
     if use_pkt and store.T < T:
         log.warning("%s: store keeps %d packets per flow, model T is %d: the rest is padding", store.root, store.T, T)
     feats, pk, ln = load_raw(store, split.train, True, use_pkt)
+    if feats is not None and settings.flow_features != "all":
+        kept = select_flow_features(feats.columns, settings.flow_features)
+        if not kept:
+            raise ValueError(f"{store.root}: flow_features {settings.flow_features!r} keeps none of the store's "
+                             f"{feats.shape[1]} flow features (it selects CICFlowMeter names, e.g. 'Flow Duration')")
+        log.info("flow_features %s: the FLOW token models %d of %d flow features", settings.flow_features,
+                 len(kept), feats.shape[1])
+        feats = feats[kept]  # the normaliser keeps these names, so scoring reads the same columns
     units = (PACKET_UNIT_SCALE[0], float(settings.iat_unit_scale), PACKET_UNIT_SCALE[2])
     norm = Normaliser.fit(feats if use_flow else None, pk, ln, T, settings.feature_clip, source=str(store.root),
                           packet_unit_scale=units)
@@ -220,14 +270,20 @@ def train_janus(store_root: str | Path, split_path: str | Path, out_dir: str | P
     n_feat = len(norm.feature_names) if model_kw.get("flow_token", True) else 0
     mcfg = JanusConfig(n_flow_features=n_feat, **model_kw)
     model = JanusModel(mcfg).to(dev)
-    objective = JanusObjective(model, settings)
-    log.info("JANUS %s seed %d on %s: %d train / %d val flows, %d flow features, T=%d, %d parameters, device %s",
-             variant, seed, store.root, len(train), len(val), n_feat, mcfg.T,
-             sum(p.numel() for p in model.parameters()), dev)
-
+    bf16 = use_bf16(settings.precision, dev)
+    objective = JanusObjective(model, settings, bf16)
+    ema = WeightEMA(model, settings.ema_decay)
+    val_objective = JanusObjective(ema.module, settings, bf16)  # the val loss is the averaged weights'
     steps_per_epoch = math.ceil(len(train) / settings.batch_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(settings.warmup_steps, settings.epochs * steps_per_epoch))
+    epochs = epochs_for_min_steps(settings.epochs, settings.min_steps, steps_per_epoch)
+    log.info("JANUS %s seed %d on %s: %d train / %d val flows (every benign train flow of the split), %d flow "
+             "features, T=%d, %d parameters, device %s, %s; up to %d epochs of %d steps (epochs %d, min_steps %d), "
+             "EMA decay %g", variant, seed, store.root, len(train), len(val), n_feat, mcfg.T,
+             sum(p.numel() for p in model.parameters()), dev, "bf16 autocast" if bf16 else "fp32", epochs,
+             steps_per_epoch, settings.epochs, settings.min_steps, settings.ema_decay)
+
+    opt = make_optimizer(model, settings)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(settings.warmup_steps, epochs * steps_per_epoch))
     gen = torch.Generator().manual_seed(seed)
     np_rng = np.random.default_rng(seed)
     state = {"epoch": 0, "best_val": float("inf"), "best_epoch": 0, "best_state": None, "bad_epochs": 0, "history": []}
@@ -237,6 +293,7 @@ def train_janus(store_root: str | Path, split_path: str | Path, out_dir: str | P
         ck = load_checkpoint(ckpt_path)
         if ck.get("fingerprint") == fp:
             model.load_state_dict(ck["model"])
+            ema.load_state_dict(ck["ema"])
             opt.load_state_dict(ck["optimizer"])
             sched.load_state_dict(ck["scheduler"])
             gen.set_state(ck["gen"])
@@ -249,7 +306,12 @@ def train_janus(store_root: str | Path, split_path: str | Path, out_dir: str | P
             log.warning("%s belongs to another configuration or data; starting afresh", ckpt_path)
 
     stopped = False
-    while state["epoch"] < settings.epochs and state["bad_epochs"] < settings.patience:
+    last_save = time.perf_counter()
+
+    def may_stop() -> bool:  # early stopping only once the minimum number of steps is made
+        return state["bad_epochs"] >= settings.patience and state["epoch"] * steps_per_epoch >= settings.min_steps
+
+    while state["epoch"] < epochs and not may_stop():
         epoch = state["epoch"] + 1
         t0 = time.perf_counter()
         model.train()
@@ -259,36 +321,38 @@ def train_janus(store_root: str | Path, split_path: str | Path, out_dir: str | P
                    disable=not progress, mininterval=5.0, leave=False)
         for k in bar:
             b = train.index(perm[k * settings.batch_size:(k + 1) * settings.batch_size]).trimmed()
-            parts = objective(b, gen, np_rng, dev)
-            opt.zero_grad(set_to_none=True)
-            parts.total.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            opt.step()
-            sched.step()
+            parts = train_step(objective, b, opt, sched, ema, gen, np_rng, dev)
             sums += np.array([float(parts.total.detach()), float(parts.cfm.detach()), float(parts.dfm.detach())]) * len(b)
             bar.set_postfix(loss=f"{float(parts.total.detach()):.4f}", refresh=False)
         if not np.all(np.isfinite(sums)):
             raise FloatingPointError(f"JANUS {variant} seed {seed}: training loss is not finite in epoch {epoch}; "
                                      "lower janus.lr or check the store's features")
         tr = sums / len(train)
-        va = _evaluate(objective, val, settings.batch_size, seed, dev)
+        va = _evaluate(val_objective, val, settings.batch_size, seed, dev)
         improved = va[0] < state["best_val"]
         if improved:
             state.update(best_val=va[0], best_epoch=epoch, bad_epochs=0,
-                         best_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+                         best_state={k: v.detach().cpu().clone() for k, v in ema.module.state_dict().items()})
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
         state["history"].append({"epoch": epoch, "train_loss": tr[0], "train_cfm": tr[1], "train_dfm": tr[2],
                                  "val_loss": va[0], "val_cfm": va[1], "val_dfm": va[2],
-                                 "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0})
-        log.info("epoch %d: train %.5f (cfm %.5f, dfm %.5f) val %.5f (cfm %.5f, dfm %.5f)%s", epoch, *tr, *va,
-                 " *" if improved else "")
-        _save_atomic({"fingerprint": fp, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                      "scheduler": sched.state_dict(), "gen": gen.get_state(), "np_rng": np_rng.bit_generator.state,
-                      "torch_rng": torch.get_rng_state(), "state": state}, ckpt_path)
-        if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < settings.epochs:
-            stopped = True
+                                 "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
+                                 "step": epoch * steps_per_epoch})
+        log.info("epoch %d/%d (step %d): train %.5f (cfm %.5f, dfm %.5f) val (EMA) %.5f (cfm %.5f, dfm %.5f)%s",
+                 epoch, epochs, epoch * steps_per_epoch, *tr, *va, " *" if improved else "")
+        stopped = stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < epochs
+        # a checkpoint at most every CHECKPOINT_EVERY_S (and on a requested stop): at the demo's size an
+        # epoch takes a fraction of a second and saving after each cost about a tenth of the run; a
+        # resumed run replays the epochs since the last one exactly
+        if stopped or time.perf_counter() - last_save >= CHECKPOINT_EVERY_S:
+            _save_atomic({"fingerprint": fp, "model": model.state_dict(), "ema": ema.state_dict(),
+                          "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "gen": gen.get_state(),
+                          "np_rng": np_rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "state": state},
+                         ckpt_path)
+            last_save = time.perf_counter()
+        if stopped:
             break
     if stopped:
         log.info("stopped after epoch %d on request; rerun to resume", state["epoch"])
@@ -296,8 +360,9 @@ def train_janus(store_root: str | Path, split_path: str | Path, out_dir: str | P
     if objective.coupler is not None and objective.coupler.n_unconverged:
         log.info("OT: %d minibatch plans stopped at ot_max_iter=%d with marginals > 1 %% off (paired by %s)",
                  objective.coupler.n_unconverged, settings.ot_max_iter, settings.ot_pairing)
-    if state["bad_epochs"] >= settings.patience:
+    if may_stop() and state["epoch"] < epochs:
         log.info("early stop after epoch %d (best val %.5f at epoch %d)", state["epoch"], state["best_val"], state["best_epoch"])
+    log_convergence(state["history"], state["best_epoch"])
     model_path = out_dir / "model.pt"
     _save_atomic({"format": MODEL_FORMAT, "variant": variant, "seed": seed, "model_config": mcfg.to_dict(),
                   "train_settings": settings.to_dict(), "normaliser": norm.state_dict(),
@@ -323,6 +388,21 @@ def _plain(obj):
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
+
+
+def log_convergence(history: list[dict], best_epoch: int, window: int = 5) -> None:
+    """One line telling whether the val loss had flattened: its relative change over the last ``window``
+    epochs; a warning when it still fell by more than 2 % (the run wanted more steps)."""
+    if not history:
+        return
+    last = history[-1]["val_loss"]
+    ref = history[max(0, len(history) - 1 - window)]["val_loss"]
+    change = (last - ref) / abs(ref) if ref else 0.0
+    log.info("val loss %.5f after %d epochs (%d steps), best at epoch %d; change over the last %d epochs %+.2f %%",
+             last, len(history), history[-1]["step"], best_epoch, min(window, len(history) - 1), 100 * change)
+    if change < -0.02:
+        log.warning("the val loss was still falling at the end (%+.1f %% over the last %d epochs): more steps "
+                    "(janus.min_steps or janus.epochs) would likely lower it", 100 * change, min(window, len(history) - 1))
 
 
 def _save_atomic(obj, path: Path) -> None:

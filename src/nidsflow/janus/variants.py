@@ -27,7 +27,38 @@ DEFAULT_VARIANT_OVERRIDES: dict[str, dict] = {
     "nofix_disc": {"disc_draws": "batch"},                # disc_nll drawn per score batch, empty channels scored 0
     "nofix_all": {"iat_unit_scale": 1.0, **SEED_COUPLING, "disc_draws": "batch"},
     "B2_nofix_ot": {"use_packets": False, "disc_head": False, **SEED_COUPLING},
+    # the flow token's weight (issue 23): FLOW keeps only what the first T packets cannot give
+    "flow_totals": {"flow_features": "beyond_packets"},
 }
+
+#: Flow features (capture.features.FEATURE_NAMES) the packet tokens cannot give, kept by
+#: ``flow_features: beyond_packets``. The packet tokens carry each of the first T packets' size, IAT,
+#: window, direction and SYN/FIN/RST/PSH/ACK bits. Kept: (1) whole-flow totals, additive over packets, so
+#: for a flow longer than T they say how much lies beyond packet T (total minus what the tokens show):
+#: duration, packet and byte counts per direction (and the subflow copies), per-direction IAT totals,
+#: flag counts, data-packet count; (2) features of header fields the tokens do not carry: header
+#: lengths, minimum segment size, URG / CWR / ECE counts. Dropped (49): the distribution statistics of
+#: lengths and IATs (min / max / mean / std / variance, averages and ratios of totals, rates), bulk,
+#: active / idle periods and the initial windows: the packet sequence shows them for the first T packets.
+BEYOND_PACKET_FEATURES: tuple[str, ...] = (
+    "Flow Duration", "Total Fwd Packets", "Total Backward Packets",
+    "Total Length of Fwd Packets", "Total Length of Bwd Packets", "Fwd IAT Total", "Bwd IAT Total",
+    "Subflow Fwd Packets", "Subflow Fwd Bytes", "Subflow Bwd Packets", "Subflow Bwd Bytes",
+    "Fwd PSH Flags", "Bwd PSH Flags", "Fwd RST Flags", "Bwd RST Flags",
+    "FIN Flag Count", "SYN Flag Count", "RST Flag Count", "PSH Flag Count", "ACK Flag Count", "act_data_pkt_fwd",
+    "Fwd Header Length", "Bwd Header Length", "min_seg_size_forward",
+    "Fwd URG Flags", "Bwd URG Flags", "URG Flag Count", "CWR Flag Count", "ECE Flag Count",
+)
+FLOW_FEATURE_SETS = ("all", "beyond_packets")
+
+
+def select_flow_features(names, setting: str) -> list[str]:
+    """The flow-feature columns a variant models, in store order: all of them, or (``beyond_packets``)
+    those of :data:`BEYOND_PACKET_FEATURES`."""
+    if setting not in FLOW_FEATURE_SETS:
+        raise ValueError(f"janus.flow_features must be one of {FLOW_FEATURE_SETS}, got {setting!r}")
+    names = list(names)
+    return names if setting == "all" else [n for n in names if n in BEYOND_PACKET_FEATURES]
 
 #: variant -> the variant it undoes a fix of (the row it is compared with in the table ``fixes``).
 FIX_ABLATIONS: dict[str, str] = {"nofix_iat": "full", "nofix_ot": "full", "nofix_disc": "full",
@@ -59,6 +90,10 @@ class TrainSettings:
     feature_clip: float = 10.0
     val_max_flows: int = 4000
     iat_unit_scale: float = 1e6      # IAT multiplier before log1p (data.PACKET_UNIT_SCALE); 1.0 is the seed's seconds
+    min_steps: int = 0               # epochs raised to make at least this many optimiser steps
+    ema_decay: float = 0.999         # EMA of the weights (validated, saved, scored); 0 = the last weights
+    precision: str = "fp32"          # fp32 | bf16 | auto (bf16 autocast where native: training.use_bf16)
+    flow_features: str = "all"       # all | beyond_packets (BEYOND_PACKET_FEATURES only)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -104,6 +139,26 @@ def resolve_variant(janus_cfg: dict, variant: str) -> tuple[dict, TrainSettings]
     merged = _variant_config(janus_cfg, variant)
     model_kw = {k: merged[k] for k in MODEL_KEYS if k in merged}
     return model_kw, _pick(TrainSettings, merged)
+
+
+def training_config(janus_cfg: dict, variant: str) -> dict:
+    """``variant``'s section less the scoring-only keys (ScoreSettings): all that its trained model depends on."""
+    score_keys = {f.name for f in fields(ScoreSettings)}
+    return {k: v for k, v in _variant_config(janus_cfg, variant).items() if k not in score_keys}
+
+
+def trained_as(janus_cfg: dict, variant: str) -> str:
+    """The variant whose trained model ``variant`` is scored with: the first variant (defaults' order, then
+    the config's own) whose :func:`training_config` equals ``variant``'s, so variants that differ only in
+    how they score (``nofix_disc``: disc_draws) share one training run instead of repeating it bit for bit
+    (training is seeded by the seed alone, never by the variant's name)."""
+    mine = training_config(janus_cfg, variant)
+    names = list(DEFAULT_VARIANT_OVERRIDES) + [n for n in (janus_cfg.get("variant_overrides") or {})
+                                               if n not in DEFAULT_VARIANT_OVERRIDES]
+    for name in names:
+        if name == variant or training_config(janus_cfg, name) == mine:
+            return name
+    return variant
 
 
 def is_packet_free(janus_cfg: dict, variant: str) -> bool:

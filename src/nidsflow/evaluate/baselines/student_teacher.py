@@ -62,6 +62,7 @@ from torch import nn
 
 from nidsflow.evaluate.baselines.common import Baseline, PacketPreprocessor
 from nidsflow.evaluate.baselines.nn_utils import count_parameters, seed_torch, train_early_stopping
+from nidsflow.training import epochs_for_min_steps
 
 #: Packet channels of the store (size, iat, win + six binary), as PacketPreprocessor returns them.
 N_PACKET = 9
@@ -154,8 +155,8 @@ class STFPMBaseline(Baseline):
         """max(epochs, the epochs that give at least ``min_steps`` optimiser steps)."""
         p = self.params
         per_epoch = max(1, math.ceil(n / int(p.get("batch_size", DEFAULTS["batch_size"]))))
-        return max(int(p.get(epochs_key, DEFAULTS[epochs_key])),
-                   math.ceil(int(p.get(steps_key, DEFAULTS[steps_key])) / per_epoch))
+        return epochs_for_min_steps(int(p.get(epochs_key, DEFAULTS[epochs_key])),
+                                    int(p.get(steps_key, DEFAULTS[steps_key])), per_epoch)
 
     def _train(self, module, step, val_loss, n, epochs, seed):
         def get(key):
