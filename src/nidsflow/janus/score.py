@@ -16,8 +16,9 @@ the bits are corrupted by the mixture path (Eq. D1), and
     disc_nll_<ch>   = sum_{t, i corrupted} -log p_theta(b_i | x_t) / #{t, i corrupted}   (per channel)
     disc_nll_total  = the same pooled over the six channels
 
-The corruption draws of a flow come from its own generator, seeded by (``score_seed``, flow_id), and
-cover the model's full T whatever the batch is cut to, so a flow's scores do not depend on which
+The corruption draws of a flow come from its own generator, seeded by (``score_seed``, key), with key
+the flow's own :func:`~nidsflow.janus.data.flow_keys` (5-tuple and first-packet time; callers pass it as
+``flow_ids``), and cover the model's full T whatever the batch is cut to, so a flow's scores do not depend on which
 flows are batched with it (nor on ``score_batch_size``). A channel in which no valid position was
 drawn corrupted at any t (a short flow, or t near 1) is not filled with 0, the most benign value:
 its position and time closest to being drawn (largest u - kappa_t) is corrupted instead, so every
@@ -42,7 +43,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from nidsflow.janus.data import N_BIN, JanusBatch, Normaliser, load_raw
+from nidsflow.janus.data import N_BIN, JanusBatch, Normaliser, flow_keys, load_raw
 from nidsflow.janus.model import JanusModel
 from nidsflow.janus.paths import MixtureDiscretePath, bit_nll
 from nidsflow.janus.train import load_model, pick_device
@@ -297,7 +298,9 @@ class JanusScorer:
         return u, src
 
     def score(self, data: JanusBatch, desc: str = "janus scoring", flow_ids: np.ndarray | None = None) -> np.ndarray:
-        """[n, k] scores in :attr:`score_names` order (the 10-d vector, then options); ``flow_ids`` (default 0..n-1) seed each flow's draws.
+        """[n, k] scores in :attr:`score_names` order (the 10-d vector, then options); ``flow_ids`` (default 0..n-1)
+        seed each flow's draws: pass :func:`~nidsflow.janus.data.flow_keys` so the same flow gets the same
+        scores wherever it is scored (extraction time, score-capture, watch).
 
         Flows are batched in order of packet count (stable sort) and each batch is cut after its
         longest flow (:meth:`JanusBatch.trimmed`), so short flows do not pay for T positions.
@@ -370,5 +373,7 @@ def score_split(model_path: str | Path, store_root: str | Path, split_path: str 
     cfg = scorer.model.cfg
     feats, pk, ln = load_raw(store, ids, cfg.flow_token, cfg.use_packets)
     data = norm.transform(feats, pk, ln, len(ids), source=str(store.root))
-    S = scorer.score(data, desc=f"janus {meta['variant']} scoring {store.root}", flow_ids=ids)
+    # draws seeded by the flow itself (5-tuple, first time), as score-capture and watch seed them
+    keys = flow_keys(store.flows.iloc[ids])
+    S = scorer.score(data, desc=f"janus {meta['variant']} scoring {store.root}", flow_ids=keys)
     return ScoreTable.from_flows(store.flows, ids, which, scorer.score_names, S)
