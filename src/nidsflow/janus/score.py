@@ -94,7 +94,7 @@ class ODESolver:
         return x
 
 
-def cnf_log_likelihood(velocity, x1: torch.Tensor, mask: torch.Tensor, probes: torch.Tensor, solver: ODESolver,
+def cnf_log_likelihood(velocity, x1: torch.Tensor, mask: torch.Tensor, probes: torch.Tensor | None, solver: ODESolver,
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """(x(0), log p_1(x1)) of the continuous normalising flow dx/dt = v(x, t) with source N(0, I) at t = 0.
 
@@ -104,28 +104,46 @@ def cnf_log_likelihood(velocity, x1: torch.Tensor, mask: torch.Tensor, probes: t
 
         log p_1(x1) = log N(x(0); 0, I) + l(0),   l(0) = -int_0^1 div v(x_t, t) dt,
 
-    over the dims where ``mask`` is 1 (a padding dim is not part of the flow's state). The divergence
-    is Hutchinson's estimator tr(J) ~ mean_k e_k^T J e_k with the fixed probes e_k [K, n, D]
-    (Rademacher: exact for a diagonal J), one vector-Jacobian product per probe and evaluation.
+    over the dims where ``mask`` is 1: the others (padding, coordinates fixed by the rest of the flow) are
+    not part of the state; they are held at their values (velocity 0) and stay out of the divergence.
+    The divergence is Hutchinson's estimator tr(J) ~ mean_k e_k^T J e_k with the fixed probes e_k
+    [K, n, D] (Rademacher: exact for a diagonal J), one vector-Jacobian product per probe and
+    evaluation; ``probes=None`` computes the exact trace sum_j e_j^T J e_j over the modelled dims
+    (:func:`basis_probes`, one product per modelled dim of the widest row).
     """
     m = mask.to(x1.dtype)
-    probes = probes.to(x1.dtype) * m
+    exact = probes is None
+    probes = basis_probes(mask).to(x1.dtype) if exact else probes.to(x1.dtype) * m
     D = x1.shape[1]
 
     def augmented(z, t):
         with torch.enable_grad():
             x = z[:, :D].detach().requires_grad_(True)
-            v = velocity(x, t)
+            v = velocity(x, t) * m
             div = torch.zeros(len(x), dtype=x1.dtype, device=x1.device)
             for k in range(len(probes)):
                 (g,) = torch.autograd.grad(v, x, probes[k], retain_graph=k + 1 < len(probes))
                 div = div + (g * probes[k]).sum(1)
-        return torch.cat([v.detach().to(x1.dtype), (div / len(probes))[:, None]], 1)
+        return torch.cat([v.detach().to(x1.dtype), (div / (1 if exact else max(len(probes), 1)))[:, None]], 1)
 
     z0 = solver.integrate(augmented, torch.cat([x1, torch.zeros(len(x1), 1, dtype=x1.dtype, device=x1.device)], 1))
     x0, l0 = z0[:, :D], z0[:, D]
     log_n = -0.5 * ((x0 ** 2) * m).sum(1) - 0.5 * m.sum(1) * math.log(2 * math.pi)
     return x0, log_n + l0
+
+
+def basis_probes(mask: torch.Tensor) -> torch.Tensor:
+    """[K, n, D] one-hot probes: probe k of row r is the unit vector of r's k-th modelled dim (0 once r has
+    fewer than k + 1), K the widest row's count, so sum_k e_k^T J e_k is the exact trace over the
+    modelled dims."""
+    mb = mask.bool()
+    n, D = mb.shape
+    K = int(mb.sum(1).max()) if n else 0
+    rank = mb.long().cumsum(1) - 1                               # k of each modelled dim in its row
+    out = torch.zeros(max(K, 0), n, D, dtype=torch.float32, device=mask.device)
+    r, j = torch.nonzero(mb, as_tuple=True)
+    out[rank[r, j], r, j] = 1.0
+    return out
 
 
 class JanusScorer:
