@@ -220,3 +220,90 @@ def test_length_model_is_a_smoothed_categorical():
     np.testing.assert_allclose(lm.nll(np.array([1, 100, 8])), -np.log([4 / 15, 4 / 15, 4 / 15]))
     assert np.isnan(lm.nll(np.array([0])))[0]
     assert LengthModel.from_state_dict(lm.state_dict()) == lm
+
+
+# ------------------------------------------------------------------ the flow_nll score option end to end
+
+def test_density_inputs_dequantise_integers_with_the_exact_jacobian_and_leave_fixed_coordinates_out():
+    """Integer data (sizes, windows, integer features) dequantised inside each integer's cell: z and log|dz/dx|
+    agree with a finite difference of the transform, the first IAT, a non-TCP flow's window, padding and a
+    constant feature are not modelled, and everything is finite."""
+    import pandas as pd
+
+    from nidsflow.janus.data import Normaliser
+
+    rng = np.random.default_rng(0)
+    n, T = 50, 4
+    feats = pd.DataFrame({"count": rng.integers(0, 30, n).astype(float), "mean": rng.gamma(2.0, 50.0, n),
+                          "const": np.full(n, 6.0)})
+    pk = np.zeros((n, T, 9))
+    pk[..., 0] = rng.integers(40, 1500, (n, T))
+    pk[..., 1] = rng.exponential(0.01, (n, T))
+    pk[:, 0, 1] = 0.0
+    tcp = np.arange(n) % 2 == 0
+    pk[tcp, :, 2] = rng.integers(0, 65535, (int(tcp.sum()), T))
+    pk[tcp, :, 8] = 1.0                                          # ack
+    ln = rng.integers(1, T + 3, n)
+    norm = Normaliser.fit(feats, pk, ln, T)
+    assert norm.feature_integer == [True, False, True] and norm.feature_constant == [False, False, True]
+    u_f, u_p = rng.random((n, 3)), rng.random((n, T, 3))
+    di = norm.density_inputs(feats, pk, ln, n, u_f, u_p)
+    assert torch.isfinite(di.flow).all() and torch.isfinite(di.pkt).all() and np.isfinite(di.log_jac.numpy()).all()
+    valid = np.arange(T)[None] < np.minimum(ln, T)[:, None]
+    mp = di.pkt_modelled.numpy()
+    assert not mp[:, 0, 1].any() and not mp[~tcp][:, :, 2].any() and (mp[tcp][:, :, 2] == valid[tcp]).all()
+    assert (mp[:, :, 0] == valid).all() and not di.flow_modelled[:, 2].any()
+    # the Jacobian: log dz/dx by a central difference of z in the raw value, summed over modelled coordinates
+    h = 1e-6
+    step = h * np.array([1, 0, 1])
+    feats2 = feats.assign(mean=feats["mean"] + h)
+    pk2 = pk.copy()
+    pk2[..., 1] += h
+    up = norm.density_inputs(feats2, pk2, ln, n, u_f + step, u_p + step)
+    dzf = (up.flow - di.flow).numpy() / h
+    dzp = (up.pkt - di.pkt).numpy() / h
+    mf = di.flow_modelled.numpy()
+    fd = np.where(mf, np.log(np.abs(dzf) + 1e-300), 0).sum(1) + np.where(mp, np.log(np.abs(dzp) + 1e-300), 0).sum((1, 2))
+    np.testing.assert_allclose(fd, di.log_jac.numpy(), atol=1e-2)  # the IAT step (1 us) is not tiny in us units
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    from nidsflow.fixtures import make_scan_flood_store
+    from nidsflow.janus.train import train_janus
+    from nidsflow.splits import make_split
+    from nidsflow.store import Store
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("nll")
+    make_scan_flood_store(root / "store", n_benign=400, n_scan=40, n_flood=40, T=10, seed=1, shard_flows=300)
+    make_split(Store(root / "store").flows, seed=42, n_train=250, n_val=80).save(root / "split.npz")
+    cfg = {"T": 8, "d_model": 16, "n_layers": 1, "n_heads": 2, "dropout": 0.0, "epochs": 3, "batch_size": 64,
+           "lr": 0.003, "warmup_steps": 5, "solver": "midpoint", "solver_steps": 2, "disc_times": [0.5],
+           "score_batch_size": 128, "score_seed": 7, "flow_nll": True, "ot": False}
+    model = train_janus(root / "store", root / "split.npz", root / "m", cfg, "full", 42, progress=False)
+    return model, root / "store", root / "split.npz", cfg
+
+
+def test_flow_nll_columns_are_finite_nats_and_do_not_depend_on_the_batch(toy):
+    from nidsflow.evaluate.aggregators import make_aggregator
+    from nidsflow.janus.score import score_split
+    from nidsflow.scores import FLOW_NLL_SCORES, JANUS_SCORE_NAMES
+
+    model, store, split, cfg = toy
+    tab = score_split(model, store, split, cfg, progress=False)
+    assert tab.score_names == JANUS_SCORE_NAMES + FLOW_NLL_SCORES
+    S = tab.scores[:, 10:].astype(np.float64)
+    assert np.isfinite(S).all()
+    np.testing.assert_allclose(S[:, 0], S[:, 1:].sum(1), rtol=1e-5)      # total = cont + disc + len
+    assert (S[:, 2] > 0).all() and (S[:, 3] > 0).all()
+    assert np.std(S[:, 0]) > 0
+    other = score_split(model, store, split, {**cfg, "score_batch_size": 29}, progress=False)
+    np.testing.assert_allclose(other.scores, tab.scores, rtol=2e-4, atol=2e-3)
+    assert make_aggregator("A10").fit_table(tab).columns == ("flow_nll",)
+    # A1 reads the seed's 10-d vector only, whatever options a score file holds
+    plain = score_split(model, store, split, {**cfg, "flow_nll": False}, progress=False)
+    np.testing.assert_allclose(make_aggregator("A1").fit_table(tab).score_table(tab),
+                               make_aggregator("A1").fit_table(plain).score_table(plain), rtol=1e-4)
+    hut = score_split(model, store, split, {**cfg, "flow_nll_trace": "hutchinson", "flow_nll_probes": 8}, progress=False)
+    assert np.corrcoef(hut.column("flow_nll_cont"), tab.column("flow_nll_cont"))[0, 1] > 0.9

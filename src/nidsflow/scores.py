@@ -27,7 +27,10 @@ JANUS_SCORE_NAMES: tuple[str, ...] = (
 )
 #: Score options of JANUS: extra columns after the seed's 10-d vector, written when enabled in the config.
 CNF_SCORE = "cnf_nll"
-OPTION_SCORES: tuple[str, ...] = (CNF_SCORE,)
+#: Score option ``janus.flow_nll``: the flow's NLL in nats (total, then its continuous, discrete and length parts).
+FLOW_NLL_SCORE = "flow_nll"
+FLOW_NLL_SCORES: tuple[str, ...] = (FLOW_NLL_SCORE, "flow_nll_cont", "flow_nll_disc", "flow_nll_len")
+OPTION_SCORES: tuple[str, ...] = (CNF_SCORE, *FLOW_NLL_SCORES)
 
 
 @dataclass

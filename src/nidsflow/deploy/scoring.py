@@ -109,7 +109,7 @@ class Detector:
             from nidsflow.janus.data import flow_keys
             flow_ids = flow_keys(frame)
         data = self.normalise(features, channels, lengths, len(frame), source)
-        S = self.scorer.score(data, desc=f"scoring {source}", flow_ids=flow_ids)
+        S = self.scorer.score(data, desc=f"scoring {source}", flow_ids=flow_ids, raw=(features, channels, lengths))
         return self.finish(frame, S, self.scorer.pos_nll_sum, self.scorer.pos_count, explain, source)
 
     def normalise(self, features: pd.DataFrame, channels: np.ndarray, lengths: np.ndarray, n: int,

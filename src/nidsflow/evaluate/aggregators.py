@@ -16,6 +16,7 @@ A6    disc_nll_total alone
 A7    mean of per-score z-values, z from benign val
 A8    cnf_nll alone (score option ``janus.cnf_nll``: the CNF's exact NLL per dim)
 A9    A1z on the 10-d vector plus cnf_nll
+A10   flow_nll alone (score option ``janus.flow_nll``: the flow's NLL in nats, summed over the flow)
 ====  ==========================================================================
 
 The score options (``OPTION_SCORES``, extra columns after the seed's 10-d vector) are read only by
@@ -40,7 +41,7 @@ import numpy as np
 from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf
 
 from nidsflow.mahalanobis import mahalanobis_squared
-from nidsflow.scores import CNF_SCORE, OPTION_SCORES, ScoreTable
+from nidsflow.scores import CNF_SCORE, FLOW_NLL_SCORE, OPTION_SCORES, ScoreTable
 
 log = logging.getLogger(__name__)
 
@@ -366,12 +367,20 @@ class CNFNLL(_SingleScore):
     candidate_columns = (CNF_SCORE,)
 
 
+class FlowNLL(_SingleScore):
+    """A10: flow_nll alone, the flow's negative log-likelihood in nats (score option ``janus.flow_nll``)."""
+
+    name = "A10"
+    description = "flow_nll alone (flow NLL in nats: CNF + masked-diffusion NELBO + length; score option)"
+    candidate_columns = (FLOW_NLL_SCORE,)
+
+
 class MahalanobisOASStandardisedCNF(MahalanobisOASStandardised):
     """A9: A1z on every finite column including cnf_nll (needs the score option; otherwise not run)."""
 
     name = "A9"
     description = "Mahalanobis, OAS covariance, standardised 10-d scores + cnf_nll (score option)"
-    excluded_columns = ()
+    excluded_columns = tuple(c for c in OPTION_SCORES if c != CNF_SCORE)  # the other options stay out
 
     def select_columns(self, score_names, S_val):
         if CNF_SCORE not in score_names:
@@ -382,7 +391,7 @@ class MahalanobisOASStandardisedCNF(MahalanobisOASStandardised):
 AGGREGATORS: dict[str, type[Aggregator]] = {
     cls.name: cls for cls in (MahalanobisOAS, MahalanobisOASStandardised, MahalanobisLedoitWolf, MahalanobisEmpirical,
                               MahalanobisOASContinuous, TerminalNorm, DiscNLLTotal, MeanZ, CNFNLL,
-                              MahalanobisOASStandardisedCNF)
+                              MahalanobisOASStandardisedCNF, FlowNLL)
 }
 #: The deployable aggregator's name.
 DEPLOYABLE = "A1"

@@ -94,6 +94,22 @@ class JanusBatch:
         return JanusBatch(self.flow.to(device), self.pkt.to(device), self.bits.to(device), self.valid.to(device))
 
 
+#: Packet channels whose raw values are integers (size and window in bytes; IAT is real).
+_INTEGER_PACKET_CHANNELS: tuple[bool, ...] = (True, False, True)
+
+
+@dataclass
+class DensityInputs:
+    """:meth:`Normaliser.density_inputs`: z of the dequantised raw values (float64 flow [n, F], pkt [n, T, 3]), which
+    coordinates a density models (same shapes, bool) and log |dz/dx| summed over them (float64 [n])."""
+
+    flow: torch.Tensor
+    flow_modelled: torch.Tensor
+    pkt: torch.Tensor
+    pkt_modelled: torch.Tensor
+    log_jac: torch.Tensor
+
+
 @dataclass
 class Normaliser:
     """Statistics of benign train; ``transform`` turns raw store arrays into a :class:`JanusBatch`."""
@@ -106,6 +122,8 @@ class Normaliser:
     packet_std: list[float]
     T: int
     packet_unit_scale: list[float] = None  # None -> PACKET_UNIT_SCALE (set in __post_init__)
+    feature_integer: list[bool] = None     # integer-valued on benign train (dequantised by density_inputs)
+    feature_constant: list[bool] = None    # constant on benign train (not modelled by density_inputs)
 
     def __post_init__(self):
         if self.packet_unit_scale is None:
@@ -113,6 +131,10 @@ class Normaliser:
         self.packet_unit_scale = [float(v) for v in self.packet_unit_scale]
         if len(self.packet_unit_scale) != N_CONT or min(self.packet_unit_scale) <= 0:
             raise JanusDataError(f"packet_unit_scale must be {N_CONT} positive numbers, got {self.packet_unit_scale}")
+        F = len(self.feature_names)
+        # saved before flow_nll: no feature is known to be integer or constant (nothing dequantised or left out)
+        self.feature_integer = [bool(v) for v in (self.feature_integer or [False] * F)]
+        self.feature_constant = [bool(v) for v in (self.feature_constant or [False] * F)]
 
     def packet_log(self, x: np.ndarray) -> np.ndarray:
         """log1p(k_c max(x_c, 0)) of the continuous packet channels (last axis = (size, iat, win))."""
@@ -125,7 +147,7 @@ class Normaliser:
             packet_unit_scale: tuple[float, ...] = PACKET_UNIT_SCALE) -> "Normaliser":
         """``packet_unit_scale``: k_c of the module docstring (the default reads IAT in microseconds; (1, 1, 1),
         IAT in seconds, is the seed's transform, kept for the before/after ablation of issue 11)."""
-        names, med, scale = [], [], []
+        names, med, scale, integer, constant = [], [], [], [], []
         if features is not None:
             numeric = features.select_dtypes(include=[np.number, bool])
             dropped = [c for c in features.columns if c not in numeric.columns]
@@ -141,6 +163,9 @@ class Normaliser:
             if n_const:
                 log.info("%s: %d flow features are constant on benign train (scale 1)", source, n_const)
             med, scale = med.tolist(), scale.tolist()
+            raw = numeric.to_numpy(dtype=np.float64)
+            integer = (np.isfinite(raw) & (raw == np.round(raw))).all(axis=0).tolist()
+            constant = (sd <= _MIN_SCALE).tolist()
         pmean, pstd = [0.0] * N_CONT, [1.0] * N_CONT
         if packets is not None:
             x, valid = _truncate(packets, lengths, T)
@@ -150,7 +175,8 @@ class Normaliser:
             pmean = z.mean(axis=0).tolist()
             pstd = np.maximum(z.std(axis=0), _MIN_SCALE).tolist()
         return cls(names, [float(v) for v in med], [float(v) for v in scale], float(feature_clip),
-                   [float(v) for v in pmean], [float(v) for v in pstd], int(T), list(packet_unit_scale))
+                   [float(v) for v in pmean], [float(v) for v in pstd], int(T), list(packet_unit_scale),
+                   [bool(v) for v in integer], [bool(v) for v in constant])
 
     # ------------------------------------------------------------------ transform
     def transform(self, features: pd.DataFrame | None, packets: np.ndarray | None, lengths: np.ndarray | None,
@@ -174,6 +200,51 @@ class Normaliser:
             return JanusBatch(flow, torch.from_numpy(cont), torch.from_numpy(bits), torch.from_numpy(valid))
         return JanusBatch(flow, torch.zeros((n, 0, N_CONT)), torch.zeros((n, 0, N_BIN), dtype=torch.long),
                           torch.zeros((n, 0), dtype=torch.bool))
+
+    def density_inputs(self, features: pd.DataFrame | None, packets: np.ndarray | None, lengths: np.ndarray | None,
+                       n: int, u_feat: np.ndarray, u_pkt: np.ndarray, source: str = "store") -> "DensityInputs":
+        """The model's continuous state of raw values x + u (integer channels dequantised, u [n, F] / [n, T, 3]
+        in [0, 1), 0 on real-valued channels), the coordinates a density models, and the log-Jacobian.
+
+        Integer channels: packet size and TCP window (bytes) and the flow features integer-valued on
+        benign train (``feature_integer``); IAT is real. The transform is the module docstring's without
+        the clip (a bijection of each coordinate, so the density is one of the raw values):
+
+            packets:  z = (log1p(k (x + u)) - mu) / sd,      dz/dx = k / ((1 + k (x + u)) sd)
+            features: z = (slog1p(x + u) - median) / scale,  dz/dx = 1 / ((1 + |x + u|) scale)
+
+        ``log_jac`` [n] = sum over modelled coordinates of log dz/dx, so log p_x(x + u) = log p_z(z) + log_jac.
+        Coordinates fixed by the others are not modelled (held at their value, no density): padding, the
+        first packet's IAT (always 0), the window of every packet of a flow with no TCP flag and window 0
+        throughout (not TCP), and the flow features constant on benign train (``feature_constant``).
+        """
+        F = len(self.feature_names)
+        if F and features is not None:
+            raw = _finite_features(features[self.feature_names].to_numpy(dtype=np.float64), self.feature_names, source)
+            xd = raw + u_feat * np.asarray(self.feature_integer, dtype=np.float64)
+            zf = (signed_log1p(xd) - np.asarray(self.feature_median)) / np.asarray(self.feature_scale)
+            mf = np.broadcast_to(~np.asarray(self.feature_constant, dtype=bool), zf.shape)
+            jf = -np.log1p(np.abs(xd)) - np.log(np.asarray(self.feature_scale))
+            log_jac = np.where(mf, jf, 0.0).sum(1)
+        else:
+            zf, mf, log_jac = np.zeros((n, F)), np.zeros((n, F), dtype=bool), np.zeros(n)
+        if packets is not None:
+            x, valid = _truncate(packets, lengths, self.T)
+            k = np.asarray(self.packet_unit_scale)
+            xd = np.maximum(x[..., :N_CONT], 0.0) + u_pkt * np.asarray(_INTEGER_PACKET_CHANNELS, dtype=np.float64)
+            zp = (np.log1p(k * xd) - np.asarray(self.packet_mean)) / np.asarray(self.packet_std)
+            flags = x[..., N_CONT + 1:] > 0.5                       # syn, fin, rst, psh, ack
+            not_tcp = ~(((x[..., 2] > 0) | flags.any(-1)) & valid).any(1)
+            mp = np.repeat(valid[..., None], N_CONT, axis=2)
+            mp[:, 0, 1] = False                                     # first packet's IAT
+            mp[not_tcp, :, 2] = False                               # window of a non-TCP flow
+            jp = np.log(k) - np.log1p(k * xd) - np.log(np.asarray(self.packet_std))
+            log_jac = log_jac + np.where(mp, jp, 0.0).sum(axis=(1, 2))
+            zp = np.where(mp, zp, 0.0)
+        else:
+            zp, mp = np.zeros((n, 0, N_CONT)), np.zeros((n, 0, N_CONT), dtype=bool)
+        return DensityInputs(torch.from_numpy(np.asarray(zf, dtype=np.float64)), torch.from_numpy(mf.copy()),
+                             torch.from_numpy(zp.astype(np.float64)), torch.from_numpy(mp), torch.from_numpy(log_jac))
 
     def state_dict(self) -> dict:
         return asdict(self)

@@ -45,10 +45,11 @@ from tqdm import tqdm
 
 from nidsflow.janus.data import N_BIN, JanusBatch, Normaliser, flow_keys, load_raw
 from nidsflow.janus.model import JanusModel
+from nidsflow.janus.nll import LengthModel, masked_diffusion_nelbo, nelbo_draws
 from nidsflow.janus.paths import MixtureDiscretePath, bit_nll
 from nidsflow.janus.train import load_model, pick_device
 from nidsflow.janus.variants import ScoreSettings, score_settings
-from nidsflow.scores import CNF_SCORE, JANUS_SCORE_NAMES, ScoreTable
+from nidsflow.scores import CNF_SCORE, FLOW_NLL_SCORES, JANUS_SCORE_NAMES, ScoreTable
 from nidsflow.splits import Split
 from nidsflow.store import Store
 
@@ -150,8 +151,11 @@ class JanusScorer:
     """Computes the 10 scores of normalised flows in batches (see the module docstring)."""
 
     def __init__(self, model: JanusModel, settings: ScoreSettings, device: str | torch.device | None = None,
-                 dfm_source: str = "mask", kappa_power: float = 1.0, progress: bool = True):
+                 dfm_source: str = "mask", kappa_power: float = 1.0, progress: bool = True,
+                 normaliser: Normaliser | None = None, length_model: LengthModel | None = None):
+        """``normaliser`` and ``length_model`` (the model's own) are needed by the ``flow_nll`` option only."""
         self.model = model.eval()
+        self.normaliser, self.length_model = normaliser, length_model
         self.s = settings
         self.device = pick_device(str(device) if device is not None else None)
         self.model.to(self.device)
@@ -170,7 +174,7 @@ class JanusScorer:
     @property
     def score_names(self) -> tuple[str, ...]:
         """The columns :meth:`score` returns: the 10-d vector, then the enabled score options."""
-        return JANUS_SCORE_NAMES + ((CNF_SCORE,) if self.s.cnf_nll else ())
+        return JANUS_SCORE_NAMES + ((CNF_SCORE,) if self.s.cnf_nll else ()) + (FLOW_NLL_SCORES if self.s.flow_nll else ())
 
     @torch.no_grad()
     def terminal(self, b: JanusBatch, flow_ids: np.ndarray | None = None, cnf: np.ndarray | None = None) -> np.ndarray:
@@ -193,17 +197,7 @@ class JanusScorer:
         m = b.valid[..., None].expand(pkt_shape).reshape(n, -1).float()
         x = torch.cat([b.flow if use_flow else b.flow[:, :0], b.pkt.reshape(n, -1) if use_pkt else b.pkt.reshape(n, -1)[:, :0]], 1)
 
-        def velocity(x, t):
-            xf = x[:, :F] if use_flow else b.flow
-            xp = x[:, F:].reshape(pkt_shape) if use_pkt else b.pkt
-            with self._autocast():
-                o = self.model(xf, xp, b.bits, b.valid, ones * t, ones, want_disc=False)
-            parts = []
-            if use_flow:
-                parts.append(o["v_flow"].float())
-            if use_pkt:
-                parts.append(o["v_pkt"].float().reshape(n, -1))
-            return torch.cat(parts, 1)
+        velocity = self._velocity(b, F)
 
         if flow_ids is not None and self.s.cnf_nll:
             mask = torch.cat([torch.ones_like(b.flow) if use_flow else b.flow[:, :0], m if use_pkt else m[:, :0]], 1)
@@ -221,6 +215,95 @@ class JanusScorer:
         if use_pkt:
             out[:, 2] = (pkt_sq / n_pkt.clamp_min(1)).cpu().numpy()
         return out
+
+    def _velocity(self, b: JanusBatch, F: int):
+        """v(x, t) on the flattened continuous state [n, F + 3 L] (flow dims, then packet dims), the binary
+        state held at the flow's clean bits with t_disc = 1."""
+        n, pkt_shape = len(b), b.pkt.shape
+        use_flow, use_pkt = self.model.models_flow, self.model.cfg.use_packets
+        ones = torch.ones(n, device=self.device)
+
+        def velocity(x, t):
+            xf = x[:, :F] if use_flow else b.flow
+            xp = x[:, F:].reshape(pkt_shape) if use_pkt else b.pkt
+            with self._autocast():
+                o = self.model(xf, xp, b.bits, b.valid, ones * t, ones, want_disc=False)
+            parts = []
+            if use_flow:
+                parts.append(o["v_flow"].float())
+            if use_pkt:
+                parts.append(o["v_pkt"].float().reshape(n, -1))
+            return torch.cat(parts, 1)
+        return velocity
+
+    @torch.no_grad()
+    def flow_nll(self, b: JanusBatch, keys: np.ndarray, raw: tuple | None) -> np.ndarray:
+        """[n, 4]: flow_nll and its parts (continuous, discrete, length), nats per flow (:mod:`janus.nll`).
+
+        ``b`` is the normalised (trimmed) batch; ``raw`` = (features, packets, lengths) of the same rows as
+        the store holds them (the continuous part is a density of raw values, so it needs them). Every
+        random draw of a flow comes from generators seeded by (score_seed, key, part). A part the variant
+        does not model is NaN and left out of the total (no CFM head: no continuous part; no DFM head, a
+        uniform DFM source or no packets: no discrete part; no packets: no length part).
+        """
+        n, cfg, s = len(b), self.model.cfg, self.s
+        out = np.full((n, 4), np.nan)
+        seed = int(s.score_seed) & 0xFFFFFFFF
+        keys = np.asarray(keys, dtype=np.int64)
+        if cfg.cont_head and raw is not None and self.normaliser is not None:
+            out[:, 1] = self._cont_nll(b, keys, raw, seed)
+        if cfg.disc_head and cfg.use_packets and self.dpath.source == "mask":
+            gens = [np.random.default_rng([seed, int(k), 3]) for k in keys]
+            valid = b.valid.cpu().numpy()
+            draws = nelbo_draws(gens, valid, N_BIN, int(s.flow_nll_disc_draws), int(cfg.T), self.dpath.kappa_power)
+            ones = torch.ones(n, device=self.device)
+
+            def denoise(xt, t):
+                with self._autocast():
+                    return self.model(b.flow, b.pkt, xt, b.valid, ones, t, want_cont=False)["bit_logits"]
+            nelbo = masked_diffusion_nelbo(denoise, b.bits, draws).cpu().numpy()
+            out[:, 2] = np.where(valid.any(1), nelbo, np.nan)
+        if cfg.use_packets and self.length_model is not None:
+            out[:, 3] = self.length_model.nll(b.valid.sum(1).cpu().numpy())
+        parts = out[:, 1:]
+        modelled = np.isfinite(parts).any(0)
+        out[:, 0] = parts[:, modelled].sum(1) if modelled.any() else np.nan
+        return out
+
+    def _cont_nll(self, b: JanusBatch, keys: np.ndarray, raw: tuple, seed: int) -> np.ndarray:
+        """-log p(x + u) of the raw continuous values, averaged over ``flow_nll_dequant_draws`` draws of u."""
+        cfg, s, norm = self.model.cfg, self.s, self.normaliser
+        n, L = len(b), b.valid.shape[1]
+        feats, pk, ln = raw
+        use_flow, use_pkt = self.model.models_flow, cfg.use_packets
+        F = len(norm.feature_names) if use_flow else 0
+        R = int(s.flow_nll_dequant_draws)
+        gens = [np.random.default_rng([seed, int(k), 2]) for k in keys]
+        uf = np.stack([g.random((R, len(norm.feature_names))) for g in gens], 1) if n else np.zeros((R, 0, 0))
+        up = np.stack([g.random((R, norm.T, 3)) for g in gens], 1) if n else np.zeros((R, 0, norm.T, 3))
+        probes = None
+        if s.flow_nll_trace == "hutchinson":
+            full = F + 3 * int(norm.T)
+            e = np.stack([np.random.default_rng([seed, int(k), 4]).integers(0, 2, (int(s.flow_nll_probes), full))
+                          for k in keys], 1) * 2.0 - 1.0
+            keep = np.r_[np.arange(F), F + np.arange(3 * L)] if use_pkt else np.arange(F)
+            probes = torch.from_numpy(e[:, :, keep]).float().to(self.device)
+        velocity = self._velocity(b, F)
+        total = np.zeros(n)
+        for r in range(R):
+            di = norm.density_inputs(feats if use_flow else None, pk if use_pkt else None, ln, n, uf[r], up[r])
+            xs, ms = [], []
+            if use_flow:
+                xs.append(di.flow)
+                ms.append(di.flow_modelled)
+            if use_pkt:
+                xs.append(di.pkt[:, :L].reshape(n, -1))
+                ms.append(di.pkt_modelled[:, :L].reshape(n, -1))
+            x = torch.cat(xs, 1).float().to(self.device)
+            mask = torch.cat(ms, 1).float().to(self.device)
+            _, logp = cnf_log_likelihood(velocity, x, mask, probes, self.solver)
+            total += -(logp.double().cpu().numpy() + di.log_jac.numpy())
+        return total / R
 
     @torch.no_grad()
     def disc_nll(self, b: JanusBatch, flow_ids: np.ndarray, batch_index: int = 0) -> np.ndarray:
@@ -315,10 +398,13 @@ class JanusScorer:
         src = torch.from_numpy(np.stack(srcs, axis=1)) if srcs else None
         return u, src
 
-    def score(self, data: JanusBatch, desc: str = "janus scoring", flow_ids: np.ndarray | None = None) -> np.ndarray:
+    def score(self, data: JanusBatch, desc: str = "janus scoring", flow_ids: np.ndarray | None = None,
+              raw: tuple | None = None) -> np.ndarray:
         """[n, k] scores in :attr:`score_names` order (the 10-d vector, then options); ``flow_ids`` (default 0..n-1)
         seed each flow's draws: pass :func:`~nidsflow.janus.data.flow_keys` so the same flow gets the same
-        scores wherever it is scored (extraction time, score-capture, watch).
+        scores wherever it is scored (extraction time, score-capture, watch). ``raw`` = (features, packets,
+        lengths) the batch was normalised from, row-aligned: the ``flow_nll`` option needs them (without
+        them its continuous part is NaN, logged).
 
         Flows are batched in order of packet count (stable sort) and each batch is cut after its
         longest flow (:meth:`JanusBatch.trimmed`), so short flows do not pay for T positions.
@@ -337,8 +423,18 @@ class JanusScorer:
             cnf = np.full(len(rows), np.nan)
             out[rows, :3] = self.terminal(b, flow_ids[rows], cnf)
             out[rows, 3:10] = self.disc_nll(b, flow_ids[rows], j)
+            col = 10
             if self.s.cnf_nll:
-                out[rows, 10] = cnf
+                out[rows, col] = cnf
+                col += 1
+            if self.s.flow_nll:
+                r = None if raw is None else (None if raw[0] is None else raw[0].iloc[rows],
+                                              None if raw[1] is None else raw[1][rows],
+                                              None if raw[2] is None else np.asarray(raw[2])[rows])
+                out[rows, col:col + 4] = self.flow_nll(b, flow_ids[rows], r)
+        if self.s.flow_nll and (raw is None or self.normaliser is None) and self.model.cfg.cont_head:
+            log.warning("flow_nll: no raw values (or no normaliser) were given to the scorer: its continuous part "
+                        "is NaN for %d flows", n)
         if self.n_forced:
             log.info("%d (flow, binary channel) pairs of %d flows had no corrupted position at the disc_times; "
                      "each got its position closest to being drawn corrupted", self.n_forced, n)
@@ -373,7 +469,9 @@ def scorer_for(model_path: str | Path, janus_cfg: dict, device: str | None = Non
                ) -> tuple[JanusScorer, Normaliser, dict]:
     model, norm, meta = load_model(model_path, device)
     ts = meta["train_settings"]
-    scorer = JanusScorer(model, score_settings(janus_cfg, meta.get("variant")), device, ts["dfm_source"], ts["kappa_power"], progress)
+    lm = LengthModel.from_state_dict(meta["length_model"]) if meta.get("length_model") else None
+    scorer = JanusScorer(model, score_settings(janus_cfg, meta.get("variant")), device, ts["dfm_source"], ts["kappa_power"],
+                         progress, normaliser=norm, length_model=lm)
     return scorer, norm, meta
 
 
@@ -393,5 +491,9 @@ def score_split(model_path: str | Path, store_root: str | Path, split_path: str 
     data = norm.transform(feats, pk, ln, len(ids), source=str(store.root))
     # draws seeded by the flow itself (5-tuple, first time), as score-capture and watch seed them
     keys = flow_keys(store.flows.iloc[ids])
-    S = scorer.score(data, desc=f"janus {meta['variant']} scoring {store.root}", flow_ids=keys)
+    if scorer.s.flow_nll and scorer.length_model is None and cfg.use_packets:
+        # a model saved before the length model: fit it on the split's benign train, as training does now
+        scorer.length_model = LengthModel.fit(store.flows["n_packets"].to_numpy()[split.train], cfg.T)
+        log.info("%s has no length model: fitted on the split's %d benign train flows", model_path, len(split.train))
+    S = scorer.score(data, desc=f"janus {meta['variant']} scoring {store.root}", flow_ids=keys, raw=(feats, pk, ln))
     return ScoreTable.from_flows(store.flows, ids, which, scorer.score_names, S)

@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from nidsflow.janus.data import PACKET_UNIT_SCALE, JanusBatch, Normaliser, load_raw
 from nidsflow.janus.model import JanusConfig, JanusModel
+from nidsflow.janus.nll import LengthModel
 from nidsflow.janus.paths import ConditionalOTPath, MixtureDiscretePath, OTPlanCoupler, bit_nll, masked_mse
 from nidsflow.janus.variants import TrainSettings, resolve_variant
 from nidsflow.splits import Split
@@ -301,7 +302,10 @@ def train_janus(store_root: str | Path, split_path: str | Path, out_dir: str | P
     _save_atomic({"format": MODEL_FORMAT, "variant": variant, "seed": seed, "model_config": mcfg.to_dict(),
                   "train_settings": settings.to_dict(), "normaliser": norm.state_dict(),
                   "state_dict": state["best_state"], "best_epoch": state["best_epoch"],
-                  "history": state["history"], "store": str(store_root)}, model_path)
+                  "history": state["history"], "store": str(store_root),
+                  # flow_nll's length part: counts of benign train flows (janus.nll.LengthModel)
+                  "length_model": LengthModel.fit(store.flows["n_packets"].to_numpy()[split.train], mcfg.T).state_dict()},
+                 model_path)
     write_train_log(state["history"], out_dir / "train_log.tsv", out_dir / "loss.png", f"JANUS {variant} seed {seed}")
     # the run is finished: its checkpoint must not be resumed by a later run (it would skip training)
     ckpt_path.unlink(missing_ok=True)

@@ -75,6 +75,11 @@ class ScoreSettings:
     cnf_nll: bool = False            # score option: the CNF's exact NLL per dim (score.cnf_log_likelihood)
     cnf_probes: int = 1              # Hutchinson probes per ODE evaluation
     disc_draws: str = "flow"         # "flow": per-flow generators; "batch": the seed's per-batch draws (ablation)
+    flow_nll: bool = False           # score option: the flow's NLL in nats (janus.nll; columns scores.FLOW_NLL_SCORES)
+    flow_nll_trace: str = "exact"    # "exact" divergence (one product per modelled dim) or "hutchinson"
+    flow_nll_probes: int = 4         # Hutchinson probes per ODE evaluation (flow_nll_trace hutchinson)
+    flow_nll_dequant_draws: int = 1  # dequantisation draws per flow (each one ODE integration)
+    flow_nll_disc_draws: int = 4     # masked-diffusion NELBO draws per flow (each one DFM forward)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -116,5 +121,7 @@ def score_settings(janus_cfg: dict, variant: str | None = None) -> ScoreSettings
     s = _pick(ScoreSettings, janus_cfg if variant is None else _variant_config(janus_cfg, variant))
     if s.disc_draws not in ("flow", "batch"):
         raise ValueError(f"janus.disc_draws must be 'flow' or 'batch', got {s.disc_draws!r}")
+    if s.flow_nll_trace not in ("exact", "hutchinson"):
+        raise ValueError(f"janus.flow_nll_trace must be 'exact' or 'hutchinson', got {s.flow_nll_trace!r}")
     s.disc_times = tuple(float(t) for t in s.disc_times)
     return s
