@@ -307,3 +307,39 @@ def test_flow_nll_columns_are_finite_nats_and_do_not_depend_on_the_batch(toy):
                                make_aggregator("A1").fit_table(plain).score_table(plain), rtol=1e-4)
     hut = score_split(model, store, split, {**cfg, "flow_nll_trace": "hutchinson", "flow_nll_probes": 8}, progress=False)
     assert np.corrcoef(hut.column("flow_nll_cont"), tab.column("flow_nll_cont"))[0, 1] > 0.9
+
+
+def test_nll_variant_trains_on_dequantised_integers_with_fixed_coordinates_clean(toy):
+    """Variant nll: integer coordinates move inside their cell (never past it), the fixed coordinates are given
+    clean and are out of the loss; a trained model's flow_nll is finite. With both options off (full) the
+    state and the random stream are untouched."""
+    from nidsflow.janus.score import score_split
+    from nidsflow.janus.train import flow_nll_training_state, load_training_data, train_janus
+    from nidsflow.janus.variants import resolve_variant
+    from nidsflow.splits import Split
+    from nidsflow.store import Store
+
+    model, store, split, cfg = toy
+    kw, ts = resolve_variant(cfg, "nll")
+    assert ts.cont_dequantise and ts.cont_fixed_clean
+    _, train, _ = load_training_data(Store(store), Split.load(split), kw, ts, 0)
+    b = train.index(slice(0, 64))
+    B = len(b)
+    x1 = torch.cat([b.flow, b.pkt.reshape(B, -1)], 1)
+    m = torch.cat([torch.ones_like(b.flow), b.valid[..., None].expand_as(b.pkt).reshape(B, -1).float()], 1)
+    g = torch.Generator().manual_seed(0)
+    x1d, md, fixed = flow_nll_training_state(b, x1, m, True, True, ts, g)
+    cell = torch.cat([b.flow_cell, b.pkt_cell.reshape(B, -1)], 1)
+    moved = x1d - x1
+    assert (moved >= 0).all() and (moved <= cell + 1e-6).all() and (moved > 0).any()
+    assert fixed.any() and (md[fixed] == 0).all() and (md[~fixed] == m[~fixed]).all()
+    assert b.pkt_fixed[:, 0, 1][b.valid[:, 0]].all()          # the first IAT of every flow
+    _, off = resolve_variant(cfg, "full")
+    g2 = torch.Generator().manual_seed(0)
+    same = flow_nll_training_state(b, x1, m, True, True, off, g2)
+    assert torch.equal(same[0], x1) and torch.equal(same[1], m) and same[2] is None
+    assert torch.equal(g2.get_state(), torch.Generator().manual_seed(0).get_state())
+
+    nll_model = train_janus(store, split, model.parent.parent / "nll", {**cfg, "epochs": 2}, "nll", 42, progress=False)
+    tab = score_split(nll_model, store, split, {**cfg, "epochs": 2}, progress=False)
+    assert np.isfinite(tab.column("flow_nll")).all()

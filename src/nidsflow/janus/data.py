@@ -60,18 +60,34 @@ class JanusBatch:
     pkt   float [B, T, 3]   standardised (size, iat, win), 0 at padding
     bits  long  [B, T, 6]   (dir, syn, fin, rst, psh, ack) in {0, 1}, 0 at padding
     valid bool  [B, T]      True where a real packet is
+
+    Optional (set by :meth:`Normaliser.transform`, read by the training options of flow_nll,
+    ``cont_dequantise`` / ``cont_fixed_clean``): ``flow_cell`` [B, F] / ``pkt_cell`` [B, T, 3], the width
+    in z of the raw value's integer cell, z(x + 1) - z(x) (0 on real-valued, clipped and padding
+    coordinates), and ``flow_fixed`` / ``pkt_fixed`` (bool, same shapes), the coordinates fixed by
+    the others (:meth:`Normaliser.density_inputs`).
     """
 
     flow: torch.Tensor
     pkt: torch.Tensor
     bits: torch.Tensor
     valid: torch.Tensor
+    flow_cell: torch.Tensor | None = None
+    pkt_cell: torch.Tensor | None = None
+    flow_fixed: torch.Tensor | None = None
+    pkt_fixed: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.flow.shape[0]
 
+    def _map(self, f_rows, f_pkt) -> "JanusBatch":
+        opt = lambda t, f: None if t is None else f(t)  # noqa: E731
+        return JanusBatch(f_rows(self.flow), f_pkt(self.pkt), f_pkt(self.bits), f_pkt(self.valid),
+                          opt(self.flow_cell, f_rows), opt(self.pkt_cell, f_pkt),
+                          opt(self.flow_fixed, f_rows), opt(self.pkt_fixed, f_pkt))
+
     def index(self, idx) -> "JanusBatch":
-        return JanusBatch(self.flow[idx], self.pkt[idx], self.bits[idx], self.valid[idx])
+        return self._map(lambda t: t[idx], lambda t: t[idx])
 
     def trimmed(self) -> "JanusBatch":
         """The batch cut after its longest flow's last valid packet (at least one position).
@@ -84,14 +100,14 @@ class JanusBatch:
         L = max(1, int(self.valid.sum(1).max()))
         if L == self.valid.shape[1]:
             return self
-        return JanusBatch(self.flow, self.pkt[:, :L], self.bits[:, :L], self.valid[:, :L])
+        return self._map(lambda t: t, lambda t: t[:, :L])
 
     @property
     def lengths(self) -> torch.Tensor:
         return self.valid.sum(1)
 
     def to(self, device) -> "JanusBatch":
-        return JanusBatch(self.flow.to(device), self.pkt.to(device), self.bits.to(device), self.valid.to(device))
+        return self._map(lambda t: t.to(device), lambda t: t.to(device))
 
 
 #: Packet channels whose raw values are integers (size and window in bytes; IAT is real).
@@ -188,18 +204,31 @@ class Normaliser:
                 raise JanusDataError(f"{source}: flow_features lacks {len(missing)} columns the model was "
                                      f"trained on, e.g. {missing[:5]}")
             raw = _finite_features(features[self.feature_names].to_numpy(dtype=np.float64), self.feature_names, source)
-            z = (signed_log1p(raw) - np.asarray(self.feature_median)) / np.asarray(self.feature_scale)
-            flow = torch.from_numpy(np.clip(z, -self.feature_clip, self.feature_clip).astype(np.float32))
+            med, sc, c = np.asarray(self.feature_median), np.asarray(self.feature_scale), self.feature_clip
+            z = (signed_log1p(raw) - med) / sc
+            flow = torch.from_numpy(np.clip(z, -c, c).astype(np.float32))
+            up = np.clip((signed_log1p(raw + 1.0) - med) / sc, -c, c)
+            integer = np.asarray(self.feature_integer, dtype=bool)
+            cell_f = np.where(integer & (np.abs(z) < c), up - np.clip(z, -c, c), 0.0)
+            fixed_f = np.broadcast_to(np.asarray(self.feature_constant, dtype=bool), z.shape).copy()
         else:
             flow = torch.zeros((n, len(self.feature_names)), dtype=torch.float32)
+            cell_f, fixed_f = np.zeros((n, len(self.feature_names))), np.zeros((n, len(self.feature_names)), dtype=bool)
+        cell_f, fixed_f = torch.from_numpy(cell_f.astype(np.float32)), torch.from_numpy(fixed_f)
         if packets is not None:
             x, valid = _truncate(packets, lengths, self.T)
-            cont = (self.packet_log(x) - np.asarray(self.packet_mean)) / np.asarray(self.packet_std)
+            mean, std = np.asarray(self.packet_mean), np.asarray(self.packet_std)
+            cont = (self.packet_log(x) - mean) / std
             cont = np.where(valid[..., None], cont, 0.0).astype(np.float32)
             bits = ((x[..., N_CONT:] > 0.5) & valid[..., None]).astype(np.int64)
-            return JanusBatch(flow, torch.from_numpy(cont), torch.from_numpy(bits), torch.from_numpy(valid))
+            up = (np.log1p((np.maximum(x[..., :N_CONT], 0.0) + 1.0) * np.asarray(self.packet_unit_scale)) - mean) / std
+            cell_p = np.where(valid[..., None] & np.asarray(_INTEGER_PACKET_CHANNELS), up - cont, 0.0)
+            fixed_p = valid[..., None] & ~_modelled_packet_coords(x, valid)
+            return JanusBatch(flow, torch.from_numpy(cont), torch.from_numpy(bits), torch.from_numpy(valid),
+                              cell_f, torch.from_numpy(cell_p.astype(np.float32)), fixed_f, torch.from_numpy(fixed_p))
         return JanusBatch(flow, torch.zeros((n, 0, N_CONT)), torch.zeros((n, 0, N_BIN), dtype=torch.long),
-                          torch.zeros((n, 0), dtype=torch.bool))
+                          torch.zeros((n, 0), dtype=torch.bool), cell_f, torch.zeros((n, 0, N_CONT)), fixed_f,
+                          torch.zeros((n, 0, N_CONT), dtype=torch.bool))
 
     def density_inputs(self, features: pd.DataFrame | None, packets: np.ndarray | None, lengths: np.ndarray | None,
                        n: int, u_feat: np.ndarray, u_pkt: np.ndarray, source: str = "store") -> "DensityInputs":
@@ -233,11 +262,7 @@ class Normaliser:
             k = np.asarray(self.packet_unit_scale)
             xd = np.maximum(x[..., :N_CONT], 0.0) + u_pkt * np.asarray(_INTEGER_PACKET_CHANNELS, dtype=np.float64)
             zp = (np.log1p(k * xd) - np.asarray(self.packet_mean)) / np.asarray(self.packet_std)
-            flags = x[..., N_CONT + 1:] > 0.5                       # syn, fin, rst, psh, ack
-            not_tcp = ~(((x[..., 2] > 0) | flags.any(-1)) & valid).any(1)
-            mp = np.repeat(valid[..., None], N_CONT, axis=2)
-            mp[:, 0, 1] = False                                     # first packet's IAT
-            mp[not_tcp, :, 2] = False                               # window of a non-TCP flow
+            mp = _modelled_packet_coords(x, valid)
             jp = np.log(k) - np.log1p(k * xd) - np.log(np.asarray(self.packet_std))
             log_jac = log_jac + np.where(mp, jp, 0.0).sum(axis=(1, 2))
             zp = np.where(mp, zp, 0.0)
@@ -254,6 +279,18 @@ class Normaliser:
         d = dict(d)
         d.setdefault("packet_unit_scale", list(_LEGACY_UNIT_SCALE))  # saved before units: iat in seconds
         return cls(**d)
+
+
+def _modelled_packet_coords(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """[n, T, 3] bool: the packet coordinates a density models -- valid packets, except the first packet's IAT
+    (always 0) and the window of every packet of a flow with window 0 and no TCP flag throughout (not TCP)."""
+    flags = x[..., N_CONT + 1:] > 0.5                       # syn, fin, rst, psh, ack
+    not_tcp = ~(((x[..., 2] > 0) | flags.any(-1)) & valid).any(1)
+    mp = np.repeat(valid[..., None], N_CONT, axis=2)
+    if mp.shape[1]:
+        mp[:, 0, 1] = False
+    mp[not_tcp, :, 2] = False
+    return mp
 
 
 def _truncate(packets: np.ndarray, lengths: np.ndarray, T: int) -> tuple[np.ndarray, np.ndarray]:

@@ -27,6 +27,8 @@ DEFAULT_VARIANT_OVERRIDES: dict[str, dict] = {
     "nofix_disc": {"disc_draws": "batch"},                # disc_nll drawn per score batch, empty channels scored 0
     "nofix_all": {"iat_unit_scale": 1.0, **SEED_COUPLING, "disc_draws": "batch"},
     "B2_nofix_ot": {"use_packets": False, "disc_head": False, **SEED_COUPLING},
+    # Issue 23: the full model trained for flow_nll's density (dequantised integers, fixed coordinates clean)
+    "nll": {"cont_dequantise": True, "cont_fixed_clean": True, "flow_nll": True},
 }
 
 #: variant -> the variant it undoes a fix of (the row it is compared with in the table ``fixes``).
@@ -59,6 +61,8 @@ class TrainSettings:
     feature_clip: float = 10.0
     val_max_flows: int = 4000
     iat_unit_scale: float = 1e6      # IAT multiplier before log1p (data.PACKET_UNIT_SCALE); 1.0 is the seed's seconds
+    cont_dequantise: bool = False    # flow_nll: integer channels trained as x + u, u ~ U[0, 1) in their z cell
+    cont_fixed_clean: bool = False   # flow_nll: coordinates fixed by the others held clean, out of the CFM loss
 
     def to_dict(self) -> dict:
         return asdict(self)
