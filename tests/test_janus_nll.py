@@ -28,14 +28,6 @@ STD = 0.5
 SIGMA = 0.05  # the CFM path's smoothing: the learned p_1 is the mixture convolved with N(0, SIGMA^2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _mixture(n, rng):
     c = rng.integers(0, 2, n)
     return MEANS[c] + STD * rng.standard_normal((n, 2))
