@@ -287,7 +287,8 @@ def test_flow_nll_columns_are_finite_nats_and_do_not_depend_on_the_batch(toy):
     assert tab.score_names == JANUS_SCORE_NAMES + FLOW_NLL_SCORES
     S = tab.scores[:, 10:].astype(np.float64)
     assert np.isfinite(S).all()
-    np.testing.assert_allclose(S[:, 0], S[:, 1:].sum(1), rtol=1e-5)      # total = cont + disc + len
+    np.testing.assert_allclose(S[:, 0], S[:, 1:4].sum(1), rtol=1e-5)     # total = cont + disc + len
+    assert (S[:, 4] < S[:, 0]).all()  # without the raw values' Jacobian (sizes and IATs of many units: log dz/dx < 0)
     assert (S[:, 2] > 0).all() and (S[:, 3] > 0).all()
     assert np.std(S[:, 0]) > 0
     other = score_split(model, store, split, {**cfg, "score_batch_size": 29}, progress=False)

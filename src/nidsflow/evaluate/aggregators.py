@@ -17,6 +17,7 @@ A7    mean of per-score z-values, z from benign val
 A8    cnf_nll alone (score option ``janus.cnf_nll``: the CNF's exact NLL per dim)
 A9    A1z on the 10-d vector plus cnf_nll
 A10   flow_nll alone (score option ``janus.flow_nll``: the flow's NLL in nats, summed over the flow)
+A11   flow_nll_z alone (the same without the feature transform's Jacobian: NLL in the model's coordinates)
 ====  ==========================================================================
 
 The score options (``OPTION_SCORES``, extra columns after the seed's 10-d vector) are read only by
@@ -41,7 +42,7 @@ import numpy as np
 from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf
 
 from nidsflow.mahalanobis import mahalanobis_squared
-from nidsflow.scores import CNF_SCORE, FLOW_NLL_SCORE, OPTION_SCORES, ScoreTable
+from nidsflow.scores import CNF_SCORE, FLOW_NLL_SCORE, FLOW_NLL_Z_SCORE, OPTION_SCORES, ScoreTable
 
 log = logging.getLogger(__name__)
 
@@ -375,6 +376,14 @@ class FlowNLL(_SingleScore):
     candidate_columns = (FLOW_NLL_SCORE,)
 
 
+class FlowNLLZ(_SingleScore):
+    """A11: flow_nll_z alone, flow_nll without the transform's log-Jacobian (score option ``janus.flow_nll``)."""
+
+    name = "A11"
+    description = "flow_nll_z alone (flow NLL in the model's standardised coordinates; score option)"
+    candidate_columns = (FLOW_NLL_Z_SCORE,)
+
+
 class MahalanobisOASStandardisedCNF(MahalanobisOASStandardised):
     """A9: A1z on every finite column including cnf_nll (needs the score option; otherwise not run)."""
 
@@ -391,7 +400,7 @@ class MahalanobisOASStandardisedCNF(MahalanobisOASStandardised):
 AGGREGATORS: dict[str, type[Aggregator]] = {
     cls.name: cls for cls in (MahalanobisOAS, MahalanobisOASStandardised, MahalanobisLedoitWolf, MahalanobisEmpirical,
                               MahalanobisOASContinuous, TerminalNorm, DiscNLLTotal, MeanZ, CNFNLL,
-                              MahalanobisOASStandardisedCNF, FlowNLL)
+                              MahalanobisOASStandardisedCNF, FlowNLL, FlowNLLZ)
 }
 #: The deployable aggregator's name.
 DEPLOYABLE = "A1"

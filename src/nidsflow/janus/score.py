@@ -238,7 +238,11 @@ class JanusScorer:
 
     @torch.no_grad()
     def flow_nll(self, b: JanusBatch, keys: np.ndarray, raw: tuple | None) -> np.ndarray:
-        """[n, 4]: flow_nll and its parts (continuous, discrete, length), nats per flow (:mod:`janus.nll`).
+        """[n, 5]: flow_nll, its parts (continuous, discrete, length) and flow_nll_z, nats per flow (:mod:`janus.nll`).
+
+        flow_nll_z = flow_nll minus the transform's log-Jacobian part of the continuous term: the same NLL
+        in the model's standardised coordinates (a density of z, not of raw values), whose ranking the raw
+        magnitudes' Jacobian, log(1 + x) per coordinate, does not dominate.
 
         ``b`` is the normalised (trimmed) batch; ``raw`` = (features, packets, lengths) of the same rows as
         the store holds them (the continuous part is a density of raw values, so it needs them). Every
@@ -247,11 +251,12 @@ class JanusScorer:
         uniform DFM source or no packets: no discrete part; no packets: no length part).
         """
         n, cfg, s = len(b), self.model.cfg, self.s
-        out = np.full((n, 4), np.nan)
+        out = np.full((n, 5), np.nan)
+        jac = np.zeros(n)
         seed = int(s.score_seed) & 0xFFFFFFFF
         keys = np.asarray(keys, dtype=np.int64)
         if cfg.cont_head and raw is not None and self.normaliser is not None:
-            out[:, 1] = self._cont_nll(b, keys, raw, seed)
+            out[:, 1], jac = self._cont_nll(b, keys, raw, seed)
         if cfg.disc_head and cfg.use_packets and self.dpath.source == "mask":
             gens = [np.random.default_rng([seed, int(k), 3]) for k in keys]
             valid = b.valid.cpu().numpy()
@@ -265,13 +270,15 @@ class JanusScorer:
             out[:, 2] = np.where(valid.any(1), nelbo, np.nan)
         if cfg.use_packets and self.length_model is not None:
             out[:, 3] = self.length_model.nll(b.valid.sum(1).cpu().numpy())
-        parts = out[:, 1:]
+        parts = out[:, 1:4]
         modelled = np.isfinite(parts).any(0)
         out[:, 0] = parts[:, modelled].sum(1) if modelled.any() else np.nan
+        out[:, 4] = out[:, 0] - jac
         return out
 
-    def _cont_nll(self, b: JanusBatch, keys: np.ndarray, raw: tuple, seed: int) -> np.ndarray:
-        """-log p(x + u) of the raw continuous values, averaged over ``flow_nll_dequant_draws`` draws of u."""
+    def _cont_nll(self, b: JanusBatch, keys: np.ndarray, raw: tuple, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(-log p(x + u) of the raw continuous values, its part -log|dz/dx|), each averaged over
+        ``flow_nll_dequant_draws`` draws of u."""
         cfg, s, norm = self.model.cfg, self.s, self.normaliser
         n, L = len(b), b.valid.shape[1]
         feats, pk, ln = raw
@@ -289,7 +296,7 @@ class JanusScorer:
             keep = np.r_[np.arange(F), F + np.arange(3 * L)] if use_pkt else np.arange(F)
             probes = torch.from_numpy(e[:, :, keep]).float().to(self.device)
         velocity = self._velocity(b, F)
-        total = np.zeros(n)
+        total, jac = np.zeros(n), np.zeros(n)
         for r in range(R):
             di = norm.density_inputs(feats if use_flow else None, pk if use_pkt else None, ln, n, uf[r], up[r])
             xs, ms = [], []
@@ -303,7 +310,8 @@ class JanusScorer:
             mask = torch.cat(ms, 1).float().to(self.device)
             _, logp = cnf_log_likelihood(velocity, x, mask, probes, self.solver)
             total += -(logp.double().cpu().numpy() + di.log_jac.numpy())
-        return total / R
+            jac += -di.log_jac.numpy()
+        return total / R, jac / R
 
     @torch.no_grad()
     def disc_nll(self, b: JanusBatch, flow_ids: np.ndarray, batch_index: int = 0) -> np.ndarray:
@@ -431,7 +439,7 @@ class JanusScorer:
                 r = None if raw is None else (None if raw[0] is None else raw[0].iloc[rows],
                                               None if raw[1] is None else raw[1][rows],
                                               None if raw[2] is None else np.asarray(raw[2])[rows])
-                out[rows, col:col + 4] = self.flow_nll(b, flow_ids[rows], r)
+                out[rows, col:col + len(FLOW_NLL_SCORES)] = self.flow_nll(b, flow_ids[rows], r)
         if self.s.flow_nll and (raw is None or self.normaliser is None) and self.model.cfg.cont_head:
             log.warning("flow_nll: no raw values (or no normaliser) were given to the scorer: its continuous part "
                         "is NaN for %d flows", n)
