@@ -272,7 +272,7 @@ def toy(tmp_path_factory):
     make_split(Store(root / "store").flows, seed=42, n_train=250, n_val=80).save(root / "split.npz")
     cfg = {"T": 8, "d_model": 16, "n_layers": 1, "n_heads": 2, "dropout": 0.0, "epochs": 3, "batch_size": 64,
            "lr": 0.003, "warmup_steps": 5, "solver": "midpoint", "solver_steps": 2, "disc_times": [0.5],
-           "score_batch_size": 128, "score_seed": 7, "flow_nll": True, "ot": False}
+           "score_batch_size": 128, "score_seed": 7, "flow_nll": True, "flow_nll_trace": "exact", "ot": False}
     model = train_janus(root / "store", root / "split.npz", root / "m", cfg, "full", 42, progress=False)
     return model, root / "store", root / "split.npz", cfg
 

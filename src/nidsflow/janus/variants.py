@@ -80,7 +80,7 @@ class ScoreSettings:
     cnf_probes: int = 1              # Hutchinson probes per ODE evaluation
     disc_draws: str = "flow"         # "flow": per-flow generators; "batch": the seed's per-batch draws (ablation)
     flow_nll: bool = False           # score option: the flow's NLL in nats (janus.nll; columns scores.FLOW_NLL_SCORES)
-    flow_nll_trace: str = "exact"    # "exact" divergence (one product per modelled dim) or "hutchinson"
+    flow_nll_trace: str = "hutchinson"  # or "exact" (one product per modelled dim: 18x the time on the demo, same AUROC)
     flow_nll_probes: int = 4         # Hutchinson probes per ODE evaluation (flow_nll_trace hutchinson)
     flow_nll_dequant_draws: int = 1  # dequantisation draws per flow (each one ODE integration)
     flow_nll_disc_draws: int = 4     # masked-diffusion NELBO draws per flow (each one DFM forward)
