@@ -29,7 +29,12 @@ JANUS_SCORE_NAMES: tuple[str, ...] = (
 )
 #: Score options of JANUS: extra columns after the seed's 10-d vector, written when enabled in the config.
 CNF_SCORE = "cnf_nll"
-OPTION_SCORES: tuple[str, ...] = (CNF_SCORE,)
+#: Score option ``janus.flow_nll``: the flow's NLL in nats (total, then its continuous, discrete and length parts,
+#: then flow_nll_z: the total without the feature transform's log-Jacobian, i.e. in the model's coordinates).
+FLOW_NLL_SCORE = "flow_nll"
+FLOW_NLL_Z_SCORE = "flow_nll_z"
+FLOW_NLL_SCORES: tuple[str, ...] = (FLOW_NLL_SCORE, "flow_nll_cont", "flow_nll_disc", "flow_nll_len", FLOW_NLL_Z_SCORE)
+OPTION_SCORES: tuple[str, ...] = (CNF_SCORE, *FLOW_NLL_SCORES)
 
 
 @dataclass

@@ -77,16 +77,18 @@ class ExplainingScorer(JanusScorer):
 
     @classmethod
     def from_scorer(cls, s: JanusScorer) -> "ExplainingScorer":
-        return cls(s.model, s.s, s.device, s.dpath.source, s.dpath.kappa_power, s.progress)
+        return cls(s.model, s.s, s.device, s.dpath.source, s.dpath.kappa_power, s.progress,
+                   normaliser=s.normaliser, length_model=s.length_model)
 
-    def score(self, data: JanusBatch, desc: str = "janus scoring", flow_ids: np.ndarray | None = None) -> np.ndarray:
+    def score(self, data: JanusBatch, desc: str = "janus scoring", flow_ids: np.ndarray | None = None,
+              raw: tuple | None = None) -> np.ndarray:
         n, T = len(data), data.valid.shape[1]
         self.pos_nll_sum = np.zeros((n, T, len(BINARY_CHANNELS)), np.float64)
         self.pos_count = np.zeros((n, T, len(BINARY_CHANNELS)), np.float64)
         self._rec = _RecordingBatch(data.flow, data.pkt, data.bits, data.valid)
         self._rec.last_rows = None
         try:
-            return super().score(self._rec, desc, flow_ids)
+            return super().score(self._rec, desc, flow_ids, raw)
         finally:
             self._rec = None
 

@@ -147,12 +147,16 @@ class Detector:
         """One row per flow: ``frame``'s columns, the 10 scores, ``deployable_score``, ``alert``, the axis
         contributions (``contrib_*``) and ``dfm_top`` (list of dicts, see :func:`.explain.top_positions`) for
         every flow (``explain=True``), none (False) or the alerted ones only (``"alerts"``; None elsewhere).
-        ``flow_ids`` (default 0..n-1) seed each flow's fixed corruption draws: pass a running index so a
-        flow's score does not depend on the flows scored with it."""
+        ``flow_ids`` seed each flow's fixed corruption draws; by default the flow's own key
+        (:func:`janus.data.flow_keys` of its 5-tuple and first time), so a flow's score depends neither on
+        the flows scored with it nor on its position in the capture or stream (issue 26 item 8)."""
         if len(frame) == 0:
             return self.finish(frame, None, None, None, explain, source)
+        if flow_ids is None:
+            from nidsflow.janus.data import flow_keys
+            flow_ids = flow_keys(frame)
         data = self.normalise(features, channels, lengths, len(frame), source)
-        S = self.scorer.score(data, desc=f"scoring {source}", flow_ids=flow_ids)
+        S = self.scorer.score(data, desc=f"scoring {source}", flow_ids=flow_ids, raw=(features, channels, lengths))
         return self.finish(frame, S, self.scorer.pos_nll_sum, self.scorer.pos_count, explain, source)
 
     def normalise(self, features: pd.DataFrame, channels: np.ndarray, lengths: np.ndarray, n: int,
@@ -226,8 +230,7 @@ def score_capture(capture: str | Path, model_path: str | Path, aggregator_path: 
         try:
             for frame, feats, channels, lengths in iter_capture_flows(capture, extract_cfg):
                 n = len(frame)
-                out = det.score(frame[list(FLOW_COLUMNS)], feats, channels, lengths, source=str(capture),
-                                flow_ids=np.arange(n_flows, n_flows + n))
+                out = det.score(frame[list(FLOW_COLUMNS)], feats, channels, lengths, source=str(capture))
                 out.insert(0, "flow_index", np.arange(n_flows, n_flows + n))
                 out = pd.concat([out.drop(columns="dfm_top"), flatten_top(out["dfm_top"])], axis=1)
                 out[list(CSV_COLUMNS)].to_csv(fh, index=False, header=first)

@@ -554,6 +554,7 @@ class Watcher:
 
         from nidsflow.capture import _flow_kernels as K
         from nidsflow.capture.flows import FlowChunk
+        from nidsflow.janus.data import flow_keys
 
         # A total order of the flows (not the meter's slot order, which a restart changes), so the scores'
         # fixed corruption draws, and hence d^2, do not depend on restarts.
@@ -573,7 +574,7 @@ class Watcher:
                 self._load_state()
                 raise _Abandon
             sl = slice(s, s + SCORE_SLICE)
-            ids = base + np.arange(s, min(s + SCORE_SLICE, n))  # stable over restarts
+            ids = flow_keys(frame.iloc[sl])  # the flow's own seed key: stable over restarts and positions
             if pending is None:
                 parts.append(self.det.score(frame.iloc[sl], feats.iloc[sl], channels[sl], lengths[sl],
                                             source=source, explain=explain, flow_ids=ids))

@@ -19,6 +19,8 @@ A9    A1z on the 10-d vector plus cnf_nll
 A1L   A1's columns through the length-aware benign reference, then Mahalanobis-OAS (issue 23)
 A1R   A1L with one band for all lengths (the same robust reference without length: what length adds)
 flow_nllL  flow_nll through the length-aware benign reference (needs the flow_nll column)
+A10   flow_nll alone (score option ``janus.flow_nll``: the flow's NLL in nats, summed over the flow)
+A11   flow_nll_z alone (the same without the feature transform's Jacobian: NLL in the model's coordinates)
 ====  ==========================================================================
 
 The length-aware rows (A1L, A1R, flow_nllL, and the baselines' ``+L`` twins, :func:`length_referenced_score`)
@@ -46,7 +48,7 @@ import numpy as np
 from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf
 
 from nidsflow.mahalanobis import mahalanobis_squared
-from nidsflow.scores import CNF_SCORE, JANUS_SCORE_NAMES, OPTION_SCORES, ScoreTable
+from nidsflow.scores import CNF_SCORE, FLOW_NLL_SCORE, FLOW_NLL_Z_SCORE, JANUS_SCORE_NAMES, OPTION_SCORES, ScoreTable
 
 log = logging.getLogger(__name__)
 
@@ -395,12 +397,28 @@ class CNFNLL(_SingleScore):
     candidate_columns = (CNF_SCORE,)
 
 
+class FlowNLL(_SingleScore):
+    """A10: flow_nll alone, the flow's negative log-likelihood in nats (score option ``janus.flow_nll``)."""
+
+    name = "A10"
+    description = "flow_nll alone (flow NLL in nats: CNF + masked-diffusion NELBO + length; score option)"
+    candidate_columns = (FLOW_NLL_SCORE,)
+
+
+class FlowNLLZ(_SingleScore):
+    """A11: flow_nll_z alone, flow_nll without the transform's log-Jacobian (score option ``janus.flow_nll``)."""
+
+    name = "A11"
+    description = "flow_nll_z alone (flow NLL in the model's standardised coordinates; score option)"
+    candidate_columns = (FLOW_NLL_Z_SCORE,)
+
+
 class MahalanobisOASStandardisedCNF(MahalanobisOASStandardised):
     """A9: A1z on every finite column including cnf_nll (needs the score option; otherwise not run)."""
 
     name = "A9"
     description = "Mahalanobis, OAS covariance, standardised 10-d scores + cnf_nll (score option)"
-    excluded_columns = ()
+    excluded_columns = tuple(c for c in OPTION_SCORES if c != CNF_SCORE)  # the other options stay out
 
     def select_columns(self, score_names, S_val):
         if CNF_SCORE not in score_names:
@@ -410,8 +428,6 @@ class MahalanobisOASStandardisedCNF(MahalanobisOASStandardised):
 
 # ---------------------------------------------------------------- the length-aware benign reference (issue 23)
 
-#: Name of helper "nll"'s flow negative log-likelihood column (nats per flow); its referenced row is flow_nllL.
-FLOW_NLL_SCORE = "flow_nll"
 #: Score columns where only a high value is surprising: likelihood-type scores (a negative log-likelihood in
 #: nats or bits: the disc_nll_* channels, cnf_nll, flow_nll) and a baseline's one anomaly score. A value below
 #: the band's benign median means the model explains the flow better than typical benign traffic of its
@@ -699,7 +715,8 @@ def per_band_auroc(split: np.ndarray, is_attack: np.ndarray, n_packets: np.ndarr
 AGGREGATORS: dict[str, type[Aggregator]] = {
     cls.name: cls for cls in (MahalanobisOAS, MahalanobisOASStandardised, MahalanobisLedoitWolf, MahalanobisEmpirical,
                               MahalanobisOASContinuous, TerminalNorm, DiscNLLTotal, MeanZ, CNFNLL,
-                              MahalanobisOASStandardisedCNF, MahalanobisOASLength, MahalanobisOASRobust, FlowNLLLength)
+                              MahalanobisOASStandardisedCNF, MahalanobisOASLength, MahalanobisOASRobust, FlowNLLLength,
+                              FlowNLL, FlowNLLZ)
 }
 #: Aggregators that are not rows of the group-A table (a baseline's score column), still (de)serialisable.
 _OTHER_AGGREGATORS: dict[str, type[Aggregator]] = {BaselineScoreLength.name: BaselineScoreLength}

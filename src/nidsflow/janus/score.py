@@ -16,8 +16,9 @@ the bits are corrupted by the mixture path (Eq. D1), and
     disc_nll_<ch>   = sum_{t, i corrupted} -log p_theta(b_i | x_t) / #{t, i corrupted}   (per channel)
     disc_nll_total  = the same pooled over the six channels
 
-The corruption draws of a flow come from its own generator, seeded by (``score_seed``, flow_id), and
-cover the model's full T whatever the batch is cut to, so a flow's scores do not depend on which
+The corruption draws of a flow come from its own generator, seeded by (``score_seed``, key), with key
+the flow's own :func:`~nidsflow.janus.data.flow_keys` (5-tuple and first-packet time; callers pass it as
+``flow_ids``), and cover the model's full T whatever the batch is cut to, so a flow's scores do not depend on which
 flows are batched with it (nor on ``score_batch_size``). A channel in which no valid position was
 drawn corrupted at any t (a short flow, or t near 1) is not filled with 0, the most benign value:
 its position and time closest to being drawn (largest u - kappa_t) is corrupted instead, so every
@@ -42,12 +43,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from nidsflow.janus.data import N_BIN, JanusBatch, Normaliser, load_raw
+from nidsflow.janus.data import N_BIN, JanusBatch, Normaliser, flow_keys, load_raw
 from nidsflow.janus.model import JanusModel
+from nidsflow.janus.nll import LengthModel, masked_diffusion_nelbo, nelbo_draws
 from nidsflow.janus.paths import MixtureDiscretePath, bit_nll
 from nidsflow.janus.train import load_model, pick_device
 from nidsflow.janus.variants import ScoreSettings, score_settings, training_config
-from nidsflow.scores import CNF_SCORE, JANUS_SCORE_NAMES, ScoreTable
+from nidsflow.scores import CNF_SCORE, FLOW_NLL_SCORES, JANUS_SCORE_NAMES, ScoreTable
 from nidsflow.splits import Split
 from nidsflow.store import Store
 
@@ -93,7 +95,7 @@ class ODESolver:
         return x
 
 
-def cnf_log_likelihood(velocity, x1: torch.Tensor, mask: torch.Tensor, probes: torch.Tensor, solver: ODESolver,
+def cnf_log_likelihood(velocity, x1: torch.Tensor, mask: torch.Tensor, probes: torch.Tensor | None, solver: ODESolver,
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """(x(0), log p_1(x1)) of the continuous normalising flow dx/dt = v(x, t) with source N(0, I) at t = 0.
 
@@ -103,23 +105,27 @@ def cnf_log_likelihood(velocity, x1: torch.Tensor, mask: torch.Tensor, probes: t
 
         log p_1(x1) = log N(x(0); 0, I) + l(0),   l(0) = -int_0^1 div v(x_t, t) dt,
 
-    over the dims where ``mask`` is 1 (a padding dim is not part of the flow's state). The divergence
-    is Hutchinson's estimator tr(J) ~ mean_k e_k^T J e_k with the fixed probes e_k [K, n, D]
-    (Rademacher: exact for a diagonal J), one vector-Jacobian product per probe and evaluation.
+    over the dims where ``mask`` is 1: the others (padding, coordinates fixed by the rest of the flow) are
+    not part of the state; they are held at their values (velocity 0) and stay out of the divergence.
+    The divergence is Hutchinson's estimator tr(J) ~ mean_k e_k^T J e_k with the fixed probes e_k
+    [K, n, D] (Rademacher: exact for a diagonal J), one vector-Jacobian product per probe and
+    evaluation; ``probes=None`` computes the exact trace sum_j e_j^T J e_j over the modelled dims
+    (:func:`basis_probes`, one product per modelled dim of the widest row).
     """
     m = mask.to(x1.dtype)
-    probes = probes.to(x1.dtype) * m
+    exact = probes is None
+    probes = basis_probes(mask).to(x1.dtype) if exact else probes.to(x1.dtype) * m
     D = x1.shape[1]
 
     def augmented(z, t):
         with torch.enable_grad():
             x = z[:, :D].detach().requires_grad_(True)
-            v = velocity(x, t)
+            v = velocity(x, t) * m
             div = torch.zeros(len(x), dtype=x1.dtype, device=x1.device)
             for k in range(len(probes)):
                 (g,) = torch.autograd.grad(v, x, probes[k], retain_graph=k + 1 < len(probes))
                 div = div + (g * probes[k]).sum(1)
-        return torch.cat([v.detach().to(x1.dtype), (div / len(probes))[:, None]], 1)
+        return torch.cat([v.detach().to(x1.dtype), (div / (1 if exact else max(len(probes), 1)))[:, None]], 1)
 
     z0 = solver.integrate(augmented, torch.cat([x1, torch.zeros(len(x1), 1, dtype=x1.dtype, device=x1.device)], 1))
     x0, l0 = z0[:, :D], z0[:, D]
@@ -127,12 +133,29 @@ def cnf_log_likelihood(velocity, x1: torch.Tensor, mask: torch.Tensor, probes: t
     return x0, log_n + l0
 
 
+def basis_probes(mask: torch.Tensor) -> torch.Tensor:
+    """[K, n, D] one-hot probes: probe k of row r is the unit vector of r's k-th modelled dim (0 once r has
+    fewer than k + 1), K the widest row's count, so sum_k e_k^T J e_k is the exact trace over the
+    modelled dims."""
+    mb = mask.bool()
+    n, D = mb.shape
+    K = int(mb.sum(1).max()) if n else 0
+    rank = mb.long().cumsum(1) - 1                               # k of each modelled dim in its row
+    out = torch.zeros(max(K, 0), n, D, dtype=torch.float32, device=mask.device)
+    r, j = torch.nonzero(mb, as_tuple=True)
+    out[rank[r, j], r, j] = 1.0
+    return out
+
+
 class JanusScorer:
     """Computes the 10 scores of normalised flows in batches (see the module docstring)."""
 
     def __init__(self, model: JanusModel, settings: ScoreSettings, device: str | torch.device | None = None,
-                 dfm_source: str = "mask", kappa_power: float = 1.0, progress: bool = True):
+                 dfm_source: str = "mask", kappa_power: float = 1.0, progress: bool = True,
+                 normaliser: Normaliser | None = None, length_model: LengthModel | None = None):
+        """``normaliser`` and ``length_model`` (the model's own) are needed by the ``flow_nll`` option only."""
         self.model = model.eval()
+        self.normaliser, self.length_model = normaliser, length_model
         self.s = settings
         self.device = pick_device(str(device) if device is not None else None)
         self.model.to(self.device)
@@ -151,7 +174,7 @@ class JanusScorer:
     @property
     def score_names(self) -> tuple[str, ...]:
         """The columns :meth:`score` returns: the 10-d vector, then the enabled score options."""
-        return JANUS_SCORE_NAMES + ((CNF_SCORE,) if self.s.cnf_nll else ())
+        return JANUS_SCORE_NAMES + ((CNF_SCORE,) if self.s.cnf_nll else ()) + (FLOW_NLL_SCORES if self.s.flow_nll else ())
 
     @torch.no_grad()
     def terminal(self, b: JanusBatch, flow_ids: np.ndarray | None = None, cnf: np.ndarray | None = None) -> np.ndarray:
@@ -174,17 +197,7 @@ class JanusScorer:
         m = b.valid[..., None].expand(pkt_shape).reshape(n, -1).float()
         x = torch.cat([b.flow if use_flow else b.flow[:, :0], b.pkt.reshape(n, -1) if use_pkt else b.pkt.reshape(n, -1)[:, :0]], 1)
 
-        def velocity(x, t):
-            xf = x[:, :F] if use_flow else b.flow
-            xp = x[:, F:].reshape(pkt_shape) if use_pkt else b.pkt
-            with self._autocast():
-                o = self.model(xf, xp, b.bits, b.valid, ones * t, ones, want_disc=False)
-            parts = []
-            if use_flow:
-                parts.append(o["v_flow"].float())
-            if use_pkt:
-                parts.append(o["v_pkt"].float().reshape(n, -1))
-            return torch.cat(parts, 1)
+        velocity = self._velocity(b, F)
 
         if flow_ids is not None and self.s.cnf_nll:
             mask = torch.cat([torch.ones_like(b.flow) if use_flow else b.flow[:, :0], m if use_pkt else m[:, :0]], 1)
@@ -202,6 +215,103 @@ class JanusScorer:
         if use_pkt:
             out[:, 2] = (pkt_sq / n_pkt.clamp_min(1)).cpu().numpy()
         return out
+
+    def _velocity(self, b: JanusBatch, F: int):
+        """v(x, t) on the flattened continuous state [n, F + 3 L] (flow dims, then packet dims), the binary
+        state held at the flow's clean bits with t_disc = 1."""
+        n, pkt_shape = len(b), b.pkt.shape
+        use_flow, use_pkt = self.model.models_flow, self.model.cfg.use_packets
+        ones = torch.ones(n, device=self.device)
+
+        def velocity(x, t):
+            xf = x[:, :F] if use_flow else b.flow
+            xp = x[:, F:].reshape(pkt_shape) if use_pkt else b.pkt
+            with self._autocast():
+                o = self.model(xf, xp, b.bits, b.valid, ones * t, ones, want_disc=False)
+            parts = []
+            if use_flow:
+                parts.append(o["v_flow"].float())
+            if use_pkt:
+                parts.append(o["v_pkt"].float().reshape(n, -1))
+            return torch.cat(parts, 1)
+        return velocity
+
+    @torch.no_grad()
+    def flow_nll(self, b: JanusBatch, keys: np.ndarray, raw: tuple | None) -> np.ndarray:
+        """[n, 5]: flow_nll, its parts (continuous, discrete, length) and flow_nll_z, nats per flow (:mod:`janus.nll`).
+
+        flow_nll_z = flow_nll minus the transform's log-Jacobian part of the continuous term: the same NLL
+        in the model's standardised coordinates (a density of z, not of raw values), whose ranking the raw
+        magnitudes' Jacobian, log(1 + x) per coordinate, does not dominate.
+
+        ``b`` is the normalised (trimmed) batch; ``raw`` = (features, packets, lengths) of the same rows as
+        the store holds them (the continuous part is a density of raw values, so it needs them). Every
+        random draw of a flow comes from generators seeded by (score_seed, key, part). A part the variant
+        does not model is NaN and left out of the total (no CFM head: no continuous part; no DFM head, a
+        uniform DFM source or no packets: no discrete part; no packets: no length part).
+        """
+        n, cfg, s = len(b), self.model.cfg, self.s
+        out = np.full((n, 5), np.nan)
+        jac = np.zeros(n)
+        seed = int(s.score_seed) & 0xFFFFFFFF
+        keys = np.asarray(keys, dtype=np.int64)
+        if cfg.cont_head and raw is not None and self.normaliser is not None:
+            out[:, 1], jac = self._cont_nll(b, keys, raw, seed)
+        if cfg.disc_head and cfg.use_packets and self.dpath.source == "mask":
+            gens = [np.random.default_rng([seed, int(k), 3]) for k in keys]
+            valid = b.valid.cpu().numpy()
+            draws = nelbo_draws(gens, valid, N_BIN, int(s.flow_nll_disc_draws), int(cfg.T), self.dpath.kappa_power)
+            ones = torch.ones(n, device=self.device)
+
+            def denoise(xt, t):
+                with self._autocast():
+                    return self.model(b.flow, b.pkt, xt, b.valid, ones, t, want_cont=False)["bit_logits"]
+            nelbo = masked_diffusion_nelbo(denoise, b.bits, draws).cpu().numpy()
+            out[:, 2] = np.where(valid.any(1), nelbo, np.nan)
+        if cfg.use_packets and self.length_model is not None:
+            out[:, 3] = self.length_model.nll(b.valid.sum(1).cpu().numpy())
+        parts = out[:, 1:4]
+        modelled = np.isfinite(parts).any(0)
+        out[:, 0] = parts[:, modelled].sum(1) if modelled.any() else np.nan
+        out[:, 4] = out[:, 0] - jac
+        return out
+
+    def _cont_nll(self, b: JanusBatch, keys: np.ndarray, raw: tuple, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(-log p(x + u) of the raw continuous values, its part -log|dz/dx|), each averaged over
+        ``flow_nll_dequant_draws`` draws of u."""
+        cfg, s, norm = self.model.cfg, self.s, self.normaliser
+        n, L = len(b), b.valid.shape[1]
+        feats, pk, ln = raw
+        use_flow, use_pkt = self.model.models_flow, cfg.use_packets
+        F = len(norm.feature_names) if use_flow else 0
+        R = int(s.flow_nll_dequant_draws)
+        gens = [np.random.default_rng([seed, int(k), 2]) for k in keys]
+        uf = np.stack([g.random((R, len(norm.feature_names))) for g in gens], 1) if n else np.zeros((R, 0, 0))
+        up = np.stack([g.random((R, norm.T, 3)) for g in gens], 1) if n else np.zeros((R, 0, norm.T, 3))
+        probes = None
+        if s.flow_nll_trace == "hutchinson":
+            full = F + 3 * int(norm.T)
+            e = np.stack([np.random.default_rng([seed, int(k), 4]).integers(0, 2, (int(s.flow_nll_probes), full))
+                          for k in keys], 1) * 2.0 - 1.0
+            keep = np.r_[np.arange(F), F + np.arange(3 * L)] if use_pkt else np.arange(F)
+            probes = torch.from_numpy(e[:, :, keep]).float().to(self.device)
+        velocity = self._velocity(b, F)
+        total, jac = np.zeros(n), np.zeros(n)
+        for r in range(R):
+            di = norm.density_inputs(feats if use_flow else None, pk if use_pkt else None, ln, n, uf[r], up[r])
+            xs, ms = [], []
+            if use_flow:
+                xs.append(di.flow)
+                ms.append(di.flow_modelled)
+            if use_pkt:
+                xs.append(di.pkt[:, :L].reshape(n, -1))
+                ms.append(di.pkt_modelled[:, :L].reshape(n, -1))
+            x = torch.cat(xs, 1).float().to(self.device)
+            mask = torch.cat(ms, 1).float().to(self.device)
+            _, logp = cnf_log_likelihood(velocity, x, mask, probes, self.solver)
+            total += -(logp.double().cpu().numpy() + di.log_jac.numpy())
+            jac += -di.log_jac.numpy()
+        return total / R, jac / R
 
     @torch.no_grad()
     def disc_nll(self, b: JanusBatch, flow_ids: np.ndarray, batch_index: int = 0) -> np.ndarray:
@@ -296,8 +406,13 @@ class JanusScorer:
         src = torch.from_numpy(np.stack(srcs, axis=1)) if srcs else None
         return u, src
 
-    def score(self, data: JanusBatch, desc: str = "janus scoring", flow_ids: np.ndarray | None = None) -> np.ndarray:
-        """[n, k] scores in :attr:`score_names` order (the 10-d vector, then options); ``flow_ids`` (default 0..n-1) seed each flow's draws.
+    def score(self, data: JanusBatch, desc: str = "janus scoring", flow_ids: np.ndarray | None = None,
+              raw: tuple | None = None) -> np.ndarray:
+        """[n, k] scores in :attr:`score_names` order (the 10-d vector, then options); ``flow_ids`` (default 0..n-1)
+        seed each flow's draws: pass :func:`~nidsflow.janus.data.flow_keys` so the same flow gets the same
+        scores wherever it is scored (extraction time, score-capture, watch). ``raw`` = (features, packets,
+        lengths) the batch was normalised from, row-aligned: the ``flow_nll`` option needs them (without
+        them its continuous part is NaN, logged).
 
         Flows are batched in order of packet count (stable sort) and each batch is cut after its
         longest flow (:meth:`JanusBatch.trimmed`), so short flows do not pay for T positions.
@@ -316,8 +431,18 @@ class JanusScorer:
             cnf = np.full(len(rows), np.nan)
             out[rows, :3] = self.terminal(b, flow_ids[rows], cnf)
             out[rows, 3:10] = self.disc_nll(b, flow_ids[rows], j)
+            col = 10
             if self.s.cnf_nll:
-                out[rows, 10] = cnf
+                out[rows, col] = cnf
+                col += 1
+            if self.s.flow_nll:
+                r = None if raw is None else (None if raw[0] is None else raw[0].iloc[rows],
+                                              None if raw[1] is None else raw[1][rows],
+                                              None if raw[2] is None else np.asarray(raw[2])[rows])
+                out[rows, col:col + len(FLOW_NLL_SCORES)] = self.flow_nll(b, flow_ids[rows], r)
+        if self.s.flow_nll and (raw is None or self.normaliser is None) and self.model.cfg.cont_head:
+            log.warning("flow_nll: no raw values (or no normaliser) were given to the scorer: its continuous part "
+                        "is NaN for %d flows", n)
         if self.n_forced:
             log.info("%d (flow, binary channel) pairs of %d flows had no corrupted position at the disc_times; "
                      "each got its position closest to being drawn corrupted", self.n_forced, n)
@@ -358,8 +483,9 @@ def scorer_for(model_path: str | Path, janus_cfg: dict, device: str | None = Non
             training_config(janus_cfg, variant) != training_config(janus_cfg, meta.get("variant")):
         raise ValueError(f"{model_path}: a {meta.get('variant')!r} model cannot be scored as variant {variant!r}, "
                          "which is trained otherwise")
+    lm = LengthModel.from_state_dict(meta["length_model"]) if meta.get("length_model") else None
     scorer = JanusScorer(model, score_settings(janus_cfg, variant or meta.get("variant")), device, ts["dfm_source"],
-                         ts["kappa_power"], progress)
+                         ts["kappa_power"], progress, normaliser=norm, length_model=lm)
     return scorer, norm, meta
 
 
@@ -377,5 +503,11 @@ def score_split(model_path: str | Path, store_root: str | Path, split_path: str 
     cfg = scorer.model.cfg
     feats, pk, ln = load_raw(store, ids, cfg.flow_token, cfg.use_packets)
     data = norm.transform(feats, pk, ln, len(ids), source=str(store.root))
-    S = scorer.score(data, desc=f"janus {meta['variant']} scoring {store.root}", flow_ids=ids)
+    # draws seeded by the flow itself (5-tuple, first time), as score-capture and watch seed them
+    keys = flow_keys(store.flows.iloc[ids])
+    if scorer.s.flow_nll and scorer.length_model is None and cfg.use_packets:
+        # a model saved before the length model: fit it on the split's benign train, as training does now
+        scorer.length_model = LengthModel.fit(store.flows["n_packets"].to_numpy()[split.train], cfg.T)
+        log.info("%s has no length model: fitted on the split's %d benign train flows", model_path, len(split.train))
+    S = scorer.score(data, desc=f"janus {meta['variant']} scoring {store.root}", flow_ids=keys, raw=(feats, pk, ln))
     return ScoreTable.from_flows(store.flows, ids, which, scorer.score_names, S)

@@ -45,6 +45,7 @@ from tqdm import tqdm
 
 from nidsflow.janus.data import PACKET_UNIT_SCALE, JanusBatch, Normaliser, load_raw
 from nidsflow.janus.model import JanusConfig, JanusModel
+from nidsflow.janus.nll import LengthModel
 from nidsflow.janus.paths import ConditionalOTPath, MixtureDiscretePath, OTPlanCoupler, bit_nll, masked_mse
 from nidsflow.janus.variants import TrainSettings, resolve_variant, select_flow_features
 from nidsflow.splits import Split
@@ -112,11 +113,14 @@ class JanusObjective:
             m = torch.cat([torch.ones_like(batch.flow) if use_flow else batch.flow[:, :0],
                            batch.valid[..., None].expand_as(batch.pkt).reshape(B, -1).float() if use_pkt
                            else batch.pkt.reshape(B, -1)[:, :0]], dim=1)
+            x1, m, fixed = flow_nll_training_state(batch, x1, m, use_flow, use_pkt, self.s, gen)
             x0 = torch.randn(x1.shape, generator=gen)
             if self.coupler is not None and B > 1:
                 x0 = x0[torch.from_numpy(self.coupler.pair(x0, x1, m, np_rng))]
             eps = torch.randn(x1.shape, generator=gen)
             xt = self.cpath.sample(x0, x1, t_cont, eps) * m
+            if fixed is not None:  # fixed coordinates: given clean, as flow_nll holds them when scoring
+                xt = torch.where(fixed, x1, xt)
             ut = self.cpath.target_velocity(x0, x1)
             F = batch.flow.shape[1] if use_flow else 0
             if use_flow:
@@ -145,6 +149,35 @@ class JanusObjective:
             l_dfm = (nll * w).sum() / w.sum().clamp_min(1)
         total = l_cfm + (self.s.lambda_disc * l_dfm if cfg.disc_head else 0.0)
         return LossParts(total, l_cfm, l_dfm)
+
+
+def flow_nll_training_state(batch: JanusBatch, x1: torch.Tensor, m: torch.Tensor, use_flow: bool, use_pkt: bool,
+                            settings: TrainSettings, gen: torch.Generator,
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(x1, loss mask, fixed) of the continuous state under the flow_nll training options (issue 23).
+
+    ``cont_dequantise``: integer coordinates as x1 + u * cell, u ~ U[0, 1), ``cell`` the width of the raw
+    value's integer cell in z (:class:`data.JanusBatch`): the model learns the density of x + u that
+    flow_nll evaluates (Theis et al. 2016; Ho et al. 2019), not spikes on integer atoms.
+    ``cont_fixed_clean``: coordinates fixed by the others (first IAT, a non-TCP flow's window, constant
+    features) leave the loss mask and are returned as ``fixed`` so the path keeps them clean: the model
+    conditions on them and is never asked for their velocity, as flow_nll scores them.
+    With both off nothing changes and no random number is drawn."""
+    B = x1.shape[0]
+
+    def flat(f, p):
+        parts = [f.reshape(B, -1) if use_flow else f[:, :0]] if f is not None else []
+        parts.append(p.reshape(B, -1) if use_pkt else p.reshape(B, -1)[:, :0])
+        return torch.cat(parts, 1)
+
+    fixed = None
+    if settings.cont_dequantise and batch.pkt_cell is not None:
+        cell = flat(batch.flow_cell, batch.pkt_cell).to(x1.dtype)
+        x1 = x1 + torch.rand(x1.shape, generator=gen) * cell
+    if settings.cont_fixed_clean and batch.pkt_fixed is not None:
+        fixed = flat(batch.flow_fixed, batch.pkt_fixed).bool()
+        m = m * (~fixed).to(m.dtype)
+    return x1, m, fixed
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int):
@@ -367,7 +400,10 @@ def train_janus(store_root: str | Path, split_path: str | Path, out_dir: str | P
     _save_atomic({"format": MODEL_FORMAT, "variant": variant, "seed": seed, "model_config": mcfg.to_dict(),
                   "train_settings": settings.to_dict(), "normaliser": norm.state_dict(),
                   "state_dict": state["best_state"], "best_epoch": state["best_epoch"],
-                  "history": state["history"], "store": str(store_root)}, model_path)
+                  "history": state["history"], "store": str(store_root),
+                  # flow_nll's length part: counts of benign train flows (janus.nll.LengthModel)
+                  "length_model": LengthModel.fit(store.flows["n_packets"].to_numpy()[split.train], mcfg.T).state_dict()},
+                 model_path)
     write_train_log(state["history"], out_dir / "train_log.tsv", out_dir / "loss.png", f"JANUS {variant} seed {seed}")
     # the run is finished: its checkpoint must not be resumed by a later run (it would skip training)
     ckpt_path.unlink(missing_ok=True)
