@@ -50,6 +50,7 @@ from nidsflow.janus.paths import MixtureDiscretePath, bit_nll
 from nidsflow.janus.train import load_model, pick_device
 from nidsflow.janus.variants import ScoreSettings, score_settings, training_config
 from nidsflow.scores import CNF_SCORE, FLOW_NLL_SCORES, JANUS_SCORE_NAMES, ScoreTable
+from nidsflow.training import bf16_native
 from nidsflow.splits import Split
 from nidsflow.store import Store
 
@@ -461,16 +462,11 @@ def score_batches(data: JanusBatch, batch_size: int) -> list[torch.Tensor]:
 
 
 def bf16_enabled(setting: bool | str, device: torch.device) -> bool:
-    """``score_bf16``: true / false, or "auto" = on where bfloat16 matmuls are native (a CUDA device with
-    bf16 support, a CPU with AVX512-BF16 or AMX), off elsewhere, where autocast would be slower."""
+    """``score_bf16``: true / false, or "auto" = on where bfloat16 matmuls are native
+    (:func:`nidsflow.training.bf16_native`), off elsewhere, where autocast would be slower."""
     if setting != "auto":
         return bool(setting)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:  # torch's own check of the CPU's bf16 support (oneDNN)
-        return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    return bf16_native(device)
 
 
 def scorer_for(model_path: str | Path, janus_cfg: dict, device: str | None = None, progress: bool = True,
