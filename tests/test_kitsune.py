@@ -128,3 +128,50 @@ def test_flow_feature_baselines_take_the_context_on_request(context_store):
     assert why_not_runnable("iforest", True, False, "flow") is None
     with pytest.raises(BaselineError, match="features"):
         run_baseline(store, split, "iforest", {"features": "context"}, seed=0)
+
+
+def test_janus_context_variant_models_the_context_and_is_refused_in_deployment(context_store, tmp_path):
+    """Variant ``context``: the FLOW token models the flow features and the 270 context values; scoring reads
+    the same columns from the store; score-capture / watch (Detector), which compute no context, refuse it."""
+    from nidsflow.deploy.model_dir import ModelDirError
+    from nidsflow.deploy.scoring import Detector
+    from nidsflow.janus.score import score_split
+    from nidsflow.janus.train import load_model, train_janus
+    from nidsflow.janus.variants import is_context_column, trained_as
+    from test_janus_train import CFG
+
+    store, split = context_store
+    split.save(tmp_path / "split.npz")
+    CFG = {**CFG, "ot_method": "sinkhorn_log", "ot_reg": 0.1, "ot_pairing": "sample_unique"}  # the default coupling
+    assert trained_as(CFG, "context") == "context"  # a model of its own, not full's
+    model = train_janus(store.root, tmp_path / "split.npz", tmp_path / "m", {**CFG, "epochs": 1}, "context", 42,
+                        progress=False)
+    m, norm, _ = load_model(model)
+    n_flow = len(store.flow_features.columns)
+    assert norm.reads_context and m.cfg.n_flow_features == len(norm.feature_names) == n_flow + 270
+    assert [is_context_column(c) for c in norm.feature_names] == [False] * n_flow + [True] * 270
+    table = score_split(model, store.root, tmp_path / "split.npz", CFG, progress=False)
+    assert len(table.flow_id) == len(split.val) + len(split.test) and np.isfinite(table.scores).all()
+    with pytest.raises(ModelDirError, match="host-level context"):
+        Detector(model, tmp_path / "no_aggregator.joblib", {}, CFG)
+    full = train_janus(store.root, tmp_path / "split.npz", tmp_path / "f", {**CFG, "epochs": 1}, "full", 42,
+                       progress=False)
+    assert not load_model(full)[1].reads_context
+
+
+def test_context_twins_run_their_detector_on_flow_plus_context_with_its_settings(context_store):
+    from nidsflow.evaluate.baselines import (BASELINES, CONTEXT_TWINS, DISPLAY, feature_set, method_params,
+                                             run_baseline)
+
+    assert set(CONTEXT_TWINS) == {f"{m}_context" for m in ("iforest", "ocsvm", "knn", "lof", "ecod", "copod")}
+    assert all(t in BASELINES and DISPLAY[t].endswith(" + context") for t in CONTEXT_TWINS)
+    assert feature_set("knn_context", {}) == "flow+context" and feature_set("knn", {}) == "flow"
+    cfg = {"knn": {"k_grid": [3]}, "lof_context": {"n_neighbors_grid": [7]}}
+    assert method_params(cfg, "knn_context") == {"k_grid": [3]}             # the detector's own settings
+    assert method_params(cfg, "lof_context") == {"n_neighbors_grid": [7]}   # unless the twin has its own
+    assert method_params(cfg, "ecod_context") == {}
+    store, split = context_store
+    plain, info_plain = run_baseline(store, split, "iforest", {"max_samples_grid": [64]}, seed=0)
+    twin, info = run_baseline(store, split, "iforest_context", {"max_samples_grid": [64]}, seed=0)
+    assert info["status"] == "ok" and info["features"] == "flow+context" and info_plain["features"] == "flow"
+    assert not np.allclose(twin.scores, plain.scores)

@@ -172,3 +172,17 @@ def test_quick_study_target_dry_runs(shared_data):
     jobs = {line.split()[0]: int(line.split()[1]) for line in out.splitlines()
             if len(line.split()) == 2 and line.split()[1].isdigit()}
     assert jobs["train_janus"] == 6 and jobs["baseline"] == 30 and jobs["quick_study"] == 1  # 2 datasets x 3 seeds
+
+
+def test_context_overlay_plans_the_context_variant_and_the_twins(shared_data):
+    """config/overlays/context.yaml: JANUS full and context at 3 seeds, 17 quick methods (6 of them *_context
+    twins) at 3 seeds, on the capture-disjoint corpus; the twins pass the wildcard constraints though
+    baselines.methods of another config might not name them."""
+    out = snakemake("quick_study", "-n", "--cores", "2", "--configfile", "config/real.yaml",
+                    "config/overlays/context.yaml").stdout
+    jobs = {line.split()[0]: int(line.split()[1]) for line in out.splitlines()
+            if len(line.split()) == 2 and line.split()[1].isdigit()}
+    assert jobs["train_janus"] == 6 and jobs["score_phase1"] == 6 and jobs["baseline"] == 51
+    for s in (42, 43, 44):
+        assert f"results/real/corpus_by_capture/janus/context/seed{s}/phase1_scores.npz" in out
+        assert f"results/real/corpus_by_capture/baselines/knn_context/seed{s}/scores.npz" in out

@@ -77,8 +77,9 @@ wildcard_constraints:
     tgt=_regex(DATASETS),
     domain=_regex(DEMO_DOMAINS),
     seed=r"\d+",
-    variant=_regex(set(JANUS["variants"]) | {layout.CROSS_VARIANT, layout.main_variant(True), layout.main_variant(False)}),
-    method=_regex(config["baselines"]["methods"]),
+    variant=_regex(set(JANUS["variants"]) | set(config["quick"]["variants"])
+                   | {layout.CROSS_VARIANT, layout.main_variant(True), layout.main_variant(False)}),
+    method=_regex(set(config["baselines"]["methods"]) | set(config["quick"]["methods"])),
     hk=_regex(config["hikari"]["datasets"]),
 
 
@@ -302,8 +303,11 @@ def extract_part_dirs(wildcards):
 # ---------------------------------------------------------------- baselines stage
 
 def baseline_params(wildcards):
-    """The method's own config block (config["baselines"][method]); {} means the module's defaults."""
-    return dict(config["baselines"].get(wildcards.method) or {})
+    """The method's own config block (config["baselines"][method], a context twin's falling back on its
+    detector's); {} means the module's defaults."""
+    from nidsflow.evaluate.baselines import method_params
+
+    return method_params(config["baselines"], wildcards.method)
 
 
 # ---------------------------------------------------------------- aggregate stage
@@ -423,9 +427,11 @@ def quick_datasets():
 
 
 def quick_phase1_files(wildcards=None):
-    """JANUS's main variant (full, or B2 on a flow table) at every seed on the quick datasets."""
-    return [layout.path(layout.PHASE1_SCORES, study=STUDY, ds=ds, variant=main_variant(ds), seed=s)
-            for ds in quick_datasets() for s in SEEDS]
+    """JANUS's main variant (full, or B2 on a flow table) and the quick.variants at every seed on the quick
+    datasets."""
+    runs = layout.janus_runs(quick_datasets(), has_packets, SEEDS, config["quick"]["variants"], quick_datasets(),
+                             SEEDS)
+    return [layout.path(layout.PHASE1_SCORES, study=STUDY, ds=ds, variant=v, seed=s) for ds, v, s in runs]
 
 
 def quick_baseline_files(wildcards=None):
@@ -434,10 +440,11 @@ def quick_baseline_files(wildcards=None):
 
 
 def quick_config():
-    """The config the quick tables are written with: its datasets and methods only, no variants, no cross."""
+    """The config the quick tables are written with: its datasets, methods and variants only, no cross."""
     return {**config, "datasets": {ds: config["datasets"][ds] for ds in quick_datasets()},
             "baselines": {**config["baselines"], "methods": list(config["quick"]["methods"])},
-            "janus": {**JANUS, "variants": [], "cross": False}}
+            "janus": {**JANUS, "variants": list(config["quick"]["variants"]), "ablation_datasets": quick_datasets(),
+                      "ablation_seeds": SEEDS, "cross": False}}
 
 
 # ---------------------------------------------------------------- report stage

@@ -122,8 +122,13 @@ class Detector:
         from nidsflow.deploy.model_dir import check_fingerprint, load_aggregator, model_fingerprint
         from nidsflow.janus.score import scorer_for
 
-        self.agg, self.threshold, self.artifact = load_aggregator(aggregator)
         scorer, self.norm, self.meta = scorer_for(model, janus_cfg, device, progress=False)
+        if self.norm.reads_context:
+            from nidsflow.deploy.model_dir import ModelDirError
+            raise ModelDirError(f"{model}: this model reads the host-level context (the context variant), which "
+                                "score-capture and watch do not compute; deploy a model trained without it "
+                                "(variant full, the model directory's default)")
+        self.agg, self.threshold, self.artifact = load_aggregator(aggregator)
         self.fingerprint = model_fingerprint(self.meta)
         check_fingerprint(self.fingerprint, self.artifact.get("model"), model, aggregator)
         if settings_model is not None:

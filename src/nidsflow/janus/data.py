@@ -194,6 +194,13 @@ class Normaliser:
                    [float(v) for v in pmean], [float(v) for v in pstd], int(T), list(packet_unit_scale),
                    [bool(v) for v in integer], [bool(v) for v in constant])
 
+    @property
+    def reads_context(self) -> bool:
+        """Whether the modelled flow features include host-level context columns (the ``context`` variant)."""
+        from nidsflow.janus.variants import is_context_column
+
+        return any(is_context_column(c) for c in self.feature_names)
+
     # ------------------------------------------------------------------ transform
     def transform(self, features: pd.DataFrame | None, packets: np.ndarray | None, lengths: np.ndarray | None,
                   n: int, source: str = "store") -> JanusBatch:
@@ -322,11 +329,20 @@ def _finite_features(a: np.ndarray, names, source: str) -> np.ndarray:
     return a
 
 
-def load_raw(store: Store, flow_ids: np.ndarray, use_features: bool, use_packets: bool,
+def load_raw(store: Store, flow_ids: np.ndarray, use_features: bool, use_packets: bool, context: bool = False,
              ) -> tuple[pd.DataFrame | None, np.ndarray | None, np.ndarray | None]:
-    """Flow features / packets / lengths of ``flow_ids`` (None where the model does not use them)."""
+    """Flow features / packets / lengths of ``flow_ids`` (None where the model does not use them);
+    ``context``: the flow features with the host-level context of the flow's first and last packet appended
+    (context_features.parquet, ``first_*`` / ``last_*`` columns; the ``context`` variant)."""
     flow_ids = np.asarray(flow_ids, dtype=np.int64)
     feats = store.flow_features.iloc[flow_ids] if use_features else None
+    if feats is not None and context:
+        if not store.has_context:
+            raise JanusDataError(f"{store.root}: the model reads the host-level context, which this store lacks; "
+                                 "extract it with extract.context: true")
+        ctx = store.read_context(rows=flow_ids)
+        ctx.index = feats.index
+        feats = pd.concat([feats, ctx.astype(np.float64)], axis=1)
     if use_packets:
         if not store.has_packets:
             raise JanusDataError(f"{store.root}: the store has no packet sequences; only the flow-features "

@@ -497,7 +497,7 @@ def score_split(model_path: str | Path, store_root: str | Path, split_path: str 
     ids = np.concatenate([split.val, split.test]).astype(np.int64)
     which = np.array(["val"] * len(split.val) + ["test"] * len(split.test))
     cfg = scorer.model.cfg
-    feats, pk, ln = load_raw(store, ids, cfg.flow_token, cfg.use_packets)
+    feats, pk, ln = load_raw(store, ids, cfg.flow_token, cfg.use_packets, norm.reads_context)
     data = norm.transform(feats, pk, ln, len(ids), source=str(store.root))
     # draws seeded by the flow itself (5-tuple, first time), as score-capture and watch seed them
     keys = flow_keys(store.flows.iloc[ids])

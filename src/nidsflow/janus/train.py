@@ -221,7 +221,7 @@ def load_training_data(store: Store, split: Split, model_kw: dict, settings: Tra
     T = int(model_kw.get("T", 64))
     if use_pkt and store.T < T:
         log.warning("%s: store keeps %d packets per flow, model T is %d: the rest is padding", store.root, store.T, T)
-    feats, pk, ln = load_raw(store, split.train, True, use_pkt)
+    feats, pk, ln = load_raw(store, split.train, True, use_pkt, settings.context)
     if feats is not None and settings.flow_features != "all":
         kept = select_flow_features(feats.columns, settings.flow_features)
         if not kept:
@@ -238,7 +238,7 @@ def load_training_data(store: Store, split: Split, model_kw: dict, settings: Tra
     if len(val_ids) > settings.val_max_flows:
         val_ids = np.sort(np.random.default_rng(seed).choice(val_ids, settings.val_max_flows, replace=False))
         log.info("benign val loss on %d of %d val flows", len(val_ids), len(split.val))
-    fv, pv, lv = load_raw(store, val_ids, True, use_pkt)
+    fv, pv, lv = load_raw(store, val_ids, True, use_pkt, settings.context)
     val = norm.transform(fv, pv, lv, len(val_ids), source=str(store.root))
     return norm, train, val
 

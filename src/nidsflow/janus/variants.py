@@ -7,6 +7,7 @@ is the full model trained with ``sigma = janus.cross_sigma`` (the model used acr
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, fields
 
 #: The seed's minibatch coupling (issue 11): Sinkhorn-Knopp with reg 0.05 on the max-normalised cost, argmax pairing.
@@ -29,6 +30,8 @@ DEFAULT_VARIANT_OVERRIDES: dict[str, dict] = {
     "B2_nofix_ot": {"use_packets": False, "disc_head": False, **SEED_COUPLING},
     # the flow token's weight (issue 23): FLOW keeps only what the first T packets cannot give
     "flow_totals": {"flow_features": "beyond_packets"},
+    # Issue 24: the FLOW token also models the host-level context at the flow's first and last packet
+    "context": {"context": True},
     # Issue 23: the full model trained for flow_nll's density (dequantised integers, fixed coordinates clean)
     "nll": {"cont_dequantise": True, "cont_fixed_clean": True, "flow_nll": True},
 }
@@ -56,11 +59,23 @@ FLOW_FEATURE_SETS = ("all", "beyond_packets")
 
 def select_flow_features(names, setting: str) -> list[str]:
     """The flow-feature columns a variant models, in store order: all of them, or (``beyond_packets``)
-    those of :data:`BEYOND_PACKET_FEATURES`."""
+    those of :data:`BEYOND_PACKET_FEATURES` (and the host-level context columns, which are not flow statistics)."""
     if setting not in FLOW_FEATURE_SETS:
         raise ValueError(f"janus.flow_features must be one of {FLOW_FEATURE_SETS}, got {setting!r}")
     names = list(names)
-    return names if setting == "all" else [n for n in names if n in BEYOND_PACKET_FEATURES]
+    return names if setting == "all" else [n for n in names if n in BEYOND_PACKET_FEATURES or is_context_column(n)]
+
+
+def is_context_column(name: str) -> bool:
+    """Whether a feature column is host-level context (context_features.parquet), not a flow statistic."""
+    return str(name) in _context_column_set()
+
+
+@functools.lru_cache(maxsize=1)
+def _context_column_set() -> frozenset:
+    from nidsflow.capture.context import context_columns  # numba kernels: loaded only when asked
+
+    return frozenset(context_columns())
 
 #: variant -> the variant it undoes a fix of (the row it is compared with in the table ``fixes``).
 FIX_ABLATIONS: dict[str, str] = {"nofix_iat": "full", "nofix_ot": "full", "nofix_disc": "full",
@@ -96,6 +111,7 @@ class TrainSettings:
     ema_decay: float = 0.999         # EMA of the weights (validated, saved, scored); 0 = the last weights
     precision: str = "fp32"          # fp32 | bf16 | auto (bf16 autocast where native: training.use_bf16)
     flow_features: str = "all"       # all | beyond_packets (BEYOND_PACKET_FEATURES only)
+    context: bool = False            # the FLOW token also models the host-level context (needs extract.context)
     cont_dequantise: bool = False    # flow_nll: integer channels trained as x + u, u ~ U[0, 1) in their z cell
     cont_fixed_clean: bool = False   # flow_nll: coordinates fixed by the others held clean, out of the CFM loss
 

@@ -43,6 +43,10 @@ _REGISTRY: dict[str, tuple[str, str, str]] = {
     "kitsune": ("kitsune", "KitsuneBaseline", "context"),
     "kitsune_mean": ("kitsune", "KitsuneMeanBaseline", "context"),
 }
+#: Each classical detector's twin on the flow statistics plus the host-level context (``features: flow+context``
+#: under its own name, so one study reports both rows): ``knn_context`` is kNN with context, and so on.
+CONTEXT_TWINS: dict[str, str] = {f"{m}_context": m for m, v in _REGISTRY.items() if v[0] == "classical"}
+_REGISTRY.update({twin: _REGISTRY[m] for twin, m in CONTEXT_TWINS.items()})
 #: The built baselines: method -> the view it needs ("flow" statistics, "packets" sequences, or both: "packets+flow";
 #: "context": the host-level context of extract.context).
 BASELINES: dict[str, str] = {m: v[2] for m, v in _REGISTRY.items()}
@@ -69,6 +73,7 @@ DISPLAY = {"iforest": "Isolation Forest", "ocsvm": "OCSVM", "ganomaly": "GANomal
            "knn": "kNN (mean distance)", "lof": "LOF", "ecod": "ECOD", "copod": "COPOD",
            "tslanet": "TSLANet-style", "arcade": "ARCADE-style", "mfad": "MFAD-style", "conmd": "ConMD-style",
            "rd4ad": "RD4AD", "kitsune": "Kitsune (max over packets)", "kitsune_mean": "Kitsune (mean over packets)"}
+DISPLAY.update({twin: f"{DISPLAY[m]} + context" for twin, m in CONTEXT_TWINS.items()})
 
 ALL_METHODS: tuple[str, ...] = tuple(BASELINES) + tuple(NOT_RUN)
 
@@ -86,9 +91,21 @@ def make_baseline(method: str, seed: int, params: dict | None = None) -> Baselin
 FEATURE_SETS = ("flow", "flow+context")
 
 
+def method_params(baselines_cfg: dict, method: str) -> dict:
+    """A method's config block (``baselines.<method>``); a context twin without its own block takes its
+    detector's, so both rows are tuned alike."""
+    own = baselines_cfg.get(method)
+    if own is None and method in CONTEXT_TWINS:
+        own = baselines_cfg.get(CONTEXT_TWINS[method])
+    return dict(own or {})
+
+
 def feature_set(method: str, params: dict | None) -> str:
     """The flow-feature set a run of ``method`` uses: ``features`` of the classical detectors (the
-    methods of ``classical.py``; shafir_nf's ``features`` is its own list of feature names), else "flow"."""
+    methods of ``classical.py``; shafir_nf's ``features`` is its own list of feature names), else "flow";
+    always "flow+context" for a context twin (:data:`CONTEXT_TWINS`)."""
+    if method in CONTEXT_TWINS:
+        return "flow+context"
     if _REGISTRY.get(method, ("",))[0] != "classical":
         return "flow"
     fs = str((params or {}).get("features", "flow"))
