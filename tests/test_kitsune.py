@@ -130,11 +130,9 @@ def test_flow_feature_baselines_take_the_context_on_request(context_store):
         run_baseline(store, split, "iforest", {"features": "context"}, seed=0)
 
 
-def test_janus_context_variant_models_the_context_and_is_refused_in_deployment(context_store, tmp_path):
+def test_janus_context_variant_models_the_context(context_store, tmp_path):
     """Variant ``context``: the FLOW token models the flow features and the 270 context values; scoring reads
-    the same columns from the store; score-capture / watch (Detector), which compute no context, refuse it."""
-    from nidsflow.deploy.model_dir import ModelDirError
-    from nidsflow.deploy.scoring import Detector
+    the same columns from the store (deployment: tests/test_watch.py)."""
     from nidsflow.janus.score import score_split
     from nidsflow.janus.train import load_model, train_janus
     from nidsflow.janus.variants import is_context_column, trained_as
@@ -152,8 +150,6 @@ def test_janus_context_variant_models_the_context_and_is_refused_in_deployment(c
     assert [is_context_column(c) for c in norm.feature_names] == [False] * n_flow + [True] * 270
     table = score_split(model, store.root, tmp_path / "split.npz", CFG, progress=False)
     assert len(table.flow_id) == len(split.val) + len(split.test) and np.isfinite(table.scores).all()
-    with pytest.raises(ModelDirError, match="host-level context"):
-        Detector(model, tmp_path / "no_aggregator.joblib", {}, CFG)
     full = train_janus(store.root, tmp_path / "split.npz", tmp_path / "f", {**CFG, "epochs": 1}, "full", 42,
                        progress=False)
     assert not load_model(full)[1].reads_context

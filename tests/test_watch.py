@@ -495,6 +495,115 @@ def test_flow_meter_snapshot_and_restore_continue_like_one_meter(demo):
         assert np.array_equal(x, y)
 
 
+def test_flow_meter_snapshot_carries_the_host_context(demo, tmp_path):
+    """With a context tracker, the snapshot (through the state file's npz) keeps the tracker's statistics and
+    the open flows' first-packet context: the restored meter gives the context of one that never stopped."""
+    from nidsflow.capture.context import ContextTracker
+    from nidsflow.capture.flows import FlowChunk, FlowConfig, FlowMeter
+    from nidsflow.capture.pcap import CaptureReader
+
+    src = DATA / "attack-pcaps-diverse/test-cc_test-cc-capture-1.pcap"
+    src = src if src.exists() else demo["benign"]
+    cfg = FlowConfig.from_extract_config(dict(EXTRACT, initial_slots=16))
+    batches = list(CaptureReader(src, batch_packets=500))
+    one = FlowMeter(cfg, ContextTracker(initial_ids=16))
+    ref = [c for b in batches for c in one.add_batch(b)] + one.flush()
+    a = FlowMeter(cfg, ContextTracker(initial_ids=16))
+    got = [c for b in batches[: len(batches) // 2] for c in a.add_batch(b)]
+    np.savez(tmp_path / "snap.npz", **a.snapshot())
+    with np.load(tmp_path / "snap.npz") as z:
+        snap = {k: z[k] for k in z.files}
+    assert {"flow_context", "context_lambdas", "context_stream_state", "context_pair_state"} <= set(snap)
+    assert a.context.n_streams > 16  # the restore must grow its tables
+    b = FlowMeter.from_snapshot(cfg, snap)
+    assert b.context is not None and b.context.n_streams == a.context.n_streams
+    got += [c for bt in batches[len(batches) // 2:] for c in b.add_batch(bt)] + b.flush()
+
+    def rows(chunks):
+        c = FlowChunk.concat(chunks, cfg.T)
+        order = np.lexsort((*c.keys.T, c.state[:, 0]))
+        return c.keys[order], c.state[order], c.context[order]
+
+    for x, y in zip(rows(got), rows(ref)):
+        assert np.array_equal(x, y)
+    assert np.abs(rows(ref)[2]).sum() > 0
+    assert "flow_context" not in FlowMeter(cfg).snapshot()  # no tracker, no context in the state
+
+
+@pytest.fixture(scope="module")
+def context_model(demo, tmp_path_factory):
+    """A model directory of the context variant (its FLOW token reads the host-level context), trained on a
+    store extracted with extract.context."""
+    from nidsflow.capture.extract import extract_dataset
+    from nidsflow.demo.generate import capture_file
+    from nidsflow.deploy.model_dir import model_fingerprint_of, write_deploy_settings
+    from nidsflow.evaluate.aggregators import fit_deployable, save_artifact
+    from nidsflow.janus.score import score_split
+    from nidsflow.janus.train import train_janus
+    from nidsflow.splits import make_split
+    from nidsflow.store import Store
+
+    tmp = tmp_path_factory.mktemp("context_model")
+    train = demo["model_dir"].parent / "train" / capture_file("demo_a")
+    extract = dict(EXTRACT, context=True)
+    extract_dataset("ctx", {"driver": "per_file", "captures": [str(train)], "labels": {str(train): "BENIGN"}},
+                    dict(extract, label_tolerance_s=2.0, time_offset_s="auto"), tmp / "store")
+    flows = Store(tmp / "store").flows
+    make_split(flows, seed=0, n_train=int(len(flows) * 0.6), n_val=int(len(flows) * 0.3)).save(tmp / "split.npz")
+    md = tmp / "model"
+    train_janus(tmp / "store", tmp / "split.npz", md, JANUS, "context", seed=0, device="cpu", progress=False)
+    table = score_split(md / "model.pt", tmp / "store", tmp / "split.npz", JANUS, device="cpu", progress=False)
+    fp = model_fingerprint_of(md / "model.pt")
+    save_artifact({**fit_deployable(table, fpr_target=0.02), "model": fp}, md / "aggregator.json")
+    write_deploy_settings(md / "deploy.yaml", extract, JANUS, fp)
+    return md
+
+
+def test_watch_carries_the_context_across_rotated_files_and_a_restart(demo, context_model, tmp_path):
+    """A capture split into two rotated files, the watch restarted between them: every flow's scores equal
+    score-capture's on the unsplit capture, so the context its model read is the whole stream's; scored from
+    the second file alone (no history), most of its flows score otherwise."""
+    from nidsflow.deploy.scoring import score_capture
+    from nidsflow.deploy.watch import Watcher, WatchSettings
+
+    src = demo["attack"]
+    watched = tmp_path / "w"
+    watched.mkdir()
+    _split_pcap(src, tmp_path / "rot.pcap", tmp_path / "rot.pcap1")
+    det = _detector(context_model)
+    assert det.norm.reads_context and det.extract_cfg["context"] is True
+    assert _detector(demo["model_dir"]).extract_cfg["context"] is False  # computed only for a model that reads it
+    settings = WatchSettings(quiet_s=0.0, all_flows=True)
+    _drop(tmp_path / "rot.pcap", watched, "rot.pcap", time.time() - 10)
+    Watcher(watched, det, settings=settings).run(once=True)
+    with np.load(watched / ".nidsflow-watch-state.npz") as z:
+        assert "context_stream_state" in z.files
+    _drop(tmp_path / "rot.pcap1", watched, "rot.pcap1", time.time() - 5)
+    Watcher(watched, det, settings=settings).run(once=True, flush=True)
+    recs = _lines(watched / "alerts.jsonl")
+    got = {_flow(x): x["scores"] for x in recs}
+
+    md = context_model
+    score_capture(src, md / "model.pt", md / "aggregator.json", tmp_path / "one.csv", dict(EXTRACT, context=True),
+                  JANUS, "cpu")
+    one = pd.read_csv(tmp_path / "one.csv")
+    keys = [(r.src_ip, int(r.src_port), r.dst_ip, int(r.dst_port), int(r.protocol), round(r.first_ts, 6),
+             round(r.last_ts, 6), int(r.n_packets)) for r in one.itertuples()]
+    assert Counter(map(_flow, recs)) == Counter(keys) and len(keys) > 20
+    for name in ("terminal_norm", "flow_nll_cont") if "flow_nll_cont" in one else ("terminal_norm",):
+        ref = dict(zip(keys, one[name]))
+        assert all(np.isclose(got[k][name], ref[k], rtol=1e-4) for k in keys)
+    # the second file alone (a watch that forgot the first file's context) scores its flows otherwise
+    score_capture(tmp_path / "rot.pcap1", md / "model.pt", md / "aggregator.json", tmp_path / "half.csv",
+                  dict(EXTRACT, context=True), JANUS, "cpu")
+    half = pd.read_csv(tmp_path / "half.csv")
+    half_keys = [(r.src_ip, int(r.src_port), r.dst_ip, int(r.dst_port), int(r.protocol), round(r.first_ts, 6),
+                  round(r.last_ts, 6), int(r.n_packets)) for r in half.itertuples()]
+    ref = dict(zip(keys, one["terminal_norm"]))
+    both = [(k, v) for k, v in zip(half_keys, half["terminal_norm"]) if k in ref]
+    assert len(both) > 10 and sum(not np.isclose(v, ref[k], rtol=1e-4) for k, v in both) > len(both) // 2
+
+
 # ---------------------------------------------------------------- worker processes
 
 def test_workers_score_exactly_as_one_process_and_a_stopped_pipeline_restarts_exactly_once(demo, tmp_path, monkeypatch):

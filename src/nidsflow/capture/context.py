@@ -139,6 +139,39 @@ class ContextTracker:
                         st["state"], st["seen"], pa["state"], pa["seen"], out)
         return out
 
+    # ---- persistence (nidsflow.deploy.watch carries the context across capture files and restarts) ----
+    def snapshot(self, prefix: str = "context_") -> dict[str, np.ndarray]:
+        """The statistics of every stream and pair so far, as plain arrays (names start with ``prefix``)."""
+        out = {f"{prefix}lambdas": self.lambdas.copy()}
+        for kind, t in self._tables.items():
+            used = int(t["counter"][0])
+            for name in ("keys", "state", "seen"):
+                out[f"{prefix}{kind}_{name}"] = t[name][:used].copy()
+        return out
+
+    @classmethod
+    def from_snapshot(cls, snap: dict[str, np.ndarray], prefix: str = "context_") -> "ContextTracker":
+        """A tracker holding the statistics of ``snapshot()``: fed the next packets, it gives the same context
+        as one tracker that never stopped (its cache of recent ids starts empty; ids never change)."""
+        used = {kind: len(snap[f"{prefix}{kind}_keys"]) for kind in ("stream", "pair")}
+        tracker = cls(tuple(np.asarray(snap[f"{prefix}lambdas"], np.float64).tolist()),
+                      initial_ids=max(16, max(used.values())))
+        for kind, t in tracker._tables.items():
+            n = used[kind]
+            for name in ("keys", "state", "seen"):
+                a = np.asarray(snap[f"{prefix}{kind}_{name}"])
+                if a.shape[1:] != t[name].shape[1:] or len(a) != n:
+                    raise ValueError(f"context snapshot: {kind}_{name} of shape {a.shape}, expected ({n}, "
+                                     f"{', '.join(map(str, t[name].shape[1:]))})")
+                if n > t[name].shape[0]:
+                    t[name] = np.zeros((_pow2(n),) + t[name].shape[1:], t[name].dtype)
+                t[name][:n] = a
+            t["counter"][0] = n
+            if 2 * n > t["table"].shape[0]:
+                t["table"] = np.full(_pow2(2 * n), EMPTY, np.int64)
+            CK.rehash(t["table"], t["keys"], n)
+        return tracker
+
     def update(self, batch) -> np.ndarray:
         """Context of every packet of a :class:`~nidsflow.capture.pcap.PacketBatch` (sizes: IP length)."""
         return self.update_arrays(batch.ts, batch.src, batch.dst, batch.sport, batch.dport, batch.proto,

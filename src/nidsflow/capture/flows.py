@@ -293,16 +293,27 @@ class FlowMeter:
 
     # ---- persistence (nidsflow.deploy.watch keeps flows open across capture files and restarts) ----
     def snapshot(self) -> dict[str, np.ndarray]:
-        """The flows still alive (keys, accumulators, channels) and the meter's clock, as plain arrays."""
+        """The flows still alive (keys, accumulators, channels) and the meter's clock, as plain arrays; with a
+        context tracker, also the alive flows' context (``flow_context``) and the tracker's statistics
+        (``context_*``)."""
         live = np.nonzero(self._state[: int(self._counters[1]), K.ALIVE] == 1.0)[0]
-        return {"keys": self._keys[live], "state": self._state[live], "channels": self._chan[live],
+        snap = {"keys": self._keys[live], "state": self._state[live], "channels": self._chan[live],
                 "last_ts": np.float64(self._last_ts)}
+        if self.context is not None:
+            snap["flow_context"] = self._ctx[live]
+            snap.update(self.context.snapshot())
+        return snap
 
     @classmethod
     def from_snapshot(cls, cfg: FlowConfig | None, snap: dict[str, np.ndarray]) -> "FlowMeter":
         """A meter whose alive flows are those of ``snapshot()``: feeding it the next packets gives the same
-        flows as one meter that never stopped (slot numbers, hence the order of ended flows, may differ)."""
-        meter = cls(cfg)
+        flows (and context) as one meter that never stopped (slot numbers, hence the order of ended flows, may
+        differ)."""
+        context = None
+        if "flow_context" in snap:
+            from nidsflow.capture.context import ContextTracker
+            context = ContextTracker.from_snapshot(snap)
+        meter = cls(cfg, context)
         keys, state, chan = snap["keys"], snap["state"], snap["channels"]
         n = len(keys)
         if chan.shape[1:] != meter._chan.shape[1:]:
@@ -315,6 +326,8 @@ class FlowMeter:
             meter._ctx = _grow(meter._ctx, cap)
             meter._out = np.zeros(max(1024, cap), np.int64)
         meter._keys[:n], meter._state[:n], meter._chan[:n] = keys, state, chan
+        if context is not None:
+            meter._ctx[:n] = snap["flow_context"]
         meter._counters[1] = n
         meter._counters[4] = n
         meter._grow_slots()  # sizes the hash table for the live flows and inserts them
@@ -363,8 +376,9 @@ def meter_capture(path, cfg: FlowConfig | None, extract_cfg: dict | None = None,
 
 
 def context_tracker(extract_cfg: dict | None):
-    """A fresh context tracker when ``extract.context`` is on, else None. Its state starts with each
-    capture file, as the flow meter's (flows never span two files): a file is one stream of the link."""
+    """A fresh context tracker when ``extract.context`` is on, else None. In extraction its state starts with
+    each capture file, as the flow meter's (flows never span two files); ``watch`` carries both across the
+    files of a rotation (:meth:`FlowMeter.snapshot`)."""
     if not (extract_cfg or {}).get("context", False):
         return None
     from nidsflow.capture.context import ContextTracker

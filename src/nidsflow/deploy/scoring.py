@@ -73,7 +73,6 @@ def iter_capture_flows(capture: str | Path, extract_cfg: dict):
     CICFlowMeter-style statistics (``capture.features.FEATURE_NAMES``); channels [n, T, 9] and the
     true lengths. Uses the extraction library's reader, flow meter and feature code directly.
     """
-    from nidsflow.capture.features import features_from_state
     from nidsflow.capture.flows import FlowConfig, meter_capture
 
     capture = Path(capture)
@@ -82,8 +81,21 @@ def iter_capture_flows(capture: str | Path, extract_cfg: dict):
     stats: dict = {}
     for chunk in meter_capture(capture, FlowConfig.from_extract_config(extract_cfg), extract_cfg, stats):
         if len(chunk):
-            yield chunk.frame(), features_from_state(chunk.state), chunk.channels, chunk.lengths
+            yield chunk.frame(), chunk_features(chunk), chunk.channels, chunk.lengths
     log.info("%s: reader %s; flow meter %s", capture, stats.get("reader"), stats.get("meter"))
+
+
+def chunk_features(chunk) -> pd.DataFrame:
+    """The flow statistics of a :class:`capture.flows.FlowChunk`, with its host-level context columns
+    (``first_*`` / ``last_*``, as context_features.parquet) appended when the meter computed them; a model's
+    normaliser reads the columns it was trained on."""
+    from nidsflow.capture.context import context_frame
+    from nidsflow.capture.features import features_from_state
+
+    feats = features_from_state(chunk.state)
+    if chunk.context is None:
+        return feats
+    return pd.concat([feats.reset_index(drop=True), context_frame(chunk.context)], axis=1)
 
 
 def unmodelled_scores(model) -> set[str]:
@@ -123,11 +135,6 @@ class Detector:
         from nidsflow.janus.score import scorer_for
 
         scorer, self.norm, self.meta = scorer_for(model, janus_cfg, device, progress=False)
-        if self.norm.reads_context:
-            from nidsflow.deploy.model_dir import ModelDirError
-            raise ModelDirError(f"{model}: this model reads the host-level context (the context variant), which "
-                                "score-capture and watch do not compute; deploy a model trained without it "
-                                "(variant full, the model directory's default)")
         self.agg, self.threshold, self.artifact = load_aggregator(aggregator)
         self.fingerprint = model_fingerprint(self.meta)
         check_fingerprint(self.fingerprint, self.artifact.get("model"), model, aggregator)
@@ -136,6 +143,8 @@ class Detector:
         _check_columns(scorer, self.agg.columns, model, aggregator)
         self.scorer = ExplainingScorer.from_scorer(scorer)
         self.extract_cfg, self.janus_cfg = dict(extract_cfg), dict(janus_cfg)
+        # the host-level context is computed when the model reads it (the context variant), and only then
+        self.extract_cfg["context"] = self.norm.reads_context
         self.model_path, self.aggregator_path = str(model), str(aggregator)
         cfg = self.scorer.model.cfg
         if cfg.use_packets and int(extract_cfg.get("T", self.norm.T)) < self.norm.T:

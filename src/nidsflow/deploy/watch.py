@@ -123,7 +123,7 @@ def _open_nofollow(path: Path, flags: int, mode: int = 0o644) -> int:
     would make the watch append to, overwrite or truncate its target): a link is a :class:`WatchError`."""
     try:
         return os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), mode)
-    except OSError as e:
+    except OSError:
         if os.path.islink(path):
             raise WatchError(f"{path}: is a symbolic link; refused (the watch never writes or reads its outputs and "
                              "state through links)") from None
@@ -306,14 +306,14 @@ class Watcher:
 
     # ------------------------------------------------------------------ state
     def _load_state(self) -> None:
-        from nidsflow.capture.flows import FlowMeter
+        from nidsflow.capture.flows import FlowMeter, context_tracker
 
         if not self.state_path.exists():
             self.files: dict[str, dict] = {}
             self.ranges: list[list] = []           # [name, t0, t1] of files open flows may overlap
             self.n_flows = 0
             self.offsets = {"alerts": 0, "summary": 0}
-            self.meter = FlowMeter(self.flow_cfg)
+            self.meter = FlowMeter(self.flow_cfg, context_tracker(self.det.extract_cfg))
         else:
             _refuse_link(self.state_path)
             import zipfile
@@ -321,7 +321,10 @@ class Watcher:
             try:
                 with np.load(self.state_path, allow_pickle=False) as z:
                     meta = json.loads(str(z["meta"]))
-                    snap = {k: z[k] for k in ("keys", "state", "channels", "last_ts")}
+                    snap = {k: z[k] for k in z.files if k != "meta"}  # the meter's (and context's) arrays
+                    missing = [k for k in ("keys", "state", "channels", "last_ts") if k not in snap]
+                    if missing:
+                        raise KeyError(f"no {missing}")
                 if not isinstance(meta, dict):
                     raise ValueError(f"meta is a {type(meta).__name__}")
                 for k in ("fingerprint", "files", "ranges", "n_flows", "offsets"):
@@ -449,9 +452,6 @@ class Watcher:
 
     def _read_file(self, path: Path) -> _Job:
         """Read and meter one file; its finished flows scored (in process) or submitted to the workers."""
-        from nidsflow.capture.flows import FlowChunk, FlowMeter
-        from nidsflow.capture.pcap import CaptureError, CaptureReader
-
         t_start = time.perf_counter()
         st = path.stat()
         name = path.name
@@ -469,7 +469,7 @@ class Watcher:
                 source.unlink(missing_ok=True)
 
     def _read_source(self, path: Path, source: Path, st, start: int | None, t_start: float) -> _Job:
-        from nidsflow.capture.flows import FlowChunk, FlowMeter
+        from nidsflow.capture.flows import FlowChunk, FlowMeter, context_tracker
         from nidsflow.capture.pcap import CaptureError, CaptureReader
 
         name = path.name
@@ -491,7 +491,7 @@ class Watcher:
                                 "those %d flows are ended first", name, float(batch.ts[0]), meter.clock,
                                 meter.n_alive)
                     chunks += meter.flush()
-                    meter = self.meter = FlowMeter(self.flow_cfg)
+                    meter = self.meter = FlowMeter(self.flow_cfg, context_tracker(self.det.extract_cfg))
                     restarted = True
                 ts = np.asarray(batch.ts)
                 n_back += int((ts[1:] < ts[:-1]).sum()) + int(prev_ts is not None and ts[0] < prev_ts)
@@ -550,19 +550,17 @@ class Watcher:
 
     def _score(self, finished, summary: dict, file_rec: dict | None, t_start: float) -> _Job:
         """Score (or submit) the finished flows of a file and advance the in-memory state past it."""
-        from nidsflow.capture.features import features_from_state
-
         from nidsflow.capture import _flow_kernels as K
-        from nidsflow.capture.flows import FlowChunk
+        from nidsflow.deploy.scoring import chunk_features
         from nidsflow.janus.data import flow_keys
 
         # A total order of the flows (not the meter's slot order, which a restart changes), so the scores'
         # fixed corruption draws, and hence d^2, do not depend on restarts.
         st = finished.state
         order = np.lexsort((*finished.keys.T[::-1], st[:, K.LAST_TS], st[:, K.FIRST_TS]))
-        finished = FlowChunk(finished.keys[order], st[order], finished.channels[order])
+        finished = finished[order]
         frame = finished.frame()
-        feats = features_from_state(finished.state)
+        feats = chunk_features(finished)
         channels, lengths = finished.channels, finished.lengths
         explain = True if self.settings.all_flows else "alerts"
         source = summary["file"] or "flush"
