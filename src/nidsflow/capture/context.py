@@ -120,10 +120,11 @@ class ContextTracker:
                 t["table"] = np.full(_pow2(2 * need), EMPTY, np.int64)
                 CK.rehash(t["table"], t["keys"], used)
 
-    def update_arrays(self, ts, src, dst, sport, dport, proto, size, src_mac=None) -> np.ndarray:
-        """Context float64 [n, n_features] of packets given as arrays (src/dst: uint8 [n, 16] addresses)."""
+    def update_arrays(self, ts, src, dst, sport, dport, proto, size, src_mac=None, dtype=np.float64) -> np.ndarray:
+        """Context [n, n_features] of packets given as arrays (src/dst: uint8 [n, 16] addresses); computed in
+        float64 and written as ``dtype`` (float32: the same values as float64 output cast, without the copy)."""
         n = len(ts)
-        out = np.zeros((n, self.n_features), np.float64)
+        out = np.empty((n, self.n_features), dtype)  # the kernel writes every value of every packet
         if n == 0:
             return out
         s64 = np.ascontiguousarray(src, dtype=np.uint8).view(np.uint64).reshape(n, 2)
@@ -172,10 +173,10 @@ class ContextTracker:
             CK.rehash(t["table"], t["keys"], n)
         return tracker
 
-    def update(self, batch) -> np.ndarray:
+    def update(self, batch, dtype=np.float64) -> np.ndarray:
         """Context of every packet of a :class:`~nidsflow.capture.pcap.PacketBatch` (sizes: IP length)."""
         return self.update_arrays(batch.ts, batch.src, batch.dst, batch.sport, batch.dport, batch.proto,
-                                  batch.ip_len)
+                                  batch.ip_len, dtype=dtype)
 
 
 def context_columns(names=FEATURE_NAMES) -> list[str]:

@@ -240,7 +240,7 @@ class FlowMeter:
         hdr = batch.l4_header_len
         cfg = self.cfg
         # the context sees every IP packet of the link (skipped fragments too): it is host-level traffic
-        ctx = (self.context.update(batch).astype(np.float32) if self.context is not None
+        ctx = (self.context.update(batch, np.float32) if self.context is not None
                else np.zeros((n, 0), np.float32))
         pos = 0
         while True:
