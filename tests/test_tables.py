@@ -117,6 +117,20 @@ def test_within_cells_are_computed_and_missing_ones_say_not_run(results):
     assert f"{100 * np.mean(vals):.2f} ± {100 * np.std(vals, ddof=1):.2f}" in md
 
 
+def test_within_rows_are_the_configured_or_run_methods(results, tmp_path):
+    """With baselines.methods in the config, a method neither configured nor run has no row (no "not run" noise);
+    a configured one without results still says so."""
+    r, _ = results
+    files = {kind: sorted(str(p) for p in r.rglob(name)) for kind, name in
+             (("p1", "phase1_scores.npz"), ("cross", "cross_scores.npz"), ("bl", "scores.npz"))}
+    cfg = {**CONFIG, "baselines": {"methods": ["iforest", "tslanet"]}}
+    write_tables(files["p1"], files["cross"], files["bl"], tmp_path, cfg, fpr_target=0.01)
+    df = pd.read_csv(tmp_path / "within.csv", comment="#")
+    assert {"Isolation Forest", "OCSVM", "TSLANet-style"} <= set(df.method)  # configured, or run (ocsvm)
+    assert not {"kNN (mean distance)", "RD4AD", "kNN (mean distance) + context"} & set(df.method)
+    assert (df[df.method == "TSLANet-style"].reason == "no result").all()
+
+
 def _class_aurocs(table, scores):
     """Per attack class: AUROC of that class vs the test benign flows, computed here with sklearn."""
     test = table.split == "test"
@@ -512,7 +526,8 @@ def test_within_markdown_bolds_the_best_and_shows_the_operating_point(hand, resu
     da = (out2 / "within.md").read_text().split("## da")[1].split("## db")[0]
     janus = next(x for x in da.splitlines() if x.startswith("| JANUS (full, A1) | - |"))
     iforest = next(x for x in da.splitlines() if x.startswith("| Isolation Forest |"))
-    assert janus.count("**") == 2 * 4 and "**" not in iforest  # overall, median, dos, scan
+    b3 = next(x for x in da.splitlines() if x.startswith("| JANUS (B3, A1) |"))  # a variant's row of its own
+    assert janus.count("**") == 2 * 3 and b3.count("**") == 2 and "**" not in iforest  # B3 is best on dos
     overview = (out2 / "within.md").read_text().split("## Overview (overall AUROC)")[1]
     assert next(x for x in overview.splitlines() if x.startswith("| JANUS (full, A1) |")).count("**") == 4
 

@@ -43,7 +43,7 @@ from nidsflow.evaluate.aggregators import (AGGREGATORS, DEPLOYABLE, MIN_BAND_CLA
                                            length_referenced_score, length_referenced_table, make_aggregator,
                                            per_band_auroc)
 from nidsflow.evaluate.baselines import ALL_METHODS, DISPLAY, NOT_RUN
-from nidsflow.janus.variants import FIX_ABLATIONS
+from nidsflow.janus.variants import DEFAULT_VARIANT_OVERRIDES, FIX_ABLATIONS
 from nidsflow.evaluate.metrics import (MetricError, ResamplingDraws, evaluate_scores, format_mean_std, mean_std,
                                       percentile_interval)
 from nidsflow.report import write_markdown_as_html
@@ -312,6 +312,23 @@ class TableWriter:
             self._janus_cache[key] = None if t is None else aggregated_metrics(t, aggregator, self.fpr, str(path))
         return self._janus_cache[key]
 
+    def _methods(self):
+        """The baselines the tables show: those of the config's baselines.methods and any with results, in the
+        registry's order (a method neither configured nor run gets no "not run" row); every method when the
+        config names none."""
+        configured = (self.config or {}).get("baselines", {}).get("methods")
+        if configured is None:
+            return list(ALL_METHODS)
+        ran = {k[1] for k in self.r.baselines}
+        return [m for m in ALL_METHODS if m in set(configured) or m in ran]
+
+    def _model_variants(self, ds):
+        """JANUS variants run on ``ds`` besides full and B2, in the variants' defined order: each gets within
+        rows of its own (the fix ablations nofix_* have their table, ``fixes``; cross is the cross matrix's)."""
+        order = list(DEFAULT_VARIANT_OVERRIDES)
+        ran = {k[1] for k in self.r.janus if k[0] == ds} - {"full", "B2", layout.CROSS_VARIANT} - set(FIX_ABLATIONS)
+        return sorted(ran, key=lambda v: (order.index(v) if v in order else len(order), v))
+
     def _seeds(self, keys, ds=None, variant=None):
         return sorted({k[2] for k in keys if (ds is None or k[0] == ds) and (variant is None or k[1] == variant)})
 
@@ -361,7 +378,14 @@ class TableWriter:
                                 [janus_parameter_count(self.r.janus[(ds, variant, s)]) for s in seeds], False))
                 entries += [(label.replace("A1)", f"{agg})"), per, None, entries[-1][3], False)  # issue 23's rows
                             for agg, per in self._length_rows(ds, variant, seeds, boot=True)]
-        for method in ALL_METHODS:
+        for variant in self._model_variants(ds):  # the other JANUS models run here (B1, context, ...): rows of their own
+            seeds = self._seeds(self.r.janus, ds, variant)
+            label = f"JANUS ({variant}, A1)"
+            entries.append((label, {s: self.janus_run(ds, variant, s, boot=True) for s in seeds}, None,
+                            [janus_parameter_count(self.r.janus[(ds, variant, s)]) for s in seeds], False))
+            entries += [(label.replace("A1)", f"{agg})"), per, None, entries[-1][3], False)
+                        for agg, per in self._length_rows(ds, variant, seeds, boot=True)]
+        for method in self._methods():
             seeds, per = self._baseline_runs(ds, method, boot=True)
             reason = NOT_RUN.get(method) if not any(v is not None for v in per.values()) else None
             if reason is None and not any(v is not None for v in per.values()):
@@ -765,7 +789,7 @@ class TableWriter:
     def _best_baseline(self, ds, key):
         """(display name, seed-mean AUROC) of the baseline with the highest seed mean on ``ds`` (None if none ran)."""
         best = None
-        for method in ALL_METHODS:
+        for method in self._methods():
             vals, _ = _collect(self._baseline_runs(ds, method)[1], key, self.min_flows)
             if vals and (best is None or np.mean(vals) > best[1]):
                 best = (DISPLAY.get(method, method), float(np.mean(vals)))
@@ -841,7 +865,7 @@ class TableWriter:
             for agg in LENGTH_ROWS:
                 fn = lambda t, agg=agg: make_aggregator(agg).fit_table(t).score_table(t)  # noqa: E731
                 out.append((f"JANUS ({main}, {agg})", {s: (self.r.janus[(ds, main, s)], fn) for s in seeds}))
-        for method in ALL_METHODS:
+        for method in self._methods():
             seeds = sorted(k[2] for k in self.r.baselines if k[0] == ds and k[1] == method)
             for length_ref in (False, True) if seeds else ():
                 fn = lambda t, lr=length_ref: length_referenced_score(t) if lr else t.scores[:, 0]  # noqa: E731
