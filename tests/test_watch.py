@@ -606,6 +606,32 @@ def test_watch_carries_the_context_across_rotated_files_and_a_restart(demo, cont
 
 # ---------------------------------------------------------------- worker processes
 
+def test_workers_compute_flow_nll_from_the_raw_values_like_one_process(demo):
+    """flow_nll's continuous part is a density of raw values: the pool sends each batch's raw rows to the
+    workers, whose score matrix (flow_nll columns included) equals the in-process scorer's."""
+    from nidsflow.deploy.model_dir import validate_model_dir
+    from nidsflow.deploy.parallel import ScoringPool
+    from nidsflow.deploy.scoring import Detector, iter_capture_flows
+    from nidsflow.janus.data import flow_keys
+
+    janus = dict(JANUS, score_batch_size=16, flow_nll=True)
+    md = validate_model_dir(demo["model_dir"])
+    det = Detector(md.model, md.aggregator, EXTRACT, janus, "cpu")
+    frame, feats, channels, lengths = next(iter_capture_flows(demo["attack"], EXTRACT))
+    n = min(len(frame), 48)
+    frame, feats, channels, lengths = frame.iloc[:n], feats.iloc[:n], channels[:n], lengths[:n]
+    ids = flow_keys(frame)
+    data = det.normalise(feats, channels, lengths, n)
+    ref = det.scorer.score(data, flow_ids=ids, raw=(feats, channels, lengths))
+    col = det.scorer.score_names.index("flow_nll_cont")
+    assert np.isfinite(ref[:, col]).all()
+    with ScoringPool(det, workers=2) as pool:
+        got = pool.submit(data, ids, (feats, channels, lengths)).result()[0]
+        without = pool.submit(data, ids).result()[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+    assert np.isnan(without[:, col]).all()  # what the watch's workers gave before the raw rows went along
+
+
 def test_workers_score_exactly_as_one_process_and_a_stopped_pipeline_restarts_exactly_once(demo, tmp_path, monkeypatch):
     """--workers 2: the same alert lines, byte for byte, as one process with one torch thread (score batches
     are the in-process scorer's, each flow's draws its own); a stop with files in flight leaves no trace of

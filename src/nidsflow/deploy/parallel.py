@@ -71,14 +71,16 @@ def _init_worker(model_path: str, janus_cfg: dict, device: str, threads: int, pa
     _SCORER = ExplainingScorer.from_scorer(scorer)
 
 
-def _score_batch(flow: np.ndarray, pkt: np.ndarray, bits: np.ndarray, valid: np.ndarray, flow_ids: np.ndarray):
-    """(S, pos_nll_sum, pos_count, n_forced, n_no_packet) of one score batch, in the worker."""
+def _score_batch(flow: np.ndarray, pkt: np.ndarray, bits: np.ndarray, valid: np.ndarray, flow_ids: np.ndarray,
+                 raw: tuple | None = None):
+    """(S, pos_nll_sum, pos_count, n_forced, n_no_packet) of one score batch, in the worker; ``raw``: the batch's
+    raw (features, packets, lengths), for flow_nll's density of raw values."""
     import torch
 
     from nidsflow.janus.data import JanusBatch
 
     b = JanusBatch(torch.from_numpy(flow), torch.from_numpy(pkt), torch.from_numpy(bits), torch.from_numpy(valid))
-    S = _SCORER.score(b, flow_ids=flow_ids)
+    S = _SCORER.score(b, flow_ids=flow_ids, raw=raw)
     return S, _SCORER.pos_nll_sum, _SCORER.pos_count, _SCORER.n_forced, _SCORER.n_no_packet
 
 
@@ -149,8 +151,9 @@ class ScoringPool:
         for f in futs:
             f.result()
 
-    def submit(self, data, flow_ids: np.ndarray) -> PendingScores:
-        """Queue the score batches of ``data`` (a JanusBatch, as ``Detector.normalise`` makes it)."""
+    def submit(self, data, flow_ids: np.ndarray, raw: tuple | None = None) -> PendingScores:
+        """Queue the score batches of ``data`` (a JanusBatch, as ``Detector.normalise`` makes it); ``raw`` = the
+        same flows' (features, packets, lengths), sent along only when the scores need them (flow_nll)."""
         from nidsflow.janus.data import N_BIN
         from nidsflow.janus.score import score_batches
 
@@ -160,8 +163,11 @@ class ScoringPool:
         flow, pkt, bits, valid = (t.numpy() for t in (data.flow, data.pkt, data.bits, data.valid))
         pend = PendingScores(len(data), valid.shape[1], len(self.score_names), N_BIN)
         for rows in (idx.numpy() for idx in score_batches(data, self.batch_size)):
+            part = None if raw is None else (None if raw[0] is None else raw[0].iloc[rows].reset_index(drop=True),
+                                             None if raw[1] is None else raw[1][rows],
+                                             None if raw[2] is None else np.asarray(raw[2])[rows])
             pend.parts.append((rows, self._ex.submit(_score_batch, flow[rows], pkt[rows], bits[rows], valid[rows],
-                                                     flow_ids[rows])))
+                                                     flow_ids[rows], part)))
         return pend
 
     def close(self) -> None:

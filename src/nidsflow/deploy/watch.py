@@ -578,7 +578,8 @@ class Watcher:
                                             source=source, explain=explain, flow_ids=ids))
             else:
                 data = self.det.normalise(feats.iloc[sl], channels[sl], lengths[sl], len(ids), source=source)
-                pending.append((sl, self.pool.submit(data, ids)))
+                raw = (feats.iloc[sl], channels[sl], lengths[sl]) if self.det.scorer.s.flow_nll else None
+                pending.append((sl, self.pool.submit(data, ids, raw)))
         scored = None
         if pending is None:
             scored = pd.concat(parts, ignore_index=True) if parts else self.det.score(
