@@ -134,8 +134,8 @@ class Detector:
         from nidsflow.deploy.model_dir import check_fingerprint, load_aggregator, model_fingerprint
         from nidsflow.janus.score import scorer_for
 
-        scorer, self.norm, self.meta = scorer_for(model, janus_cfg, device, progress=False)
         self.agg, self.threshold, self.artifact = load_aggregator(aggregator)
+        scorer, self.norm, self.meta = scorer_for(model, janus_cfg, device, progress=False)
         self.fingerprint = model_fingerprint(self.meta)
         check_fingerprint(self.fingerprint, self.artifact.get("model"), model, aggregator)
         if settings_model is not None:
@@ -144,7 +144,9 @@ class Detector:
         self.scorer = ExplainingScorer.from_scorer(scorer)
         self.extract_cfg, self.janus_cfg = dict(extract_cfg), dict(janus_cfg)
         # the host-level context is computed when the model reads it (the context variant), and only then
-        self.extract_cfg["context"] = self.norm.reads_context
+        self.extract_cfg.pop("context", None)
+        if self.norm.reads_context:
+            self.extract_cfg["context"] = True
         self.model_path, self.aggregator_path = str(model), str(aggregator)
         cfg = self.scorer.model.cfg
         if cfg.use_packets and int(extract_cfg.get("T", self.norm.T)) < self.norm.T:
