@@ -468,30 +468,48 @@ def test_a_stop_while_a_file_is_scored_abandons_it_and_a_restart_scores_it_once(
     assert len(lines) > n_a and [x["flow"] for x in lines] == list(range(len(lines)))
 
 
-def test_flow_meter_snapshot_and_restore_continue_like_one_meter(demo):
-    """FlowMeter.snapshot / from_snapshot (what the state file keeps): same flows as a meter that never stopped."""
+def _replay_through_snapshot(src, tracker=None, npz=None):
+    """(rows of one meter fed the whole capture, rows of a meter snapshotted halfway and restored, the halfway
+    snapshot): keys, accumulators, channels and (with ``tracker``, a ContextTracker factory) the context, in a
+    canonical order. ``npz``: the snapshot goes through this file, as the watch's state does."""
     from nidsflow.capture.flows import FlowChunk, FlowConfig, FlowMeter
     from nidsflow.capture.pcap import CaptureReader
 
-    src = DATA / "attack-pcaps-diverse/test-cc_test-cc-capture-1.pcap"
-    src = src if src.exists() else demo["benign"]
     cfg = FlowConfig.from_extract_config(dict(EXTRACT, initial_slots=16))  # small: the restore must grow
     batches = list(CaptureReader(src, batch_packets=500))
-    one = FlowMeter(cfg)
+    meter = (lambda: FlowMeter(cfg, tracker())) if tracker else (lambda: FlowMeter(cfg))
+    one = meter()
     ref = [c for b in batches for c in one.add_batch(b)] + one.flush()
-    a = FlowMeter(cfg)
+    a = meter()
     got = [c for b in batches[: len(batches) // 2] for c in a.add_batch(b)]
     snap = a.snapshot()
-    assert len(snap["keys"]) == a.n_alive > 16
+    if npz is not None:
+        np.savez(npz, **snap)
+        with np.load(npz) as z:
+            snap = {k: z[k] for k in z.files}
     b = FlowMeter.from_snapshot(cfg, {k: np.array(v) for k, v in snap.items()})
+    assert (b.context is None) == (tracker is None)
+    assert len(snap["keys"]) == a.n_alive > 16
     got += [c for bt in batches[len(batches) // 2:] for c in b.add_batch(bt)] + b.flush()
 
     def rows(chunks):
         c = FlowChunk.concat(chunks, cfg.T)
         order = np.lexsort((*c.keys.T, c.state[:, 0]))
-        return c.keys[order], c.state[order], c.channels[order]
+        return [c.keys[order], c.state[order], c.channels[order]] + ([c.context[order]] if tracker else [])
 
-    for x, y in zip(rows(got), rows(ref)):
+    return rows(ref), rows(got), snap
+
+
+def _snapshot_source(demo):
+    src = DATA / "attack-pcaps-diverse/test-cc_test-cc-capture-1.pcap"
+    return src if src.exists() else demo["benign"]
+
+
+def test_flow_meter_snapshot_and_restore_continue_like_one_meter(demo):
+    """FlowMeter.snapshot / from_snapshot (what the state file keeps): same flows as a meter that never stopped."""
+    ref, got, snap = _replay_through_snapshot(_snapshot_source(demo))
+    assert "flow_context" not in snap  # no tracker, no context in the state
+    for x, y in zip(got, ref):
         assert np.array_equal(x, y)
 
 
@@ -499,35 +517,16 @@ def test_flow_meter_snapshot_carries_the_host_context(demo, tmp_path):
     """With a context tracker, the snapshot (through the state file's npz) keeps the tracker's statistics and
     the open flows' first-packet context: the restored meter gives the context of one that never stopped."""
     from nidsflow.capture.context import ContextTracker
-    from nidsflow.capture.flows import FlowChunk, FlowConfig, FlowMeter
-    from nidsflow.capture.pcap import CaptureReader
 
-    src = DATA / "attack-pcaps-diverse/test-cc_test-cc-capture-1.pcap"
-    src = src if src.exists() else demo["benign"]
-    cfg = FlowConfig.from_extract_config(dict(EXTRACT, initial_slots=16))
-    batches = list(CaptureReader(src, batch_packets=500))
-    one = FlowMeter(cfg, ContextTracker(initial_ids=16))
-    ref = [c for b in batches for c in one.add_batch(b)] + one.flush()
-    a = FlowMeter(cfg, ContextTracker(initial_ids=16))
-    got = [c for b in batches[: len(batches) // 2] for c in a.add_batch(b)]
-    np.savez(tmp_path / "snap.npz", **a.snapshot())
-    with np.load(tmp_path / "snap.npz") as z:
-        snap = {k: z[k] for k in z.files}
+    ref, got, snap = _replay_through_snapshot(_snapshot_source(demo), lambda: ContextTracker(initial_ids=16),
+                                              tmp_path / "snap.npz")
     assert {"flow_context", "context_lambdas", "context_stream_state", "context_pair_state"} <= set(snap)
-    assert a.context.n_streams > 16  # the restore must grow its tables
-    b = FlowMeter.from_snapshot(cfg, snap)
-    assert b.context is not None and b.context.n_streams == a.context.n_streams
-    got += [c for bt in batches[len(batches) // 2:] for c in b.add_batch(bt)] + b.flush()
-
-    def rows(chunks):
-        c = FlowChunk.concat(chunks, cfg.T)
-        order = np.lexsort((*c.keys.T, c.state[:, 0]))
-        return c.keys[order], c.state[order], c.context[order]
-
-    for x, y in zip(rows(got), rows(ref)):
+    assert len(snap["context_stream_keys"]) > 16  # the restore must grow its tables
+    for x, y in zip(got, ref):
         assert np.array_equal(x, y)
-    assert np.abs(rows(ref)[2]).sum() > 0
-    assert "flow_context" not in FlowMeter(cfg).snapshot()  # no tracker, no context in the state
+    assert np.abs(ref[3]).sum() > 0
+    with pytest.raises(ValueError, match="context snapshot: stream_state"):  # what the watch reports as damaged
+        ContextTracker.from_snapshot({**snap, "context_stream_state": snap["context_stream_state"][:, :2]})
 
 
 @pytest.fixture(scope="module")

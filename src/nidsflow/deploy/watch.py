@@ -339,7 +339,11 @@ class Watcher:
                                  f"({meta['fingerprint']}); use another --state for this model")
             self.files, self.ranges, self.n_flows = meta["files"], meta["ranges"], int(meta["n_flows"])
             self.offsets = meta["offsets"]
-            self.meter = FlowMeter.from_snapshot(self.flow_cfg, snap)
+            try:
+                self.meter = FlowMeter.from_snapshot(self.flow_cfg, snap)
+            except (ValueError, KeyError) as e:  # arrays of the wrong shape, or a context part missing
+                raise WatchError(f"{self.state_path}: the flow meter or context arrays of the watch state are "
+                                 f"damaged ({type(e).__name__}: {e}); move it away to start afresh") from None
             log.info("%s: resumed: %d files done, %d flows open, %d flows scored", self.state_path,
                      len(self.files), len(snap["keys"]), self.n_flows)
         for name, path in (("alerts", self.alerts), ("summary", self.summary)):
