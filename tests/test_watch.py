@@ -95,7 +95,7 @@ def demo(tmp_path_factory):
     save_artifact({**fit_deployable(table, fpr_target=0.02), "model": fp}, md / "aggregator.json")
     write_deploy_settings(md / "deploy.yaml", EXTRACT, JANUS, fp)
     return {"model_dir": md, "benign": tmp / "benign" / capture_file("demo_a"),
-            "attack": tmp / "attack" / capture_file("demo_a")}
+            "attack": tmp / "attack" / capture_file("demo_a"), "table": table}
 
 
 def _drop(src: Path, directory: Path, name: str, mtime: float) -> Path:
@@ -370,6 +370,13 @@ def test_axis_contributions_are_the_mahalanobis_decomposition():
         other = make_aggregator(name).fit(S_val, JANUS_SCORE_NAMES)
         assert np.allclose(np.nansum(axis_contributions(other, S, JANUS_SCORE_NAMES), axis=1),
                            other.score(S, JANUS_SCORE_NAMES))
+    # A1L: the same decomposition on the scores referenced to their length band, about the bands' medians
+    n_val, n = rng.integers(1, 20, size=len(S_val)), rng.integers(1, 30, size=len(S))
+    a1l = make_aggregator("A1L").fit(S_val, JANUS_SCORE_NAMES, n_val)
+    r = a1l.referenced(S[:, [JANUS_SCORE_NAMES.index(c) for c in a1l.columns]], n)
+    C = axis_contributions(a1l, S, JANUS_SCORE_NAMES, n)
+    assert np.allclose(C[:, used], r * (r @ np.linalg.inv(a1l.inner.covariance_)), rtol=1e-6, atol=1e-8)
+    assert np.allclose(np.nansum(C, axis=1), a1l.score(S, JANUS_SCORE_NAMES, n), rtol=1e-9)
 
 
 def test_dfm_positions_add_up_to_the_scores_and_change_nothing(demo):
@@ -434,6 +441,38 @@ def test_model_directory_names_missing_files_and_the_cli_names_bad_arguments(dem
     contrib = df[[f"contrib_{n}" for n in JANUS_SCORE_NAMES]].sum(axis=1)
     assert np.allclose(contrib, df["deployable_score"], rtol=1e-6)
     assert df["dfm_top1_channel"].notna().any()
+
+
+def test_a_length_aware_model_directory_compares_each_flow_with_benign_flows_of_its_length(demo, tmp_path):
+    """evaluate.aggregator A1L deployed: score-capture passes each flow's packet count to the length reference,
+    the axis contributions still add up to d^2, and a damaged reference is refused naming the file."""
+    from nidsflow.cli import main
+    from nidsflow.deploy.model_dir import ModelDirError, model_fingerprint_of
+    from nidsflow.evaluate.aggregators import fit_deployable, load_artifact, save_artifact
+
+    md = tmp_path / "a1l"
+    shutil.copytree(demo["model_dir"], md)
+    artifact = {**fit_deployable(demo["table"], fpr_target=0.02, name="A1L"),
+                "model": model_fingerprint_of(md / "model.pt")}
+    save_artifact(artifact, md / "aggregator.json")
+    assert main(["score-capture", "--model-dir", str(md), "--capture", str(demo["attack"]),
+                 "--out", str(tmp_path / "s.csv")]) == 0
+    df = pd.read_csv(tmp_path / "s.csv")
+    agg, threshold, _ = load_artifact(md / "aggregator.json")
+    S, n = df[list(JANUS_SCORE_NAMES)].to_numpy(), df["n_packets"].to_numpy()
+    assert agg.name == "A1L" and len(set(n)) > 1
+    assert np.allclose(df["deployable_score"], agg.score(S, JANUS_SCORE_NAMES, n), rtol=1e-6)
+    # the packet count is read: the same scores with other flows' counts give other d^2
+    other = agg.score(S, JANUS_SCORE_NAMES, np.random.default_rng(0).permutation(n))
+    assert not np.allclose(other, df["deployable_score"], rtol=1e-3)
+    assert (df["alert"] == (df["deployable_score"] > threshold)).all()
+    contrib = df[[f"contrib_{c}" for c in JANUS_SCORE_NAMES]].sum(axis=1)
+    assert np.allclose(contrib, df["deployable_score"], rtol=1e-6)
+
+    artifact["params"]["reference"]["band_scale"][0][0] = 0.0
+    save_artifact(artifact, md / "aggregator.json")
+    with pytest.raises(ModelDirError, match=r"aggregator\.json.*scale <= 0"):
+        _detector(md)
 
 
 def test_a_stop_while_a_file_is_scored_abandons_it_and_a_restart_scores_it_once(demo, tmp_path, monkeypatch):

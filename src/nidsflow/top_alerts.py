@@ -29,7 +29,7 @@ TOP_FLOWS = 5
 def rank_test_flows(table: ScoreTable, aggregator_path: str | Path, k: int = TOP_FLOWS) -> tuple[np.ndarray, np.ndarray]:
     """Row indices of the ``k`` test rows with the highest d^2 (ties by flow id) and their d^2."""
     agg, _, _ = load_artifact(aggregator_path)
-    d2 = agg.score(table.scores, table.score_names)
+    d2 = agg.score(table.scores, table.score_names, table.n_packets)
     test = np.nonzero(table.split == "test")[0]
     # +inf (unscorable) first, then by d^2; lexsort's last key is the primary one
     order = test[np.lexsort((table.flow_id[test], -np.nan_to_num(d2[test], nan=-np.inf, posinf=np.finfo(float).max)))]

@@ -7,8 +7,10 @@ centred score z = s - mu,
 
 an exact additive decomposition of d^2 over the used axes (a contribution can be negative when
 axes are correlated: a large z_i that its correlated partners "explain" lowers d^2). For A7 (mean of
-z-values) contribution_i = z_i / k; for A5/A6 (one score) the one axis carries the whole score. Axes
-the aggregator does not use (NaN for variants without a head) get NaN.
+z-values) contribution_i = z_i / k; for A5/A6 (one score) the one axis carries the whole score. For the
+length-aware A1L the same decomposition holds on the referenced scores r = reference(s, n_packets) about
+the bands' medians: contribution_i = r_i (P r)_i. Axes the aggregator does not use (NaN for variants
+without a head) get NaN.
 
 **DFM positions.** ``disc_nll_total`` of ``nidsflow.janus.score`` is sum_{t,i,c corrupted} NLL /
 #{corrupted}. :class:`ExplainingScorer` records, per flow, packet position i and binary channel c,
@@ -26,14 +28,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from nidsflow.evaluate.aggregators import Aggregator, MeanZ, _Mahalanobis, _SingleScore
+from nidsflow.evaluate.aggregators import Aggregator, MeanZ, _Identity, _LengthReferenced, _Mahalanobis, _SingleScore
 from nidsflow.janus.data import JanusBatch
 from nidsflow.janus.score import JanusScorer
 from nidsflow.store import BINARY_CHANNELS
 
 
-def axis_contributions(agg: Aggregator, S: np.ndarray, score_names) -> np.ndarray:
-    """[n, len(score_names)] contribution of each axis to the aggregate score (NaN for unused axes).
+def axis_contributions(agg: Aggregator, S: np.ndarray, score_names, n_packets=None) -> np.ndarray:
+    """[n, len(score_names)] contribution of each axis to the aggregate score (NaN for unused axes);
+    ``n_packets``: each row's packet count, for the length-aware aggregators.
 
     Rows whose used scores are not all finite (aggregate +inf) get NaN contributions.
     """
@@ -43,6 +46,9 @@ def axis_contributions(agg: Aggregator, S: np.ndarray, score_names) -> np.ndarra
     out = np.full((len(X), len(names)), np.nan)
     ok = np.all(np.isfinite(X), axis=1)
     Xo = X[ok]
+    if isinstance(agg, _LengthReferenced):  # the inner aggregator's decomposition on the referenced scores
+        Xo = agg.referenced(Xo, agg._lengths(n_packets, len(X))[ok])
+        agg = agg.inner
     if isinstance(agg, _Mahalanobis):
         z = Xo - agg.location_
         c = z * (z @ agg.precision_.T)       # z_i (P z)_i
@@ -50,6 +56,8 @@ def axis_contributions(agg: Aggregator, S: np.ndarray, score_names) -> np.ndarra
         c = agg.z(Xo) / len(idx)
     elif isinstance(agg, _SingleScore):
         c = (Xo - agg.mean_) / agg.std_
+    elif isinstance(agg, _Identity):
+        c = Xo
     else:
         raise TypeError(f"no decomposition for aggregator {agg.name} ({type(agg).__name__})")
     sub = out[ok]

@@ -124,6 +124,11 @@ def check_artifact(path, d: dict) -> None:
     if not isinstance(params, dict):
         raise ModelDirError(f"{path}: params must be a mapping, got {type(params).__name__}")
     k = len(cols)
+    if "reference" in params:  # a length-aware aggregator (A1L): its benign reference, then its inner one
+        _check_reference(path, params["reference"], k)
+        params = params.get("inner")
+        if not isinstance(params, dict):
+            raise ModelDirError(f"{path}: params.inner must be a mapping, got {type(params).__name__}")
     if "location" in params or "precision" in params:  # the Mahalanobis aggregators (A1, the deployable one)
         try:
             loc = np.asarray(params["location"], dtype=np.float64)
@@ -137,6 +142,25 @@ def check_artifact(path, d: dict) -> None:
         if not np.allclose(prec, prec.T, rtol=1e-6, atol=1e-9) or np.linalg.eigvalsh(prec).min() <= 0:
             raise ModelDirError(f"{path}: precision is not symmetric positive definite (d^2 would not be a "
                                 "distance: alerts would be meaningless)")
+
+
+def _check_reference(path, ref, k: int) -> None:
+    """A length reference's bands: increasing lower edges, a finite location and a positive finite scale per
+    band and column (a zero or missing scale would send every flow of its band to +-inf)."""
+    try:
+        edges = np.asarray(ref["band_lower_edges"], dtype=np.float64)
+        loc = np.asarray(ref["band_location"], dtype=np.float64)
+        scale = np.asarray(ref["band_scale"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelDirError(f"{path}: params.reference unreadable ({e})") from None
+    nb = len(edges)
+    if nb == 0 or edges.ndim != 1 or np.any(np.diff(edges) <= 0):
+        raise ModelDirError(f"{path}: params.reference.band_lower_edges must be increasing, got {edges.tolist()}")
+    if loc.shape != (nb, k) or scale.shape != (nb, k):
+        raise ModelDirError(f"{path}: {nb} bands x {k} columns expected, band_location has shape {loc.shape} and "
+                            f"band_scale {scale.shape}")
+    if not (np.all(np.isfinite(loc)) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
+        raise ModelDirError(f"{path}: the length reference holds a non-finite location or a scale <= 0")
 
 
 def load_aggregator(path) -> tuple:

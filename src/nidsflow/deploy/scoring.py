@@ -194,12 +194,14 @@ class Detector:
                 out[c] = pd.Series(dtype=object if c == "dfm_top" else float)
             return out
         names = self.scorer.score_names  # the 10-d vector, then enabled score options (cnf_nll)
-        d2 = self.agg.score(S, names)
+        # a length-aware aggregator (A1L) compares each flow with benign val flows of its own packet count
+        n_packets = frame["n_packets"].to_numpy() if self.agg.needs_lengths else None
+        d2 = self.agg.score(S, names, n_packets)
         for j, name in enumerate(JANUS_SCORE_NAMES):
             out[name] = S[:, j]
         out["deployable_score"] = d2
         out["alert"] = d2 > self.threshold
-        C = axis_contributions(self.agg, S, names)[:, :len(JANUS_SCORE_NAMES)]
+        C = axis_contributions(self.agg, S, names, n_packets)[:, :len(JANUS_SCORE_NAMES)]
         for j, name in enumerate(CONTRIB_COLUMNS):
             out[name] = C[:, j]
         want = out["alert"].to_numpy() if isinstance(explain, str) and explain == "alerts" else \
