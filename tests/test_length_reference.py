@@ -172,6 +172,8 @@ def test_tables_have_plus_l_rows_and_the_length_bands_table(tmp_path):
         bl.append(_save(b, r / f"da/baselines/knn/seed{seed}/scores.npz"))
         old = ScoreTable(t.flow_id, t.split, t.label, t.attack_class, t.is_attack, ("score",), t.scores[:, 3:4])
         bl.append(_save(old, r / f"da/baselines/lof/seed{seed}/scores.npz"))  # written before n_packets
+    # another model variant (context) on the same dataset: rows of its own in both tables
+    p1.append(_save(make_janus_like_table(seed=7), r / "da/janus/context/seed1/phase1_scores.npz"))
     out = tmp_path / "tables"
     write_tables(p1, [], bl, out, {"seeds": [1, 2]}, fpr_target=0.01)
     within = pd.read_csv(out / "within.csv", comment="#")
@@ -200,3 +202,9 @@ def test_tables_have_plus_l_rows_and_the_length_bands_table(tmp_path):
     lof = bands[bands.method == "LOF +L"]
     assert (lof.cell == "not run").all() and (lof.reason == "no packet counts in the score file").all()
     assert "## da" in (out / "length_bands.md").read_text()
+    ctx = bands[bands.method == "JANUS (context, A1L)"].set_index("band")
+    t7 = ScoreTable.load(r / "da/janus/context/seed1/phase1_scores.npz")
+    a = make_aggregator("A1L").fit_table(t7).score_table(t7)
+    m = (t7.split == "test") & (t7.n_packets == 1)
+    assert ctx.loc["1", "auroc_mean"] == pytest.approx(roc_auc_score(t7.is_attack[m], a[m]))
+    assert ctx.loc["1", "n_seeds"] == 1 and "JANUS (context, A1)" in set(bands.method)

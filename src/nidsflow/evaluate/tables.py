@@ -860,11 +860,12 @@ class TableWriter:
         """(row label, seed -> (table, score function)) of the length_bands table's rows on ``ds``."""
         out = []
         main = self.r.janus_main_variant(ds)
-        if main is not None:
-            seeds = self._seeds(self.r.janus, ds, main)
+        # every JANUS model variant with within rows of its own (context, B1, ...) gets its band rows too
+        for variant in ([main] if main is not None else []) + self._model_variants(ds):
+            seeds = self._seeds(self.r.janus, ds, variant)
             for agg in LENGTH_ROWS:
                 fn = lambda t, agg=agg: make_aggregator(agg).fit_table(t).score_table(t)  # noqa: E731
-                out.append((f"JANUS ({main}, {agg})", {s: (self.r.janus[(ds, main, s)], fn) for s in seeds}))
+                out.append((f"JANUS ({variant}, {agg})", {s: (self.r.janus[(ds, variant, s)], fn) for s in seeds}))
         for method in self._methods():
             seeds = sorted(k[2] for k in self.r.baselines if k[0] == ds and k[1] == method)
             for length_ref in (False, True) if seeds else ():
