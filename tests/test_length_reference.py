@@ -15,7 +15,7 @@ from nidsflow.evaluate.aggregators import (MIN_BAND, AggregatorError, LengthRefe
                                            packet_count_bands, per_band_auroc, save_artifact)
 from nidsflow.evaluate.tables import write_tables
 from nidsflow.fixtures import make_janus_like_table
-from nidsflow.scores import JANUS_SCORE_NAMES, ScoreTable
+from nidsflow.scores import FLOW_NLL_SCORES, JANUS_SCORE_NAMES, ScoreTable
 
 
 def _length_table(seed=0, n_val=3000, n_test=3000, lengths=np.arange(1, 21), noise=True):
@@ -208,3 +208,26 @@ def test_tables_have_plus_l_rows_and_the_length_bands_table(tmp_path):
     m = (t7.split == "test") & (t7.n_packets == 1)
     assert ctx.loc["1", "auroc_mean"] == pytest.approx(roc_auc_score(t7.is_attack[m], a[m]))
     assert ctx.loc["1", "n_seeds"] == 1 and "JANUS (context, A1)" in set(bands.method)
+
+
+def test_flow_nll_gets_its_own_within_and_band_rows(tmp_path):
+    """flow_nll alone is aggregator A10: its row in the within and length_bands tables is that aggregator's."""
+    r = tmp_path / "results" / "unit"
+    t = make_janus_like_table(seed=3)
+    rng = np.random.default_rng(0)
+    nll = rng.normal(size=(len(t.flow_id), len(FLOW_NLL_SCORES))) + 4.0 * t.is_attack[:, None] - t.n_packets[:, None]
+    t = ScoreTable(t.flow_id, t.split, t.label, t.attack_class, t.is_attack, tuple(t.score_names) + FLOW_NLL_SCORES,
+                   np.hstack([t.scores, nll]).astype(np.float32), t.n_packets)
+    path = _save(t, r / "da/janus/full/seed1/phase1_scores.npz")
+    out = tmp_path / "tables"
+    write_tables([path], [], [], out, {"seeds": [1]}, fpr_target=0.01)
+    overall = pd.read_csv(out / "within.csv", comment="#").query("column == 'overall'").set_index("method")
+    test = t.split == "test"
+    a10 = make_aggregator("A10").fit_table(t).score_table(t)
+    assert overall.loc["JANUS (full, flow_nll)", "auroc_mean"] == pytest.approx(roc_auc_score(t.is_attack[test],
+                                                                                              a10[test]))
+    assert "JANUS (full, flow_nllL)" in overall.index
+    bands = pd.read_csv(out / "length_bands.csv", comment="#")
+    one = bands[(bands.method == "JANUS (full, flow_nll)") & (bands.band == "1")].iloc[0]
+    m = test & (t.n_packets == 1)
+    assert one.auroc_mean == pytest.approx(roc_auc_score(t.is_attack[m], a10[m]))

@@ -40,8 +40,8 @@ import pandas as pd
 
 from nidsflow import layout
 from nidsflow.evaluate.aggregators import (AGGREGATORS, DEPLOYABLE, MIN_BAND_CLASS, REPORT_BANDS, AggregatorError,
-                                           length_referenced_score, length_referenced_table, make_aggregator,
-                                           per_band_auroc)
+                                           FlowNLL, length_referenced_score, length_referenced_table,
+                                           make_aggregator, per_band_auroc)
 from nidsflow.evaluate.baselines import ALL_METHODS, DISPLAY, NOT_RUN
 from nidsflow.janus.variants import DEFAULT_VARIANT_OVERRIDES, FIX_ABLATIONS
 from nidsflow.evaluate.metrics import (MetricError, ResamplingDraws, evaluate_scores, format_mean_std, mean_std,
@@ -52,9 +52,10 @@ from nidsflow.scores import ScoreTable
 log = logging.getLogger(__name__)
 
 NOT_RUN_CELL = "not run"
-#: JANUS's aggregators in the within and length_bands tables (issue 23); a row that did not run on a dataset
-#: (flow_nll* without helper "nll"'s column, the L rows on score files without packet counts) is left out.
-LENGTH_ROWS = (DEPLOYABLE, "A1L", "flow_nll", "flow_nllL")
+#: JANUS's rows in the within and length_bands tables (issue 23): row name -> aggregator (flow_nll alone is A10
+#: of the group-A table); a row that did not run on a dataset (flow_nll* without the flow_nll score option's
+#: column, the L rows on score files without packet counts) is left out.
+LENGTH_ROWS = {DEPLOYABLE: DEPLOYABLE, "A1L": "A1L", "flow_nll": FlowNLL.name, "flow_nllL": "flow_nllL"}
 ABLATION_VARIANTS = ("B1", "B2", "B3", "B4", "B5")
 #: The within table's numbers, machine-readable, beside the tables (rule tables writes it with them).
 INTERVALS_FILE = "intervals.csv"
@@ -588,8 +589,9 @@ class TableWriter:
     def _length_rows(self, ds, variant, seeds, **run_args):
         """(aggregator, seed -> metrics) of issue 23's JANUS rows beside A1 that ran on at least one seed
         (``run_args``: passed to :meth:`janus_run`)."""
-        runs = [(agg, {s: self.janus_run(ds, variant, s, agg, **run_args) for s in seeds}) for agg in LENGTH_ROWS[1:]]
-        return [(agg, per) for agg, per in runs if any(per.values())]
+        runs = [(row, {s: self.janus_run(ds, variant, s, agg, **run_args) for s in seeds})
+                for row, agg in LENGTH_ROWS.items() if row != DEPLOYABLE]
+        return [(row, per) for row, per in runs if any(per.values())]
 
     def _baseline_reason(self, ds, method, seeds):
         for s in seeds:
@@ -863,9 +865,9 @@ class TableWriter:
         # every JANUS model variant with within rows of its own (context, B1, ...) gets its band rows too
         for variant in ([main] if main is not None else []) + self._model_variants(ds):
             seeds = self._seeds(self.r.janus, ds, variant)
-            for agg in LENGTH_ROWS:
+            for row, agg in LENGTH_ROWS.items():
                 fn = lambda t, agg=agg: make_aggregator(agg).fit_table(t).score_table(t)  # noqa: E731
-                out.append((f"JANUS ({variant}, {agg})", {s: (self.r.janus[(ds, variant, s)], fn) for s in seeds}))
+                out.append((f"JANUS ({variant}, {row})", {s: (self.r.janus[(ds, variant, s)], fn) for s in seeds}))
         for method in self._methods():
             seeds = sorted(k[2] for k in self.r.baselines if k[0] == ds and k[1] == method)
             for length_ref in (False, True) if seeds else ():
