@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -142,6 +143,10 @@ def test_part_memory_does_not_hold_the_flows_of_per_file_captures(tmp_path, monk
     assert md.num_rows == 45 and md.num_row_groups >= 4
     rep = gather_store("x", cfg, EXTRACT, [tmp_path / "p"], tmp_path / "s")
     assert rep["flows"] == 45 and (Store(tmp_path / "s").flows.label == BENIGN).all()
+    # one part is the store as it is: its tables are linked, not decoded and written again (issue 25)
+    for name in ("flows.parquet", "flow_features.parquet"):
+        assert os.path.samefile(tmp_path / "p" / name, tmp_path / "s" / name)
+    assert Store(tmp_path / "s").flows.flow_id.tolist() == list(range(45))
 
 
 def test_read_rows_prunes_columns_and_row_groups(tmp_path):

@@ -4,13 +4,14 @@ A dataset's captures are planned into **parts** (:func:`plan_parts`, a determini
 config: contiguous runs of captures in config order, one capture per part or several small ones up to
 ``extract.part_target_bytes``, never two days of a CSV-labelled dataset in one part). Each part is
 extracted on its own (:func:`extract_part`, one Snakemake job each: rule ``extract_part``) into a part
-directory: ``flows.parquet`` and ``flow_features.parquet`` (no flow_id yet), packet shards and
+directory: ``flows.parquet`` and ``flow_features.parquet`` (flow_id counted within the part), packet shards and
 ``part.json``. Per-file labels are applied chunk by chunk, so a part streams: its memory is one
 reader batch, the live flows of the meter and one shard, whatever the number of flows. A CSV-labelled
 part joins its flows with the CSVs of its own day (the driver's day -> pcap map) and holds the flows
 table of its own captures for that join (not the dataset's). :func:`gather_store` (rule ``extract``)
-then concatenates the parts row group by row group, links their shards in order and writes the store
-with ``flow_id = arange(N)``, byte-for-byte the store one job over every capture would write.
+then links their shards in order and writes the store with ``flow_id = arange(N)``, the same tables as one
+job over every capture would write: a dataset of one part is linked as it is (its flow_ids are already the
+store's), several parts are concatenated row group by row group with their flow_ids offset.
 
 A capture that cannot be parsed is logged, counted and listed in the report; the others still go
 through. All captures failing, or no benign flow at all, is an :class:`ExtractError`.
@@ -48,6 +49,8 @@ PART_REPORT = "part.json"
 DEFAULT_PART_TARGET_BYTES = 1 << 30
 #: Rows buffered before a row group is written to a part's parquet files.
 ROW_GROUP_FLOWS = 65536
+#: Flows per chunk handed to the part writer at least (fewer at a capture's end): see _coalesced.
+COALESCE_FLOWS = 8192
 
 
 class ExtractError(ValueError):
@@ -221,6 +224,7 @@ class _PartWriter:
         self._writers: dict[str, object] = {}
         self._rows: dict[str, list[pd.DataFrame]] = {"flows": [], "flow_features": [], "context_features": []}
         self._held_rows = 0
+        self._rows_written = 0
         self._buf: list[np.ndarray] = []
         self._lens: list[np.ndarray] = []
         self._held = 0
@@ -254,17 +258,21 @@ class _PartWriter:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        n = 0
         for key, blocks in self._rows.items():
             if not blocks:
                 continue
             table = pa.Table.from_pandas(pd.concat(blocks, ignore_index=True), preserve_index=False)
-            table = table.replace_schema_metadata(None)
+            n = len(table)
+            table = table.replace_schema_metadata(None).add_column(0, "flow_id", pa.array(
+                np.arange(self._rows_written, self._rows_written + n, dtype=np.int64)))
             if key not in self._writers:
                 self._writers[key] = pq.ParquetWriter(self.dir / f"{key}.parquet", table.schema,
                                                       **(CONTEXT_PARQUET if key == "context_features" else {}))
             self._writers[key].write_table(table)
         self._rows = {"flows": [], "flow_features": [], "context_features": []}
         self._held_rows = 0
+        self._rows_written += n
 
     def _shard(self, n: int) -> None:
         """The first n buffered flows as the next shard, written piece by piece (no concatenated copy)."""
@@ -364,6 +372,27 @@ def _slices(chunks, n: int | None = None):
             yield c[lo:lo + n]
 
 
+def _coalesced(chunks, T: int, n: int | None = None):
+    """Consecutive chunks joined until they hold at least ``n`` flows (the rest at the end), in order.
+    The meter hands over the flows that ended in one reader batch, a few hundred on a typical capture, and
+    building a frame, the features and the parquet blocks costs a fixed overhead per chunk."""
+    n = n or COALESCE_FLOWS
+    held, count = [], 0
+    try:
+        for c in chunks:
+            held.append(c)
+            count += len(c)
+            if count >= n:
+                yield held[0] if len(held) == 1 else FlowChunk.concat(held, T)
+                held, count = [], 0
+    except Exception:  # a capture that fails part-way keeps the flows read before the error, as uncoalesced
+        if held:
+            yield held[0] if len(held) == 1 else FlowChunk.concat(held, T)
+        raise
+    if held:
+        yield held[0] if len(held) == 1 else FlowChunk.concat(held, T)
+
+
 def _captures_part(name, ds_cfg, extract_cfg, part: ExtractPart, out_dir: Path, driver: Driver) -> dict:
     from tqdm import tqdm
 
@@ -387,7 +416,7 @@ def _captures_part(name, ds_cfg, extract_cfg, part: ExtractPart, out_dir: Path, 
             n_cap = 0
             error = None
             try:
-                for chunk in _slices(meter_capture(path, cfg, extract_cfg, info, bar)):
+                for chunk in _slices(_coalesced(meter_capture(path, cfg, extract_cfg, info, bar), cfg.T)):
                     fr = chunk.frame()
                     fr["source_file"] = str(path)
                     feats = features_from_state(chunk.state)
@@ -525,8 +554,30 @@ def _sum_into(acc: dict, d: dict) -> None:
         acc[str(k)] = acc.get(str(k), 0) + int(v)
 
 
+def _gather_table(parts: list[Path], out: Path, n_expected: int, options: dict | None = None) -> None:
+    """The store's table from the parts' tables: the one part's file itself, hard-linked (its flow_ids
+    are the store's: nothing decoded or written), or the parts concatenated with offset flow_ids."""
+    import pyarrow.parquet as pq
+
+    present = [p for p in parts if p.exists()]
+    if len(present) == 1 and len(parts) == 1:
+        schema = pq.read_schema(present[0])
+        rows = pq.ParquetFile(present[0]).metadata.num_rows
+        if schema.names[:1] == ["flow_id"] and rows == n_expected:
+            tmp = out.with_name(out.name + ".tmp")
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(present[0], tmp)
+            except OSError:  # another file system: copied
+                shutil.copyfile(present[0], tmp)
+            tmp.replace(out)
+            return
+    _concat_parquet(parts, out, n_expected, options)
+
+
 def _concat_parquet(parts: list[Path], out: Path, n_expected: int, options: dict | None = None) -> None:
-    """The parts' tables one after the other, a flow_id = arange(N) column first, batch by batch."""
+    """The parts' tables one after the other with flow_id = arange(N) first (replacing the parts' own
+    counts), batch by batch."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -537,7 +588,11 @@ def _concat_parquet(parts: list[Path], out: Path, n_expected: int, options: dict
                 continue
             for batch in pq.ParquetFile(p).iter_batches(batch_size=ROW_GROUP_FLOWS):
                 table = pa.Table.from_batches([batch]).replace_schema_metadata(None)
-                yield table.add_column(0, "flow_id", pa.array(np.arange(start, start + len(table), dtype=np.int64)))
+                ids = pa.array(np.arange(start, start + len(table), dtype=np.int64))
+                if "flow_id" in table.column_names:
+                    yield table.set_column(table.column_names.index("flow_id"), "flow_id", ids)
+                else:  # a part written before parts counted their flows
+                    yield table.add_column(0, "flow_id", ids)
                 start += len(table)
 
     tmp = out.with_name(out.name + ".tmp")
@@ -574,12 +629,12 @@ def gather_store(name: str, ds_cfg: dict, extract_cfg: dict, part_dirs, out_dir:
     out_dir.mkdir(parents=True, exist_ok=True)
     T = int(reports[0].get("flow_config", {}).get("T", extract_cfg.get("T", FlowConfig.T)))
     writer = StoreWriter(out_dir, T)
-    _concat_parquet([d / "flow_features.parquet" for d in part_dirs], out_dir / "flow_features.parquet", n)
-    _concat_parquet([d / "flows.parquet" for d in part_dirs], out_dir / "flows.parquet", n)
+    _gather_table([d / "flow_features.parquet" for d in part_dirs], out_dir / "flow_features.parquet", n)
+    _gather_table([d / "flows.parquet" for d in part_dirs], out_dir / "flows.parquet", n)
     context = bool(extract_cfg.get("context", False)) and bool(reports[0].get("has_packets", True))
     ctx_out = out_dir / CONTEXT_FILE
     if context:
-        _concat_parquet([d / CONTEXT_FILE for d in part_dirs], ctx_out, n, CONTEXT_PARQUET)
+        _gather_table([d / CONTEXT_FILE for d in part_dirs], ctx_out, n, CONTEXT_PARQUET)
     elif ctx_out.exists():
         ctx_out.unlink()  # a store re-extracted without context keeps no stale table
     has_packets = bool(reports[0].get("has_packets", True))
@@ -711,9 +766,10 @@ def _flow_table_part(name, ds_cfg, extract_cfg, part: ExtractPart, out_dir: Path
     feats = feats[[c for c in FEATURE_NAMES if c in feats.columns]]
     flows["label"] = np.where(flows["label"].isin(driver.benign_labels), BENIGN, flows["label"])
     _finish_labels(flows, driver)
+    ids = pa.array(np.arange(len(flows), dtype=np.int64))
     for table, fname in ((flows, "flows.parquet"), (feats, "flow_features.parquet")):
-        pq.write_table(pa.Table.from_pandas(table, preserve_index=False).replace_schema_metadata(None),
-                       out_dir / fname)
+        pq.write_table(pa.Table.from_pandas(table, preserve_index=False).replace_schema_metadata(None)
+                       .add_column(0, "flow_id", ids), out_dir / fname)
     per = {str(k): int(v) for k, v in flows["label"].value_counts().items()}
     for k, v in sorted(per.items()):
         log.info("dataset %s: label %s: %d flows (flow table)", name, k, v)
