@@ -199,6 +199,8 @@ def child(which: str, path: str, out: str) -> None:
         res = _run_nfstream(path)
     elif which == "ours_context":  # ours end to end with extract.context (issue 24)
         res = _run_ours(path, out, True, context=True)
+    elif which == "ours_previous":  # ours end to end with the previous code (measure puts its src/ first)
+        res = _run_ours(path, out, True)
     elif which.startswith("ours_batch"):  # ours end to end with a smaller reader batch (expiry sweeps more often)
         res = _run_ours(path, out, True, int(which[len("ours_batch"):]))
     else:
@@ -207,9 +209,12 @@ def child(which: str, path: str, out: str) -> None:
     print(json.dumps(res))
 
 
-def measure(which: str, path: Path, out: Path) -> dict:
-    """Run one extractor in a fresh process, which reports its own peak RSS."""
+def measure(which: str, path: Path, out: Path, previous: Path | None = None) -> dict:
+    """Run one extractor in a fresh process, which reports its own peak RSS; ``ours_previous`` imports
+    nidsflow from the checkout ``previous``."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    if which == "ours_previous":
+        env["PYTHONPATH"] = str(Path(previous).resolve() / "src")
     proc = subprocess.Popen([sys.executable, __file__, "--child", which, str(path), str(out)],
                             stdout=subprocess.PIPE, env=env, text=True)
     _, status, _ = os.wait4(proc.pid, 0)
@@ -383,6 +388,8 @@ def main() -> None:
     ap.add_argument("--write-doc", type=Path, default=None)
     ap.add_argument("--repeats", type=int, default=3, help="rounds of the single-capture mode (medians reported)")
     ap.add_argument("--gzip", action="store_true", help="gzip mode: the same capture plain and gzip-compressed")
+    ap.add_argument("--previous", type=Path, default=None,
+                    help="a checkout of the previous code (e.g. a git worktree): its extract_dataset runs as ours_previous")
     ap.add_argument("--child", nargs=3, metavar=("WHICH", "PATH", "OUT"))
     a = ap.parse_args()
     if a.child:
@@ -406,10 +413,15 @@ def main() -> None:
     # warm the numba caches once so compilation is not timed
     measure("ours_meter", _small(a.out), a.out / "warm")
     measure("ours_context", _small(a.out), a.out / "warm_ctx")
-    runs: dict[str, list[dict]] = {w: [] for w in EXTRACTORS}
+    extractors = EXTRACTORS[:1] + (("ours_previous",) if a.previous else ()) + EXTRACTORS[1:]
+    if a.previous:
+        if not (a.previous / "src" / "nidsflow").is_dir():
+            raise SystemExit(f"--previous {a.previous}: no src/nidsflow there (give a checkout of this repository)")
+        measure("ours_previous", _small(a.out), a.out / "warm_prev", a.previous)
+    runs: dict[str, list[dict]] = {w: [] for w in extractors}
     for _ in range(a.repeats):  # interleaved, so a change of load on the machine hits every extractor alike
-        for w in EXTRACTORS:
-            runs[w].append(r := measure(w, cap, a.out / f"store_{w}"))
+        for w in extractors:
+            runs[w].append(r := measure(w, cap, a.out / f"store_{w}", a.previous))
             print(f"{w:12s} {r['packets']:>10d} packets {r['flows']:>9d} flows {r['seconds']:8.1f} s "
                   f"{r['packets_per_s']:>12,.0f} packets/s  peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
     results = {w: _median_run(rs) for w, rs in runs.items()}
@@ -417,7 +429,17 @@ def main() -> None:
     print(f"medians of {a.repeats}: speed-up (end to end, store written) vs nfstream: {speedup:.1f}x; "
           f"context costs {results['ours_context']['seconds'] / results['ours']['seconds'] - 1:+.0%} of ours' time")
     if a.write_doc:
-        _write_doc(a.write_doc, cap, a.packets, results, speedup, a.full_frames, a.repeats)
+        _write_doc(a.write_doc, cap, a.packets, results, speedup, a.full_frames, a.repeats,
+                   _commit(a.previous) if a.previous else None)
+
+
+def _commit(checkout: Path) -> str:
+    """The short commit of a checkout (for the doc), or its path when it is not a git checkout."""
+    try:
+        return subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return str(checkout)
 
 
 #: The single-capture mode's extractors, in run order.
@@ -479,7 +501,8 @@ def _small(out: Path) -> Path:
     return p
 
 
-def _write_doc(doc: Path, cap: Path, n: int, res: dict, speedup: float, full_frames: bool, repeats: int = 1) -> None:
+def _write_doc(doc: Path, cap: Path, n: int, res: dict, speedup: float, full_frames: bool, repeats: int = 1,
+               previous: str | None = None) -> None:
     rows = "\n".join(
         f"| {w} | {r['packets']:,} | {r['flows']:,} | {r['seconds']:.1f} | "
         f"{', '.join(f'{x:.1f}' for x in r.get('seconds_all', [r['seconds']]))} | {r['packets_per_s']:,.0f} | "
@@ -488,6 +511,13 @@ def _write_doc(doc: Path, cap: Path, n: int, res: dict, speedup: float, full_fra
     frames = ("whole frames, zero payload bytes" if full_frames
               else f"headers only, snaplen {SNAP}: the IP length fields carry the true sizes")
     flag = " --full-frames" if full_frames else ""
+    prev_note = ""
+    if previous is not None:
+        flag += f" --previous <checkout of {previous}>"
+        gain = res["ours"]["packets_per_s"] / res["ours_previous"]["packets_per_s"]
+        prev_note = (f"`ours_previous`: `ours` with the code of commit {previous}, in the same rounds. `ours` is "
+                     f"**{gain:.2f}x** its packets/s, with {res['ours']['peak_rss_mib'] - res['ours_previous']['peak_rss_mib']:+.0f} "
+                     "MiB of peak memory.\n\n")
     section = f"""## Extraction
 
 `python bench/extract.py --packets {n}{flag} --repeats {repeats} --write-doc docs/benchmarks.md` ({time.strftime('%Y-%m-%d', time.gmtime())},
@@ -510,10 +540,11 @@ Timeouts idle 120 s / active 1800 s for both.
   growth of its tables; the memory is the statistics of every host, channel and socket seen (about
   160-200 bytes each, never purged, so it grows with the distinct ones, not with the packets) and the
   270-column table.
-* `ours_meter`: read + flows + features, nothing written.
+* `ours_meter`: read + flows + features, nothing written. `ours` runs at
+  **{res['ours']['packets_per_s'] / res['ours_meter']['packets_per_s']:.0%}** of its packets/s (issue 25's target: 80 %).
 * `nfstream`: `NFStreamer(statistical_analysis=True, splt_analysis=64, n_meters=1)` iterated to the end.
 
-Speed-up of `ours` over nfstream: **{speedup:.1f}x** packets/s. Flow counts agree (the synthetic flows carry no FIN/RST, so
+{prev_note}Speed-up of `ours` over nfstream: **{speedup:.1f}x** packets/s. Flow counts agree (the synthetic flows carry no FIN/RST, so
 our TCP termination changes nothing here). 1-min load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end of
 the run. Memory: the reader (one batch of packets), the flow table of live flows, one store shard and one
 parquet row group; with per-file labels (as here) the flows table streams to disk, so the peak follows the
