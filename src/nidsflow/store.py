@@ -44,6 +44,10 @@ MANIFEST = "manifest.json"
 CONTEXT_FILE = "context_features.parquet"
 #: Its parquet options: dictionary encoding of 270 float columns costs 4x the write time and saves nothing.
 CONTEXT_PARQUET = {"use_dictionary": False}
+#: Parquet options of the store's tables as extraction writes them: dictionaries only for the few-valued text
+#: columns (on float features they cost twice the write time for no smaller file; bench/extract.py).
+STORE_PARQUET = {"flows.parquet": {"use_dictionary": ["source_file", "label", "attack_class"]},
+                 "flow_features.parquet": {"use_dictionary": False}, CONTEXT_FILE: CONTEXT_PARQUET}
 
 
 class StoreError(ValueError):

@@ -39,7 +39,7 @@ from nidsflow.capture.flows import FlowChunk, FlowConfig, meter_capture
 from nidsflow.capture.labels import (DROPPED, LabelError, join_labels, read_header, read_label_csv,
                                      read_label_manifest, resolve_columns)
 from nidsflow.capture.pcap import CaptureError
-from nidsflow.store import BENIGN, CONTEXT_FILE, CONTEXT_PARQUET, UNMATCHED, StoreWriter, write_parquet_tables
+from nidsflow.store import BENIGN, CONTEXT_FILE, STORE_PARQUET, UNMATCHED, StoreWriter, write_parquet_tables
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ class _PartWriter:
                 np.arange(self._rows_written, self._rows_written + n, dtype=np.int64)))
             if key not in self._writers:
                 self._writers[key] = pq.ParquetWriter(self.dir / f"{key}.parquet", table.schema,
-                                                      **(CONTEXT_PARQUET if key == "context_features" else {}))
+                                                      **STORE_PARQUET[f"{key}.parquet"])
             self._writers[key].write_table(table)
         self._rows = {"flows": [], "flow_features": [], "context_features": []}
         self._held_rows = 0
@@ -629,12 +629,12 @@ def gather_store(name: str, ds_cfg: dict, extract_cfg: dict, part_dirs, out_dir:
     out_dir.mkdir(parents=True, exist_ok=True)
     T = int(reports[0].get("flow_config", {}).get("T", extract_cfg.get("T", FlowConfig.T)))
     writer = StoreWriter(out_dir, T)
-    _gather_table([d / "flow_features.parquet" for d in part_dirs], out_dir / "flow_features.parquet", n)
-    _gather_table([d / "flows.parquet" for d in part_dirs], out_dir / "flows.parquet", n)
+    for name in ("flow_features.parquet", "flows.parquet"):
+        _gather_table([d / name for d in part_dirs], out_dir / name, n, STORE_PARQUET[name])
     context = bool(extract_cfg.get("context", False)) and bool(reports[0].get("has_packets", True))
     ctx_out = out_dir / CONTEXT_FILE
     if context:
-        _gather_table([d / CONTEXT_FILE for d in part_dirs], ctx_out, n, CONTEXT_PARQUET)
+        _gather_table([d / CONTEXT_FILE for d in part_dirs], ctx_out, n, STORE_PARQUET[CONTEXT_FILE])
     elif ctx_out.exists():
         ctx_out.unlink()  # a store re-extracted without context keeps no stale table
     has_packets = bool(reports[0].get("has_packets", True))
@@ -769,7 +769,7 @@ def _flow_table_part(name, ds_cfg, extract_cfg, part: ExtractPart, out_dir: Path
     ids = pa.array(np.arange(len(flows), dtype=np.int64))
     for table, fname in ((flows, "flows.parquet"), (feats, "flow_features.parquet")):
         pq.write_table(pa.Table.from_pandas(table, preserve_index=False).replace_schema_metadata(None)
-                       .add_column(0, "flow_id", ids), out_dir / fname)
+                       .add_column(0, "flow_id", ids), out_dir / fname, **STORE_PARQUET[fname])
     per = {str(k): int(v) for k, v in flows["label"].value_counts().items()}
     for k, v in sorted(per.items()):
         log.info("dataset %s: label %s: %d flows (flow table)", name, k, v)
