@@ -207,9 +207,9 @@ def extract_dataset(name: str, ds_cfg: dict, extract_cfg: dict, out_dir: str | P
 class _PartWriter:
     """Streams labelled flow blocks of one part to its parquet files and packet shards.
 
-    Shards hold at most ``shard_flows`` flows and never span two captures (as the store's shards).
-    Parquet row groups are written every ``ROW_GROUP_FLOWS`` rows, so memory is bounded by one shard
-    plus one row group, whatever the part's number of flows.
+    Shards hold at most ``shard_flows`` flows and never span two captures (as the store's shards); each
+    block's packets go to the open shard file at once. Parquet row groups are written every
+    ``ROW_GROUP_FLOWS`` rows, so memory is bounded by one row group, whatever the part's number of flows.
     """
 
     def __init__(self, out_dir: Path, T: int, shard_flows: int):
@@ -225,15 +225,13 @@ class _PartWriter:
         self._rows: dict[str, list[pd.DataFrame]] = {"flows": [], "flow_features": [], "context_features": []}
         self._held_rows = 0
         self._rows_written = 0
-        self._buf: list[np.ndarray] = []
-        self._lens: list[np.ndarray] = []
-        self._held = 0
+        self._shard_files: tuple[_NpyAppender, _NpyAppender] | None = None
         self._capture = None
 
     def add(self, frame: pd.DataFrame, features: pd.DataFrame, channels: np.ndarray, lengths: np.ndarray,
             capture: int, context: np.ndarray | None = None) -> None:
         if capture != self._capture:
-            self._emit_all()
+            self._end_shard()
             self._capture = capture
         n = len(frame)
         if n == 0:
@@ -247,12 +245,22 @@ class _PartWriter:
         self._held_rows += n
         if self._held_rows >= ROW_GROUP_FLOWS:
             self._write_rows()
-        self._buf.append(np.asarray(channels, np.float32))
-        self._lens.append(np.asarray(lengths, np.int32))
-        self._held += n
+        channels, lengths = np.asarray(channels, np.float32), np.asarray(lengths, np.int32)
+        done = 0
+        while done < n:
+            if self._shard_files is None:
+                k = len(self.shards)
+                self._shard_files = (_NpyAppender(self.dir / "packets" / f"shard_{k:04d}.npy", channels.dtype,
+                                                  channels.shape[1:]),
+                                     _NpyAppender(self.dir / "packets" / f"shard_{k:04d}.len.npy", lengths.dtype, ()))
+            ch, ln = self._shard_files
+            take = min(n - done, self.shard_flows - ch.rows)
+            ch.append(channels[done:done + take])
+            ln.append(lengths[done:done + take])
+            done += take
+            if ch.rows == self.shard_flows:
+                self._end_shard()
         self.n += n
-        while self._held >= self.shard_flows:
-            self._shard(self.shard_flows)
 
     def _write_rows(self) -> None:
         import pyarrow as pa
@@ -274,45 +282,46 @@ class _PartWriter:
         self._held_rows = 0
         self._rows_written += n
 
-    def _shard(self, n: int) -> None:
-        """The first n buffered flows as the next shard, written piece by piece (no concatenated copy)."""
-        k = len(self.shards)
-        name, lname = f"shard_{k:04d}.npy", f"shard_{k:04d}.len.npy"
-        self._buf = _write_npy_head(self.dir / "packets" / name, self._buf, n)
-        self._lens = _write_npy_head(self.dir / "packets" / lname, self._lens, n)
-        self._held -= n
-        self.shards.append({"file": name, "lengths_file": lname, "n_flows": int(n)})
-
-    def _emit_all(self) -> None:
-        while self._held:
-            self._shard(min(self._held, self.shard_flows))
-        self._buf, self._lens = [], []
+    def _end_shard(self) -> None:
+        """Close the open shard (its header then holds its number of flows) and list it."""
+        if self._shard_files is None:
+            return
+        ch, ln = self._shard_files
+        ch.close()
+        ln.close()
+        self.shards.append({"file": ch.path.name, "lengths_file": ln.path.name, "n_flows": int(ch.rows)})
+        self._shard_files = None
 
     def close(self) -> None:
-        self._emit_all()
+        self._end_shard()
         self._write_rows()
         for w in self._writers.values():
             w.close()
 
 
-def _write_npy_head(path: Path, pieces: list[np.ndarray], n: int) -> list[np.ndarray]:
-    """Write the first n rows of the concatenation of ``pieces`` as one .npy file (the same bytes as
-    ``np.save(np.concatenate(pieces)[:n])``) without building the concatenation; returns the rest."""
-    shape = (n,) + pieces[0].shape[1:]
-    with open(path, "wb") as fh:
-        np.lib.format.write_array_header_1_0(
-            fh, {"descr": np.lib.format.dtype_to_descr(pieces[0].dtype), "fortran_order": False, "shape": shape})
-        left = n
-        while left:
-            p = pieces[0]
-            take = min(left, len(p))
-            fh.write(np.ascontiguousarray(p[:take]).tobytes())
-            left -= take
-            if take == len(p):
-                pieces = pieces[1:]
-            else:
-                pieces = [p[take:]] + pieces[1:]
-    return pieces
+class _NpyAppender:
+    """A .npy file written row block by row block: the same bytes as ``np.save`` of the blocks' concatenation,
+    without holding it. The header is written first for 0 rows and rewritten on close with the count; numpy
+    pads a header so that the first axis can grow without changing its length."""
+
+    def __init__(self, path: Path, dtype, row_shape: tuple):
+        self.path, self.rows = Path(path), 0
+        self._header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False}
+        self._row_shape = tuple(row_shape)
+        self._fh = open(self.path, "wb")
+        np.lib.format.write_array_header_1_0(self._fh, {**self._header, "shape": (0,) + self._row_shape})
+        self._data_at = self._fh.tell()
+
+    def append(self, block: np.ndarray) -> None:
+        self._fh.write(np.ascontiguousarray(block).tobytes())
+        self.rows += len(block)
+
+    def close(self) -> None:
+        self._fh.seek(0)
+        np.lib.format.write_array_header_1_0(self._fh, {**self._header, "shape": (self.rows,) + self._row_shape})
+        if self._fh.tell() != self._data_at:
+            raise ExtractError(f"{self.path}: the .npy header changed length with the row count")
+        self._fh.close()
 
 
 def extract_part(name: str, ds_cfg: dict, extract_cfg: dict, part: ExtractPart | dict,
