@@ -546,8 +546,8 @@ Timeouts idle 120 s / active 1800 s for both.
 
 {prev_note}Speed-up of `ours` over nfstream: **{speedup:.1f}x** packets/s. Flow counts agree (the synthetic flows carry no FIN/RST, so
 our TCP termination changes nothing here). 1-min load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end of
-the run. Memory: the reader (one batch of packets), the flow table of live flows, one store shard and one
-parquet row group; with per-file labels (as here) the flows table streams to disk, so the peak follows the
+the run. Memory: the reader (one batch of packets), the flow table of live flows and one parquet row group
+(32 768 flows; the packets go to the open shard file block by block); with per-file labels (as here) the flows table streams to disk, so the peak follows the
 flows alive at once, not the number of flows or the size of the file (a CSV-labelled part holds its own
 flows' table for the join, about 0.4 KiB per flow). The capture is read from the page cache (written just before the runs); a cold read
 adds the disk's read time to every extractor alike.
