@@ -130,7 +130,7 @@ def test_gather_refuses_a_part_not_extracted_and_a_dataset_without_benign(tmp_pa
         gather_store("x", cfg, EXTRACT, [tmp_path / "p"], tmp_path / "s")
 
 
-def test_part_memory_does_not_hold_the_flows_of_per_file_captures(tmp_path, monkeypatch):
+def test_part_memory_does_not_hold_the_flows_of_per_file_captures(tmp_path, monkeypatch, caplog):
     """Per-file labels stream: the part writes row groups as it goes (many row groups, none the whole table)."""
     import nidsflow.capture.extract as ex
 
@@ -141,8 +141,10 @@ def test_part_memory_does_not_hold_the_flows_of_per_file_captures(tmp_path, monk
     extract_part("x", cfg, {**EXTRACT, "batch_packets": 4}, part, tmp_path / "p")
     md = pq.ParquetFile(tmp_path / "p" / "flows.parquet").metadata
     assert md.num_rows == 45 and md.num_row_groups >= 4
-    rep = gather_store("x", cfg, EXTRACT, [tmp_path / "p"], tmp_path / "s")
+    with caplog.at_level("INFO", logger="nidsflow.capture.extract"):
+        rep = gather_store("x", cfg, EXTRACT, [tmp_path / "p"], tmp_path / "s")
     assert rep["flows"] == 45 and (Store(tmp_path / "s").flows.label == BENIGN).all()
+    assert "dataset x: 45 flows from 1 parts written" in caplog.text
     # one part is the store as it is: its tables are linked, not decoded and written again (issue 25)
     for name in ("flows.parquet", "flow_features.parquet"):
         assert os.path.samefile(tmp_path / "p" / name, tmp_path / "s" / name)

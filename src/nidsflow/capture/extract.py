@@ -639,8 +639,8 @@ def gather_store(name: str, ds_cfg: dict, extract_cfg: dict, part_dirs, out_dir:
     out_dir.mkdir(parents=True, exist_ok=True)
     T = int(reports[0].get("flow_config", {}).get("T", extract_cfg.get("T", FlowConfig.T)))
     writer = StoreWriter(out_dir, T)
-    for name in ("flow_features.parquet", "flows.parquet"):
-        _gather_table([d / name for d in part_dirs], out_dir / name, n, STORE_PARQUET[name])
+    for table in ("flow_features.parquet", "flows.parquet"):
+        _gather_table([d / table for d in part_dirs], out_dir / table, n, STORE_PARQUET[table])
     context = bool(extract_cfg.get("context", False)) and bool(reports[0].get("has_packets", True))
     ctx_out = out_dir / CONTEXT_FILE
     if context:
