@@ -186,7 +186,8 @@ def test_interrupted_snakemake_never_takes_the_partial_output_as_done(mini):
     # Ctrl-C (SIGINT to the whole foreground process group, as a terminal sends it).
     os.killpg(proc.pid, signal.SIGINT)
     proc.wait(timeout=120)
-    assert proc.returncode != 0
+    # Snakemake's own exit status after a Ctrl-C is not reliable: it is usually non-zero, but one full suite run
+    # on a loaded machine saw 0 (Snakemake 9.27). What the workflow must guarantee is checked next.
     assert_not_taken_as_done(mini)
     rebuild_slow(mini)
 
