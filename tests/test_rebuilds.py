@@ -184,10 +184,19 @@ def test_killed_job_leaves_partial_output_that_is_never_taken_as_done(mini):
 def test_interrupted_snakemake_never_takes_the_partial_output_as_done(mini):
     proc = start_slow_job(mini)
     # Ctrl-C (SIGINT to the whole foreground process group, as a terminal sends it).
-    os.killpg(proc.pid, signal.SIGINT)
+    # Snakemake 9.27 can miss a Ctrl-C that arrives just as the job starts (seen twice in loaded full-suite runs:
+    # the job then ran its 60 s to the end, complete, exit 0); a user presses it again, so does this test.
+    for _ in range(10):
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=5)
+            break
+        except subprocess.TimeoutExpired:
+            continue
     proc.wait(timeout=120)
-    # Snakemake's own exit status after a Ctrl-C is not reliable: it is usually non-zero, but one full suite run
-    # on a loaded machine saw 0 (Snakemake 9.27). What the workflow must guarantee is checked next.
+    out = mini / "results/slow.txt"
+    assert not out.exists() or out.read_text() == "first-half\n", "the job was not interrupted"
+    assert proc.returncode != 0
     assert_not_taken_as_done(mini)
     rebuild_slow(mini)
 
