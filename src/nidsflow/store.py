@@ -42,12 +42,10 @@ BENIGN = "BENIGN"
 MANIFEST = "manifest.json"
 #: Optional table (``extract.context``): host-level context of each flow at its first and last packet.
 CONTEXT_FILE = "context_features.parquet"
-#: Its parquet options: dictionary encoding of 270 float columns costs 4x the write time and saves nothing.
-CONTEXT_PARQUET = {"use_dictionary": False}
 #: Parquet options of the store's tables as extraction writes them: dictionaries only for the few-valued text
-#: columns (on float features they cost twice the write time for no smaller file; bench/extract.py).
+#: columns (on float features they cost 2x the write time, 4x on the context's 270 columns, for no smaller file).
 STORE_PARQUET = {"flows.parquet": {"use_dictionary": ["source_file", "label", "attack_class"]},
-                 "flow_features.parquet": {"use_dictionary": False}, CONTEXT_FILE: CONTEXT_PARQUET}
+                 "flow_features.parquet": {"use_dictionary": False}, CONTEXT_FILE: {"use_dictionary": False}}
 
 
 class StoreError(ValueError):

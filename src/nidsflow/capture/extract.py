@@ -569,17 +569,15 @@ def _gather_table(parts: list[Path], out: Path, n_expected: int, options: dict |
     are the store's: nothing decoded or written), or the parts concatenated with offset flow_ids."""
     import pyarrow.parquet as pq
 
-    present = [p for p in parts if p.exists()]
-    if len(present) == 1 and len(parts) == 1:
-        schema = pq.read_schema(present[0])
-        rows = pq.ParquetFile(present[0]).metadata.num_rows
-        if schema.names[:1] == ["flow_id"] and rows == n_expected:
+    if len(parts) == 1 and parts[0].exists():
+        part = pq.ParquetFile(parts[0])
+        if part.schema_arrow.names[:1] == ["flow_id"] and part.metadata.num_rows == n_expected:
             tmp = out.with_name(out.name + ".tmp")
             tmp.unlink(missing_ok=True)
             try:
-                os.link(present[0], tmp)
+                os.link(parts[0], tmp)
             except OSError:  # another file system: copied
-                shutil.copyfile(present[0], tmp)
+                shutil.copyfile(parts[0], tmp)
             tmp.replace(out)
             return
     _concat_parquet(parts, out, n_expected, options)
